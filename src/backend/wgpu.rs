@@ -1,0 +1,607 @@
+//! The wgpu backend: adapter and device, buffers, the pipeline cache and the dispatch helper.
+//!
+//! Every storage buffer is bound as `array<u32>` (16-bit elements two to a word), so one
+//! shader serves f32, f16, bf16 and u32 without optional features. Work on a buffer larger than
+//! the adapter's `max_storage_buffer_binding_size` is split into chunks, each bound at an offset
+//! aligned to `min_storage_buffer_offset_alignment`; all chunks of one op go in one submission.
+//! Validation and out-of-memory errors are caught with error scopes and returned as
+//! [`Error::Wgpu`]; the uncaptured-error handler records instead of panicking.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::buffer::{Buffer, Element, Storage};
+use crate::{Error, Result};
+
+/// Invocations per workgroup in every shader of the crate (`@workgroup_size(256)`).
+pub const WORKGROUP_SIZE: u32 = 256;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How to pick and configure a wgpu adapter.
+#[derive(Clone, Debug, Default)]
+pub struct WgpuOptions {
+    /// Refuse software adapters (lavapipe, WARP, SwiftShader).
+    pub hardware_only: bool,
+    /// Split work into chunks of at most this many bytes, below the adapter's binding limit.
+    /// Tests use it to cross chunk boundaries at small sizes.
+    pub max_chunk_bytes: Option<u64>,
+}
+
+impl WgpuOptions {
+    /// A hardware adapter only, full-size chunks: what [`crate::Device::best`] asks for.
+    pub fn hardware() -> Self {
+        WgpuOptions {
+            hardware_only: true,
+            max_chunk_bytes: None,
+        }
+    }
+}
+
+/// A wgpu device and queue with their caches. Cheap to clone.
+#[derive(Clone)]
+pub struct WgpuDevice(Arc<Inner>);
+
+struct Inner {
+    id: u64,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    chunk_bytes: u64,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+fn adapters() -> Vec<wgpu::Adapter> {
+    let inst = instance();
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+    pollster::block_on(inst.enumerate_adapters(backends))
+}
+
+fn is_software(info: &wgpu::AdapterInfo) -> bool {
+    info.device_type == wgpu::DeviceType::Cpu
+}
+
+/// Describe every adapter found, or say why there is none.
+pub fn probe() -> std::result::Result<Vec<String>, String> {
+    let found = adapters();
+    if found.is_empty() {
+        return Err("no wgpu adapter found (no Vulkan, Metal or DX12 driver; on Linux install \
+             mesa-vulkan-drivers for lavapipe or a GPU driver)"
+            .into());
+    }
+    Ok(found
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            let l = a.limits();
+            format!(
+                "{} ({:?}, {:?}, driver {} {}){}; max storage binding {} MiB, max buffer {} MiB, \
+                 workgroup storage {} KiB, {} invocations per workgroup",
+                i.name,
+                i.backend,
+                i.device_type,
+                i.driver,
+                i.driver_info,
+                if is_software(&i) {
+                    " [software: used only when asked for]"
+                } else {
+                    ""
+                },
+                l.max_storage_buffer_binding_size >> 20,
+                l.max_buffer_size >> 20,
+                l.max_compute_workgroup_storage_size >> 10,
+                l.max_compute_invocations_per_workgroup
+            )
+        })
+        .collect())
+}
+
+impl WgpuDevice {
+    /// Open a device on the first adapter that fits `opts` (hardware preferred).
+    pub fn new(opts: &WgpuOptions) -> Result<Self> {
+        let mut found = adapters();
+        found.sort_by_key(|a| is_software(&a.get_info()));
+        let adapter = found
+            .into_iter()
+            .find(|a| !(opts.hardware_only && is_software(&a.get_info())))
+            .ok_or_else(|| Error::BackendUnavailable {
+                backend: "wgpu",
+                reason: if opts.hardware_only {
+                    "no hardware adapter found".into()
+                } else {
+                    "no adapter found (install a Vulkan driver, e.g. mesa-vulkan-drivers)".into()
+                },
+            })?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("trainkern"),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::BackendUnavailable {
+            backend: "wgpu",
+            reason: format!("{}: request_device failed: {e}", info.name),
+        })?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let align = u64::from(limits.min_storage_buffer_offset_alignment).max(256);
+        let max = u64::from(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
+        let chunk_bytes = opts.max_chunk_bytes.unwrap_or(max).min(max) / align * align;
+        if chunk_bytes == 0 {
+            return Err(Error::InvalidArgument {
+                op: "WgpuDevice::new",
+                what: format!("max_chunk_bytes must be at least {align}"),
+            });
+        }
+        Ok(WgpuDevice(Arc::new(Inner {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            info,
+            limits,
+            device,
+            queue,
+            chunk_bytes,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+            uncaptured,
+        })))
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The adapter this device runs on.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.0.info
+    }
+
+    /// The limits the device was opened with.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.0.limits
+    }
+
+    /// The raw wgpu device and queue, for trainers that share them with the crate.
+    pub fn raw(&self) -> (&wgpu::Device, &wgpu::Queue) {
+        (&self.0.device, &self.0.queue)
+    }
+
+    /// The largest binding (in bytes) one dispatch of an op uses; larger work is chunked.
+    pub fn chunk_bytes(&self) -> u64 {
+        self.0.chunk_bytes
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        let i = &self.0.info;
+        format!("wgpu {} ({:?}, {})", i.name, i.backend, i.driver)
+    }
+
+    /// Run `f` inside validation and out-of-memory error scopes; either error, or one the
+    /// uncaptured handler recorded meanwhile, becomes an `Err`.
+    fn scoped<R>(&self, what: &str, f: impl FnOnce() -> R) -> Result<R> {
+        let oom = self.0.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val = self.0.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let r = f();
+        let v = pollster::block_on(val.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = v.or(o) {
+            return Err(Error::Wgpu(format!("{what}: {e}")));
+        }
+        let pending: Vec<String> = self
+            .0
+            .uncaptured
+            .lock()
+            .map(|mut v| v.drain(..).collect())
+            .unwrap_or_default();
+        if !pending.is_empty() {
+            return Err(Error::Wgpu(format!("{what}: {}", pending.join("; "))));
+        }
+        Ok(r)
+    }
+
+    fn new_buffer(&self, bytes: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+        if bytes > self.0.limits.max_buffer_size {
+            return Err(Error::LimitExceeded {
+                what: format!("wgpu buffer size on {}", self.0.info.name),
+                requested: bytes,
+                max: self.0.limits.max_buffer_size,
+            });
+        }
+        self.scoped("create_buffer", || {
+            self.0.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("trainkern"),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    fn storage_usage() -> wgpu::BufferUsages {
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+    }
+
+    pub(crate) fn zeros(&self, bytes: usize) -> Result<WgpuStorage> {
+        // Rounded up to whole words (copies and u32 bindings need it); wgpu zero-fills.
+        let buffer = self.new_buffer(round4(bytes as u64).max(4), Self::storage_usage())?;
+        Ok(WgpuStorage {
+            dev: self.clone(),
+            buffer,
+            byte_offset: 0,
+            owned: true,
+        })
+    }
+
+    pub(crate) fn upload<T: Element>(&self, data: &[T]) -> Result<WgpuStorage> {
+        let mut s = self.zeros(std::mem::size_of_val(data))?;
+        s.write(data)?;
+        Ok(s)
+    }
+
+    pub(crate) fn copy(&self, src: &WgpuStorage, dst: &WgpuStorage, bytes: u64) -> Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        if bytes % 4 != 0 && !dst.owned {
+            return Err(Error::Unsupported {
+                op: "copy",
+                backend: "wgpu",
+                what: "a destination view whose byte length is not a multiple of 4".into(),
+            });
+        }
+        self.scoped("copy", || {
+            let mut enc = self.0.device.create_command_encoder(&Default::default());
+            enc.copy_buffer_to_buffer(
+                &src.buffer,
+                src.byte_offset,
+                &dst.buffer,
+                dst.byte_offset,
+                round4(bytes),
+            );
+            self.0.queue.submit([enc.finish()]);
+        })
+    }
+
+    pub(crate) fn synchronize(&self) -> Result<()> {
+        self.0
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Wgpu(format!("poll: {e}")))?;
+        Ok(())
+    }
+
+    fn pipeline(&self, module: &'static str, entry: &'static str) -> Result<wgpu::ComputePipeline> {
+        if let Some(p) = lock(&self.0.pipelines)?.get(&(module, entry)) {
+            return Ok(p.clone());
+        }
+        let mut modules = lock(&self.0.modules)?;
+        if !modules.contains_key(module) {
+            let source = crate::sources::wgsl(module).ok_or_else(|| Error::Unsupported {
+                op: module,
+                backend: "wgpu",
+                what: "no shader of that name".into(),
+            })?;
+            let m = self.scoped(&format!("shader {module}.wgsl"), || {
+                self.0
+                    .device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(module),
+                        source: wgpu::ShaderSource::Wgsl(source.into()),
+                    })
+            })?;
+            modules.insert(module, m);
+        }
+        let m = &modules[module];
+        let p = self.scoped(&format!("pipeline {module}.wgsl:{entry}"), || {
+            self.0
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: None,
+                    module: m,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+        })?;
+        lock(&self.0.pipelines)?.insert((module, entry), p.clone());
+        Ok(p)
+    }
+
+    /// Encode every dispatch of one op into one submission. Binding 0 is the dispatch's
+    /// parameter block (a uniform), bindings 1.. its storage ranges.
+    pub(crate) fn dispatch(
+        &self,
+        module: &'static str,
+        entry: &'static str,
+        work: &[Dispatch<'_>],
+    ) -> Result<()> {
+        if work.is_empty() {
+            return Ok(());
+        }
+        let pipeline = self.pipeline(module, entry)?;
+        let layout = pipeline.get_bind_group_layout(0);
+        let align = u64::from(self.0.limits.min_uniform_buffer_offset_alignment).max(16);
+        let slot = work
+            .iter()
+            .map(|w| round_up(w.params.len() as u64, align))
+            .max()
+            .unwrap_or(align);
+        let params = self.new_buffer(
+            slot * work.len() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
+        let mut bytes = vec![0u8; (slot * work.len() as u64) as usize];
+        for (i, w) in work.iter().enumerate() {
+            let at = i * slot as usize;
+            bytes[at..at + w.params.len()].copy_from_slice(w.params);
+        }
+        let max_wg = self.0.limits.max_compute_workgroups_per_dimension.max(1);
+        self.scoped(&format!("{module}.wgsl:{entry}"), || {
+            self.0.queue.write_buffer(&params, 0, &bytes);
+            let groups: Vec<wgpu::BindGroup> = work
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    let mut entries = vec![wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &params,
+                            offset: i as u64 * slot,
+                            size: wgpu::BufferSize::new(w.params.len() as u64),
+                        }),
+                    }];
+                    for (b, r) in w.buffers.iter().enumerate() {
+                        entries.push(wgpu::BindGroupEntry {
+                            binding: b as u32 + 1,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: r.buffer,
+                                offset: r.offset,
+                                size: wgpu::BufferSize::new(r.size),
+                            }),
+                        });
+                    }
+                    self.0.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(entry),
+                        layout: &layout,
+                        entries: &entries,
+                    })
+                })
+                .collect();
+            let mut enc = self.0.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(entry),
+                    timestamp_writes: None,
+                });
+                pass.set_pipeline(&pipeline);
+                for (w, g) in work.iter().zip(&groups) {
+                    let n = w.invocations.div_ceil(u64::from(WORKGROUP_SIZE));
+                    if n == 0 {
+                        continue;
+                    }
+                    let x = n.min(u64::from(max_wg)) as u32;
+                    let y = n.div_ceil(u64::from(x)) as u32;
+                    pass.set_bind_group(0, g, &[]);
+                    pass.dispatch_workgroups(x, y, 1);
+                }
+            }
+            self.0.queue.submit([enc.finish()]);
+        })
+    }
+
+    /// Split `len` elements of `elem_bytes` each into chunks that bind within the limit. Every
+    /// chunk starts at a multiple of the storage offset alignment (so 16-bit chunks start on a
+    /// word) and holds fewer than 2^31 elements (shaders index in u32).
+    pub(crate) fn chunks(&self, len: usize, elem_bytes: usize) -> Vec<(usize, usize)> {
+        let align = (self.0.limits.min_storage_buffer_offset_alignment as usize).max(256);
+        let multiple = align / elem_bytes;
+        let per = (self.0.chunk_bytes as usize / elem_bytes).min(1 << 30) / multiple * multiple;
+        let per = per.max(multiple);
+        (0..len)
+            .step_by(per)
+            .map(|start| (start, per.min(len - start)))
+            .collect()
+    }
+}
+
+/// One dispatch of an op: its parameter bytes, its storage ranges and how many invocations.
+pub(crate) struct Dispatch<'a> {
+    pub params: &'a [u8],
+    pub buffers: Vec<Range<'a>>,
+    pub invocations: u64,
+}
+
+/// A byte range of a buffer, bound as `array<u32>`.
+pub(crate) struct Range<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// Device memory of a wgpu [`Buffer`]: an owned buffer or a caller's, at a byte offset.
+pub struct WgpuStorage {
+    pub(crate) dev: WgpuDevice,
+    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) byte_offset: u64,
+    /// Owned buffers are padded to whole words, so a tail write may touch the padding.
+    owned: bool,
+}
+
+impl WgpuStorage {
+    /// The bytes `[first, first + count)` of elements of `elem_bytes`, rounded out to whole
+    /// words, as a binding range.
+    pub(crate) fn range(&self, first: usize, count: usize, elem_bytes: usize) -> Range<'_> {
+        Range {
+            buffer: &self.buffer,
+            offset: self.byte_offset + (first * elem_bytes) as u64,
+            size: round4((count * elem_bytes) as u64).max(4),
+        }
+    }
+
+    pub(crate) fn download<T: Element>(&self, len: usize) -> Result<Vec<T>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let dev = &self.dev;
+        let bytes = round4((len * T::DTYPE.size()) as u64);
+        let staging = dev.new_buffer(
+            bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )?;
+        dev.scoped("download", || {
+            let mut enc = dev.0.device.create_command_encoder(&Default::default());
+            enc.copy_buffer_to_buffer(&self.buffer, self.byte_offset, &staging, 0, bytes);
+            dev.0.queue.submit([enc.finish()]);
+        })?;
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        dev.synchronize()?;
+        rx.recv()
+            .map_err(|e| Error::Wgpu(format!("download: map callback lost: {e}")))?
+            .map_err(|e| Error::Wgpu(format!("download: map failed: {e}")))?;
+        let out = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Wgpu(format!("download: {e}")))?;
+            let mut v: Vec<T> = bytemuck::pod_collect_to_vec(&view[..]);
+            v.truncate(len);
+            v
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    pub(crate) fn write<T: Element>(&mut self, data: &[T]) -> Result<()> {
+        let raw: &[u8] = bytemuck::cast_slice(data);
+        if raw.is_empty() {
+            return Ok(());
+        }
+        let whole = raw.len() / 4 * 4;
+        let mut tail = Vec::new();
+        if whole < raw.len() {
+            // A 16-bit tail shares a word with the element after it: keep that half unless the
+            // buffer is ours and the half is padding.
+            let mut word = [0u8; 4];
+            if !self.owned {
+                let at = WgpuStorage {
+                    dev: self.dev.clone(),
+                    buffer: self.buffer.clone(),
+                    byte_offset: self.byte_offset + whole as u64,
+                    owned: false,
+                };
+                let old: Vec<u32> = at.download(1)?;
+                word = old[0].to_le_bytes();
+            }
+            word[..raw.len() - whole].copy_from_slice(&raw[whole..]);
+            tail = word.to_vec();
+        }
+        let dev = &self.dev;
+        dev.scoped("write", || {
+            if whole > 0 {
+                dev.0
+                    .queue
+                    .write_buffer(&self.buffer, self.byte_offset, &raw[..whole]);
+            }
+            if !tail.is_empty() {
+                dev.0
+                    .queue
+                    .write_buffer(&self.buffer, self.byte_offset + whole as u64, &tail);
+            }
+            dev.0.queue.submit([]);
+        })
+    }
+}
+
+impl<T: Element> Buffer<T> {
+    /// View `len` elements of a caller's `wgpu::Buffer`, starting `byte_offset` bytes in, without
+    /// copying. The buffer must have been created on `dev`'s wgpu device (see
+    /// [`WgpuDevice::raw`]) with `STORAGE`, `COPY_SRC` and `COPY_DST` usage; `byte_offset` must be a
+    /// multiple of the adapter's storage offset alignment (256 on most), and the range rounded up
+    /// to whole 4-byte words must lie inside the buffer. Ops write only the view's elements.
+    pub fn from_wgpu(
+        dev: &WgpuDevice,
+        buffer: wgpu::Buffer,
+        byte_offset: u64,
+        len: usize,
+    ) -> Result<Self> {
+        const OP: &str = "Buffer::from_wgpu";
+        let need = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        if !buffer.usage().contains(need) {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: format!("buffer usage {:?} lacks STORAGE | COPY_SRC | COPY_DST", buffer.usage()),
+            });
+        }
+        let align = u64::from(dev.0.limits.min_storage_buffer_offset_alignment);
+        if byte_offset % align != 0 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: format!("byte_offset {byte_offset} is not a multiple of {align}"),
+            });
+        }
+        let end = (len as u64)
+            .checked_mul(T::DTYPE.size() as u64)
+            .and_then(|b| byte_offset.checked_add(round4(b)));
+        match end {
+            Some(end) if end <= buffer.size() => {}
+            _ => {
+                return Err(Error::Shape {
+                    op: OP,
+                    arg: "len",
+                    expected: format!("a range within the buffer's {} bytes", buffer.size()),
+                    got: format!("{len} elements of {} at byte {byte_offset}", T::DTYPE),
+                });
+            }
+        }
+        Ok(Buffer {
+            len,
+            storage: Storage::Wgpu(WgpuStorage {
+                dev: dev.clone(),
+                buffer,
+                byte_offset,
+                owned: false,
+            }),
+        })
+    }
+
+    /// The wgpu buffer and byte offset behind a wgpu buffer.
+    pub fn as_wgpu(&self) -> Option<(&wgpu::Buffer, u64)> {
+        match &self.storage {
+            Storage::Wgpu(s) => Some((&s.buffer, s.byte_offset)),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
+    m.lock()
+        .map_err(|_| Error::Wgpu("a cache lock was poisoned by an earlier panic".into()))
+}
+
+fn round4(x: u64) -> u64 {
+    round_up(x, 4)
+}
+
+fn round_up(x: u64, m: u64) -> u64 {
+    x.div_ceil(m) * m
+}

@@ -1,0 +1,223 @@
+//! Philox4x32-10 and the Gaussian transform: the reference every backend matches.
+//!
+//! All noise in the crate comes from this one counter-based generator (Salmon et al. 2011,
+//! "Parallel random numbers: as easy as 1, 2, 3"), so every backend produces the same bits and
+//! any element can be regenerated from its coordinates without state.
+//!
+//! - key `(k0, k1)` = low and high 32 bits of the 64-bit seed;
+//! - element `i` (a global `u64` index) of stream `s` uses block counter
+//!   `(lo32(i / 4), hi32(i / 4), lo32(s), hi32(s))` and output word `i % 4`;
+//! - uniform from a word `x`: `u = (f32(x >> 9) + 0.5) * 2^-23`, in `(0, 1)` and exact;
+//! - Gaussian (Box–Muller) from the word pairs `(x0, x1)` and `(x2, x3)` of one block:
+//!   `r = sqrt(-2 ln u_a)`, `phi = pi (2 u_b - 1)`, `z_a = r cos(phi)`, `z_b = r sin(phi)`.
+//!
+//! [`gaussians_f64`] is the definition of the Gaussian values. [`gaussians_f32`] is the portable
+//! single-precision algorithm that the CPU backend, the PTX and the WGSL all transcribe (the same
+//! polynomials, the same order), because GPU `log`/`sin`/`cos` built-ins are too inaccurate near
+//! `u = 1` and, on Vulkan, allowed errors of `2^-11`. Its distance from the definition is tested
+//! exhaustively over every possible uniform in `tests/rng.rs`.
+
+/// Philox multipliers and Weyl key increments (Random123).
+pub const PHILOX_M0: u32 = 0xD251_1F53;
+pub const PHILOX_M1: u32 = 0xCD9E_8D57;
+pub const PHILOX_W0: u32 = 0x9E37_79B9;
+pub const PHILOX_W1: u32 = 0xBB67_AE85;
+
+/// One Philox4x32 block with 10 rounds.
+#[inline(always)]
+pub fn philox4x32_10(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    let mut c = ctr;
+    let mut k = key;
+    for round in 0..10 {
+        if round > 0 {
+            k[0] = k[0].wrapping_add(PHILOX_W0);
+            k[1] = k[1].wrapping_add(PHILOX_W1);
+        }
+        let p0 = u64::from(PHILOX_M0) * u64::from(c[0]);
+        let p1 = u64::from(PHILOX_M1) * u64::from(c[2]);
+        c = [
+            ((p1 >> 32) as u32) ^ c[1] ^ k[0],
+            p1 as u32,
+            ((p0 >> 32) as u32) ^ c[3] ^ k[1],
+            p0 as u32,
+        ];
+    }
+    c
+}
+
+/// The Philox key of a 64-bit seed.
+#[inline(always)]
+pub fn key(seed: u64) -> [u32; 2] {
+    [seed as u32, (seed >> 32) as u32]
+}
+
+/// The four words of block `block` (= element index / 4) of `stream`.
+#[inline(always)]
+pub fn block(seed: u64, stream: u64, block: u64) -> [u32; 4] {
+    philox4x32_10(
+        [block as u32, (block >> 32) as u32, stream as u32, (stream >> 32) as u32],
+        key(seed),
+    )
+}
+
+/// The raw word of global element `i`.
+pub fn word(seed: u64, stream: u64, i: u64) -> u32 {
+    block(seed, stream, i / 4)[(i % 4) as usize]
+}
+
+/// Uniform in `(0, 1)` from a word: `(f32(x >> 9) + 0.5) * 2^-23`, exact.
+#[inline(always)]
+pub fn uniform(x: u32) -> f32 {
+    ((x >> 9) as f32 + 0.5) * (1.0 / 8_388_608.0)
+}
+
+/// The definition of the four Gaussians of one block, evaluated in f64.
+pub fn gaussians_f64(w: [u32; 4]) -> [f64; 4] {
+    let pair = |xa: u32, xb: u32| {
+        let r = (-2.0 * f64::from(uniform(xa)).ln()).sqrt();
+        let phi = std::f64::consts::PI * (2.0 * f64::from(uniform(xb)) - 1.0);
+        (r * phi.cos(), r * phi.sin())
+    };
+    let (z0, z1) = pair(w[0], w[1]);
+    let (z2, z3) = pair(w[2], w[3]);
+    [z0, z1, z2, z3]
+}
+
+/// The Gaussian of global element `i`, by the definition (f64).
+pub fn gaussian_f64(seed: u64, stream: u64, i: u64) -> f64 {
+    gaussians_f64(block(seed, stream, i / 4))[(i % 4) as usize]
+}
+
+/// Natural log for `x` in `(0, 1)`, a normal f32 (Cephes `logf`): `x = 2^e m` with
+/// `m` in `[sqrt(1/2), sqrt(2))`, `ln(1 + f)` by a degree-9 polynomial in `f = m - 1` (exact),
+/// and `e ln 2` split in two parts. Relative error about 1 ulp, including near `x = 1`, where
+/// `f` is tiny and the result keeps full relative precision.
+#[inline(always)]
+pub fn ln_f32(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let e0 = ((bits >> 23) as i32) - 127;
+    let m0 = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let big = m0 > std::f32::consts::SQRT_2;
+    let m = if big { m0 * 0.5 } else { m0 };
+    let e = (if big { e0 + 1 } else { e0 }) as f32;
+    let f = m - 1.0;
+    let f2 = f * f;
+    let mut p = 7.037_683_6e-2_f32;
+    p = p * f - 1.151_461_0e-1;
+    p = p * f + 1.167_699_9e-1;
+    p = p * f - 1.242_014_1e-1;
+    p = p * f + 1.424_932_3e-1;
+    p = p * f - 1.666_805_8e-1;
+    p = p * f + 2.000_071_5e-1;
+    p = p * f - 2.499_999_4e-1;
+    p = p * f + 3.333_333_1e-1;
+    let mut y = f * f2 * p;
+    y += e * -2.121_944_4e-4;
+    y += -0.5 * f2;
+    let z = f + y;
+    z + e * 0.693_359_375
+}
+
+/// `(sin(pi t), cos(pi t))` for `t` in `(-1, 1)`: quadrant `q = round(2t)` (no ties occur for
+/// the `t = 2u - 1` we feed it), `y = t - q/2` exact in `[-1/4, 1/4]`, Taylor polynomials in
+/// `a = pi y` to degree 11 (sin) and 10 (cos), then the quadrant's signs and swap.
+#[inline(always)]
+pub fn sincospi_f32(t: f32) -> (f32, f32) {
+    // floor(2t + 2.5) - 2 = round(2t) for 2t in (-2, 2) away from ties; truncation of a
+    // positive value is floor and vectorizes, unlike f32::round.
+    let qi = (t * 2.0 + 2.5) as i32 - 2;
+    let y = t - qi as f32 * 0.5;
+    let a = y * std::f32::consts::PI;
+    let a2 = a * a;
+    let mut s = -2.505_210_8e-8_f32; // -1/11!
+    s = s * a2 + 2.755_731_9e-6; // 1/9!
+    s = s * a2 - 1.984_127e-4; // -1/7!
+    s = s * a2 + 8.333_333e-3; // 1/5!
+    s = s * a2 - 1.666_666_7e-1; // -1/3!
+    let sin = a + a * a2 * s;
+    let mut c = -2.755_731_9e-7_f32; // -1/10!
+    c = c * a2 + 2.480_158_7e-5; // 1/8!
+    c = c * a2 - 1.388_888_9e-3; // -1/6!
+    c = c * a2 + 4.166_666_6e-2; // 1/4!
+    c = c * a2 - 0.5; // -1/2!
+    let cos = 1.0 + a2 * c;
+    let q = qi & 3;
+    let swap = (q & 1) == 1;
+    let (s1, c1) = if swap { (cos, sin) } else { (sin, cos) };
+    // q = 0: ( s,  c); q = 1: ( c, -s); q = 2: (-s, -c); q = 3: (-c,  s)
+    let s_neg = q >= 2;
+    let c_neg = q == 1 || q == 2;
+    (if s_neg { -s1 } else { s1 }, if c_neg { -c1 } else { c1 })
+}
+
+/// The portable f32 algorithm for the four Gaussians of one block, as every backend computes it.
+#[inline(always)]
+pub fn gaussians_f32(w: [u32; 4]) -> [f32; 4] {
+    #[inline(always)]
+    fn pair(xa: u32, xb: u32) -> (f32, f32) {
+        let r = (-2.0 * ln_f32(uniform(xa))).sqrt();
+        let (s, c) = sincospi_f32(2.0 * uniform(xb) - 1.0);
+        (r * c, r * s)
+    }
+    let (z0, z1) = pair(w[0], w[1]);
+    let (z2, z3) = pair(w[2], w[3]);
+    [z0, z1, z2, z3]
+}
+
+/// A seed from the operating system's entropy, for callers who give none.
+pub fn entropy_seed() -> crate::Result<u64> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| crate::Error::InvalidArgument {
+        op: "entropy_seed",
+        what: format!("the operating system gave no entropy: {e}"),
+    })?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Blocks generated per batch by the slice fillers: enough for the compiler to vectorize the
+/// loop, small enough to stay in L1.
+const BATCH_BLOCKS: usize = 64;
+
+/// `dst[j]` = the Gaussian of global element `first + j` of `stream`, by the portable f32
+/// algorithm. `first + dst.len()` must not overflow (the ops validate it).
+pub fn gaussians_into(seed: u64, stream: u64, first: u64, dst: &mut [f32]) {
+    let mut buf = [0.0f32; 4 * BATCH_BLOCKS];
+    fill_by_blocks(first, dst, &mut buf, |blk, out: &mut [f32]| {
+        for (b, o) in out.chunks_exact_mut(4).enumerate() {
+            o.copy_from_slice(&gaussians_f32(block(seed, stream, blk + b as u64)));
+        }
+    });
+}
+
+/// `dst[j]` = the raw word of global element `first + j` of `stream`.
+pub fn words_into(seed: u64, stream: u64, first: u64, dst: &mut [u32]) {
+    let mut buf = [0u32; 4 * BATCH_BLOCKS];
+    fill_by_blocks(first, dst, &mut buf, |blk, out: &mut [u32]| {
+        for (b, o) in out.chunks_exact_mut(4).enumerate() {
+            o.copy_from_slice(&block(seed, stream, blk + b as u64));
+        }
+    });
+}
+
+/// Walk `dst` in whole blocks: `gen(block, buf)` fills `buf` (a multiple of 4 long) with the
+/// values of consecutive blocks, and the part that falls inside `dst` is copied out.
+#[inline(always)]
+fn fill_by_blocks<T: Copy>(
+    first: u64,
+    dst: &mut [T],
+    buf: &mut [T],
+    mut generate: impl FnMut(u64, &mut [T]),
+) {
+    let mut i = first;
+    let mut rest = dst;
+    while !rest.is_empty() {
+        let skip = (i % 4) as usize;
+        let n = (skip + rest.len()).div_ceil(4).min(buf.len() / 4);
+        generate(i / 4, &mut buf[..4 * n]);
+        let take = (4 * n - skip).min(rest.len());
+        let (head, tail) = rest.split_at_mut(take);
+        head.copy_from_slice(&buf[skip..skip + take]);
+        rest = tail;
+        i += take as u64;
+    }
+}

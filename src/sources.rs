@@ -1,0 +1,57 @@
+//! The embedded kernel sources and how modules are assembled from them.
+//!
+//! A PTX module is its file's header (`.version`, `.target`, `.address_size`), then every
+//! `kernels/common/*.ptx` piece (`.func` definitions only), then the rest of the file. A WGSL
+//! module is every `shaders/common/*.wgsl` piece followed by the file. Tests assemble and
+//! validate exactly these texts, so what CI checks is what the GPU runs.
+
+/// Shared PTX `.func` pieces, in the order they are prepended.
+pub const PTX_COMMON: &[(&str, &str)] = &[(
+    "common/philox.ptx",
+    include_str!("../kernels/common/philox.ptx"),
+)];
+
+/// PTX modules by name (`kernels/<name>.ptx`).
+pub const PTX_MODULES: &[(&str, &str)] = &[("noise", include_str!("../kernels/noise.ptx"))];
+
+/// Shared WGSL pieces, in the order they are prepended.
+pub const WGSL_COMMON: &[(&str, &str)] = &[
+    ("common/philox.wgsl", include_str!("../shaders/common/philox.wgsl")),
+    ("common/storage.wgsl", include_str!("../shaders/common/storage.wgsl")),
+];
+
+/// WGSL shaders by name (`shaders/<name>.wgsl`).
+pub const WGSL_MODULES: &[(&str, &str)] = &[("noise", include_str!("../shaders/noise.wgsl"))];
+
+/// The full text of PTX module `name`, as loaded on a CUDA device.
+pub fn ptx(name: &str) -> Option<String> {
+    let (_, body) = PTX_MODULES.iter().find(|(n, _)| *n == name)?;
+    // The header ends with the `.address_size` line; the common pieces go right after it.
+    let split = body
+        .find(".address_size")
+        .and_then(|at| body[at..].find('\n').map(|nl| at + nl + 1))
+        .unwrap_or(0);
+    let mut out = String::with_capacity(body.len() + 8192);
+    out.push_str(&body[..split]);
+    for (file, text) in PTX_COMMON {
+        out.push_str(&format!("\n// ---- {file} ----\n"));
+        out.push_str(text);
+    }
+    out.push_str(&format!("\n// ---- {name}.ptx ----\n"));
+    out.push_str(&body[split..]);
+    Some(out)
+}
+
+/// The full text of WGSL shader `name`, as compiled by wgpu.
+pub fn wgsl(name: &str) -> Option<String> {
+    let (_, body) = WGSL_MODULES.iter().find(|(n, _)| *n == name)?;
+    let mut out = String::new();
+    for (file, text) in WGSL_COMMON {
+        out.push_str(&format!("// ---- {file} ----\n"));
+        out.push_str(text);
+        out.push('\n');
+    }
+    out.push_str(&format!("// ---- {name}.wgsl ----\n"));
+    out.push_str(body);
+    Some(out)
+}
