@@ -18,7 +18,7 @@ struct Params {
     stream_lo: u32,
     stream_hi: u32,
     len: u32,       // elements in the chunk
-    std: f32,
+    sigma: f32,     // the standard deviation
     dtype: u32,
     add: u32,
     pad0: u32,
@@ -45,7 +45,7 @@ fn gaussian(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     }
     let key = vec2<u32>(p.seed_lo, p.seed_hi);
     let strm = vec2<u32>(p.stream_lo, p.stream_hi);
-    let z = philox_gaussians_at(first_index(id), strm, key) * p.std;
+    let z = philox_gaussians_at(first_index(id), strm, key) * p.sigma;
     let add = p.add != 0u;
     if (p.dtype == DT_F32) {
         for (var k = 0u; k < 4u; k++) {

@@ -199,6 +199,17 @@ pub fn words_into(seed: u64, stream: u64, first: u64, dst: &mut [u32]) {
     });
 }
 
+/// `dst[j]` = the Gaussian of global element `first + j` by the definition (f64): the values
+/// every backend is compared against.
+pub fn gaussians_f64_into(seed: u64, stream: u64, first: u64, dst: &mut [f64]) {
+    let mut buf = [0.0f64; 4 * BATCH_BLOCKS];
+    fill_by_blocks(first, dst, &mut buf, |blk, out: &mut [f64]| {
+        for (b, o) in out.chunks_exact_mut(4).enumerate() {
+            o.copy_from_slice(&gaussians_f64(block(seed, stream, blk + b as u64)));
+        }
+    });
+}
+
 /// Walk `dst` in whole blocks: `gen(block, buf)` fills `buf` (a multiple of 4 long) with the
 /// values of consecutive blocks, and the part that falls inside `dst` is copied out.
 #[inline(always)]

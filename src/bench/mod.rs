@@ -1,0 +1,170 @@
+//! `trainkern bench`: time, minimum bytes moved and the fraction of a plain device copy measured
+//! in the same run, per op, backend and size (`design/testing.md`, "Benchmarks").
+
+mod noise;
+
+use std::time::Instant;
+
+use crate::backend::Device;
+use crate::buffer::DType;
+use crate::{Backend, Result};
+
+/// One line of the bench table.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub op: &'static str,
+    pub dtype: DType,
+    pub backend: String,
+    pub device: String,
+    pub len: usize,
+    /// Median seconds per call, device-synchronized.
+    pub seconds: f64,
+    /// The least bytes the op must move (read + written).
+    pub bytes: u64,
+    pub gbps: f64,
+    /// The plain device copy of the same run, counting bytes read and written.
+    pub copy_gbps: f64,
+    pub pct_of_copy: f64,
+}
+
+impl Row {
+    /// The row as one JSON object.
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"op\":\"{}\",\"dtype\":\"{}\",\"backend\":\"{}\",\"device\":{:?},\"len\":{},\
+             \"seconds\":{:e},\"bytes\":{},\"gbps\":{:.3},\"copy_gbps\":{:.3},\"pct_of_copy\":{:.2},\
+             \"samples_per_s\":{:e}}}",
+            self.op,
+            self.dtype,
+            self.backend,
+            self.device,
+            self.len,
+            self.seconds,
+            self.bytes,
+            self.gbps,
+            self.copy_gbps,
+            self.pct_of_copy,
+            self.len as f64 / self.seconds
+        )
+    }
+}
+
+/// The default sizes: up to 2^28 elements on CUDA (the size the speed targets name), 2^26
+/// elsewhere so a CPU or lavapipe run stays short.
+pub fn default_sizes(backend: Backend) -> Vec<usize> {
+    match backend {
+        Backend::Cuda => vec![1 << 16, 1 << 20, 1 << 24, 1 << 28],
+        _ => vec![1 << 16, 1 << 20, 1 << 24, 1 << 26],
+    }
+}
+
+/// Median seconds of `f` followed by a device synchronization, after two warm-up calls; repeats
+/// until 0.4 s or 25 calls, at least 5.
+pub fn time(dev: &Device, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    for _ in 0..2 {
+        f()?;
+    }
+    dev.synchronize()?;
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < 5 || (samples.len() < 25 && start.elapsed().as_secs_f64() < 0.4) {
+        let t = Instant::now();
+        f()?;
+        dev.synchronize()?;
+        samples.push(t.elapsed().as_secs_f64());
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
+}
+
+/// A row from a timing and the op's minimum bytes.
+pub(crate) fn row(
+    dev: &Device,
+    op: &'static str,
+    dtype: DType,
+    len: usize,
+    seconds: f64,
+    bytes: u64,
+    copy_gbps: f64,
+) -> Row {
+    let gbps = bytes as f64 / seconds / 1e9;
+    Row {
+        op,
+        dtype,
+        backend: dev.backend().to_string(),
+        device: dev.describe(),
+        len,
+        seconds,
+        bytes,
+        gbps,
+        copy_gbps,
+        pct_of_copy: 100.0 * gbps / copy_gbps,
+    }
+}
+
+/// Copy bandwidth (bytes read + written per second) for `len` f32 on `dev`, as a row.
+pub fn copy_row(dev: &Device, len: usize) -> Result<Row> {
+    let src = dev.zeros::<f32>(len)?;
+    let mut dst = dev.zeros::<f32>(len)?;
+    let t = time(dev, || dev.copy(&src, &mut dst))?;
+    let bytes = 2 * 4 * len as u64;
+    let gbps = bytes as f64 / t / 1e9;
+    Ok(row(dev, "copy", DType::F32, len, t, bytes, gbps))
+}
+
+/// Every op at every size on `dev`; `progress` hears each case before it runs.
+pub fn run(dev: &Device, sizes: &[usize], progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for &len in sizes {
+        progress(&format!("copy {len}"));
+        let copy = copy_row(dev, len)?;
+        let copy_gbps = copy.gbps;
+        rows.push(copy);
+        if dev.backend() == Backend::Cpu {
+            progress(&format!("write {len}"));
+            rows.push(cpu_write_row(dev, len, copy_gbps)?);
+        }
+        noise::run(dev, len, copy_gbps, progress, &mut rows)?;
+    }
+    Ok(rows)
+}
+
+/// A plain parallel memory write of `len` f32 on the CPU: the floor for ops that only write.
+fn cpu_write_row(dev: &Device, len: usize, copy_gbps: f64) -> Result<Row> {
+    use rayon::prelude::*;
+    let mut v = vec![0.0f32; len];
+    let mut x = 0.0f32;
+    let t = time(dev, || {
+        x += 1.0;
+        v.par_chunks_mut(crate::backend::cpu::CHUNK)
+            .for_each(|c| c.fill(x));
+        Ok(())
+    })?;
+    std::hint::black_box(&v);
+    Ok(row(dev, "write", DType::F32, len, t, 4 * len as u64, copy_gbps))
+}
+
+/// The table, one row per case.
+pub fn format_table(rows: &[Row]) -> String {
+    let mut s = format!(
+        "{:<14} {:<5} {:<8} {:>10} {:>12} {:>12} {:>9} {:>11} {:>8}  {}\n",
+        "op", "dtype", "backend", "len", "median", "min bytes", "GB/s", "Melem/s", "% copy", "device"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{:<14} {:<5} {:<8} {:>10} {:>10.3}ms {:>12} {:>9.2} {:>11.1} {:>7.1}%  {}\n",
+            r.op,
+            r.dtype.name(),
+            r.backend,
+            r.len,
+            r.seconds * 1e3,
+            r.bytes,
+            r.gbps,
+            r.len as f64 / r.seconds / 1e6,
+            r.pct_of_copy,
+            r.device
+        ));
+    }
+    s.push_str("GB/s counts the minimum bytes each op moves; the copy row counts bytes read + written.\n");
+    s
+}

@@ -1,0 +1,240 @@
+//! The trainkern command-line tool: `info`, `check`, `bench` and `run`.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use trainkern::noise::{self, Gaussian};
+use trainkern::{Backend, DType, Device, Error, Float, Result};
+
+#[derive(Parser)]
+#[command(name = "trainkern", version, about = "Fused training-step kernels: CPU reference, PTX and WGSL")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The backends found (adapter or GPU, driver, key limits) and why any is missing.
+    Info,
+    /// Every op on one backend against the CPU reference at every size class; exit 1 on a FAIL.
+    Check {
+        #[command(flatten)]
+        backend: BackendArg,
+    },
+    /// Time every op; the plain device copy of the same run is the yardstick.
+    Bench {
+        #[command(flatten)]
+        backend: BackendArg,
+        /// Also write the rows as a JSON array to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// Sizes as base-2 logarithms, e.g. `16,20,24` (default: up to 28 on CUDA, 26 elsewhere).
+        #[arg(long, value_delimiter = ',')]
+        sizes: Option<Vec<u32>>,
+    },
+    /// Run one op on files, for comparing with your own code. These flags are stable.
+    #[command(subcommand)]
+    Run(RunCommand),
+}
+
+#[derive(Args)]
+struct BackendArg {
+    /// cpu, wgpu or cuda (default: TRAINKERN_BACKEND, else the best available).
+    #[arg(long)]
+    backend: Option<Backend>,
+}
+
+impl BackendArg {
+    fn device(&self) -> Result<Device> {
+        match self.backend {
+            Some(b) => Device::from_backend(b),
+            None => Device::best(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum RunCommand {
+    /// Gaussian noise `std * z(offset + j)` for j < len, written as a 1-D .npy
+    /// (f32 as <f4, f16 as <f2, bf16 widened exactly to <f4 since .npy has no bf16).
+    /// Prints {"seed": ..., "stream": ..., "offset": ..., "backend": ...} on stdout.
+    Noise {
+        #[arg(long)]
+        len: usize,
+        #[arg(long)]
+        std: f32,
+        /// 64-bit seed (default: drawn from the operating system and printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long)]
+        stream: u64,
+        /// Global index of element 0, so shards reproduce a slice of the whole.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long, default_value = "f32")]
+        dtype: DType,
+        #[command(flatten)]
+        backend: BackendArg,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+}
+
+/// Progress lines on stderr, overwritten in place, only when stderr is a terminal.
+fn progress() -> impl FnMut(&str) {
+    let tty = std::io::stderr().is_terminal();
+    move |what: &str| {
+        if tty {
+            eprint!("\r\x1b[2K{what} ...");
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+fn clear_progress() {
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[2K");
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            clear_progress();
+            eprintln!("trainkern: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Info => {
+            println!("trainkern {}", env!("CARGO_PKG_VERSION"));
+            for p in trainkern::backend::probe() {
+                match p.found {
+                    Ok(devs) => {
+                        for d in devs {
+                            println!("{:<5} {d}", p.backend.name());
+                        }
+                    }
+                    Err(why) => println!("{:<5} unavailable: {why}", p.backend.name()),
+                }
+            }
+            match Device::best() {
+                Ok(d) => println!("best: {d}"),
+                Err(e) => println!("best: {e}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { backend } => {
+            let dev = backend.device()?;
+            println!("checking on {dev}");
+            let rows = trainkern::check::run(&dev, &mut progress());
+            clear_progress();
+            print!("{}", trainkern::check::format_table(&rows));
+            Ok(if rows.iter().all(|r| r.pass) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Bench {
+            backend,
+            json,
+            sizes,
+        } => {
+            let dev = backend.device()?;
+            let sizes: Vec<usize> = match sizes {
+                Some(s) => s
+                    .iter()
+                    .map(|&l| {
+                        if l > 40 {
+                            Err(Error::InvalidArgument {
+                                op: "bench",
+                                what: format!("--sizes takes log2 sizes up to 40, got {l}"),
+                            })
+                        } else {
+                            Ok(1usize << l)
+                        }
+                    })
+                    .collect::<Result<_>>()?,
+                None => trainkern::bench::default_sizes(dev.backend()),
+            };
+            println!("bench on {dev}");
+            let rows = trainkern::bench::run(&dev, &sizes, &mut progress())?;
+            clear_progress();
+            print!("{}", trainkern::bench::format_table(&rows));
+            if let Some(path) = json {
+                let body: Vec<String> = rows.iter().map(|r| r.to_json()).collect();
+                std::fs::write(&path, format!("[\n{}\n]\n", body.join(",\n"))).map_err(|e| {
+                    Error::Io {
+                        path: path.display().to_string(),
+                        source: e,
+                    }
+                })?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(RunCommand::Noise {
+            len,
+            std,
+            seed,
+            stream,
+            offset,
+            dtype,
+            backend,
+            out,
+        }) => {
+            let dev = backend.device()?;
+            let seed = match seed {
+                Some(s) => s,
+                None => trainkern::rng::entropy_seed()?,
+            };
+            let g = Gaussian {
+                std,
+                seed,
+                stream,
+                offset,
+            };
+            let io = |e: std::io::Error| Error::Io {
+                path: out.display().to_string(),
+                source: e,
+            };
+            match dtype {
+                DType::F32 => {
+                    let v = noise_on::<f32>(&dev, len, &g)?;
+                    npyz::to_file_1d(&out, v).map_err(io)?;
+                }
+                DType::F16 => {
+                    let v = noise_on::<half::f16>(&dev, len, &g)?;
+                    npyz::to_file_1d(&out, v).map_err(io)?;
+                }
+                DType::BF16 => {
+                    let v = noise_on::<half::bf16>(&dev, len, &g)?;
+                    npyz::to_file_1d(&out, v.into_iter().map(|x| x.to_f32())).map_err(io)?;
+                }
+                DType::U32 => {
+                    return Err(Error::InvalidArgument {
+                        op: "run noise",
+                        what: "--dtype must be f32, f16 or bf16".into(),
+                    });
+                }
+            }
+            println!(
+                "{{\"seed\": {seed}, \"stream\": {stream}, \"offset\": {offset}, \"backend\": \"{}\"}}",
+                dev.backend()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn noise_on<T: Float>(dev: &Device, len: usize, g: &Gaussian) -> Result<Vec<T>> {
+    let mut buf = dev.zeros::<T>(len)?;
+    noise::fill_gaussian(dev, &mut buf, g)?;
+    buf.download()
+}

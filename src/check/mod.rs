@@ -1,0 +1,107 @@
+//! `trainkern check`: every op on one device against the CPU reference, at every size class of
+//! `design/testing.md`, as a table of errors and tolerances.
+
+mod compare;
+mod noise;
+
+pub use compare::{Stats, rel_l2, scaled_max_error, ulp16};
+
+use crate::backend::Device;
+use crate::buffer::DType;
+
+/// One line of the check table.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub op: &'static str,
+    pub dtype: DType,
+    pub backend: String,
+    pub size: &'static str,
+    pub len: usize,
+    /// What `error` measures, e.g. "max |d|/(1+|ref|)".
+    pub metric: &'static str,
+    pub error: f64,
+    pub tolerance: f64,
+    pub pass: bool,
+    /// Why a row failed beyond its metric (an op error, a per-element violation).
+    pub note: String,
+}
+
+/// A size class: its name, the element count and the global RNG offset used with it.
+#[derive(Clone, Copy, Debug)]
+pub struct SizeClass {
+    pub name: &'static str,
+    pub len: usize,
+    pub offset: u64,
+}
+
+/// The size classes for elements of `dtype`: a single element; a ragged size (not a multiple of
+/// any workgroup, block or vector width) at an offset whose blocks carry into the high counter
+/// word; a size that needs more than one chunk at the 128 MiB binding limit of lavapipe and
+/// most adapters; and the largest size the ops promise to check, 2^28 elements.
+pub fn size_classes(dtype: DType) -> Vec<SizeClass> {
+    let multi = (128usize << 20) / dtype.size() + 4099;
+    vec![
+        SizeClass {
+            name: "one",
+            len: 1,
+            offset: 5,
+        },
+        SizeClass {
+            name: "ragged",
+            len: 1_000_003,
+            offset: (1u64 << 34) - 1_999,
+        },
+        SizeClass {
+            name: "multi-chunk",
+            len: multi,
+            offset: 1,
+        },
+        SizeClass {
+            name: "largest",
+            len: 1 << 28,
+            offset: 0,
+        },
+    ]
+}
+
+/// Run every op's cases on `dev`; `progress` hears the name of each case before it runs.
+pub fn run(dev: &Device, progress: &mut dyn FnMut(&str)) -> Vec<Row> {
+    let mut rows = Vec::new();
+    noise::cases(dev, progress, &mut rows);
+    rows
+}
+
+/// The table, one row per case, and a summary line.
+pub fn format_table(rows: &[Row]) -> String {
+    let mut s = format!(
+        "{:<14} {:<5} {:<8} {:<12} {:>10}  {:<22} {:>10} {:>10}  {}\n",
+        "op", "dtype", "backend", "size", "len", "metric", "error", "tolerance", "result"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{:<14} {:<5} {:<8} {:<12} {:>10}  {:<22} {:>10.3e} {:>10.1e}  {}{}\n",
+            r.op,
+            r.dtype.name(),
+            r.backend,
+            r.size,
+            r.len,
+            r.metric,
+            r.error,
+            r.tolerance,
+            if r.pass { "PASS" } else { "FAIL" },
+            if r.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", r.note.split_whitespace().collect::<Vec<_>>().join(" "))
+            }
+        ));
+    }
+    let failed = rows.iter().filter(|r| !r.pass).count();
+    s.push_str(&format!(
+        "{} cases, {} passed, {} failed\n",
+        rows.len(),
+        rows.len() - failed,
+        failed
+    ));
+    s
+}
