@@ -31,5 +31,5 @@ pub use backend::{Backend, Device};
 pub use buffer::{Buffer, DType, Element, Float};
 pub use error::{Error, Result};
 pub use ops::noise;
-pub mod check;
 pub mod bench;
+pub mod check;

@@ -55,7 +55,12 @@ pub fn key(seed: u64) -> [u32; 2] {
 #[inline(always)]
 pub fn block(seed: u64, stream: u64, block: u64) -> [u32; 4] {
     philox4x32_10(
-        [block as u32, (block >> 32) as u32, stream as u32, (stream >> 32) as u32],
+        [
+            block as u32,
+            (block >> 32) as u32,
+            stream as u32,
+            (stream >> 32) as u32,
+        ],
         key(seed),
     )
 }
@@ -92,6 +97,9 @@ pub fn gaussian_f64(seed: u64, stream: u64, i: u64) -> f64 {
 /// `m` in `[sqrt(1/2), sqrt(2))`, `ln(1 + f)` by a degree-9 polynomial in `f = m - 1` (exact),
 /// and `e ln 2` split in two parts. Relative error about 1 ulp, including near `x = 1`, where
 /// `f` is tiny and the result keeps full relative precision.
+// The constants are written as in Cephes and in the PTX/WGSL transcriptions; each literal
+// rounds to the intended f32.
+#[allow(clippy::excessive_precision)]
 #[inline(always)]
 pub fn ln_f32(x: f32) -> f32 {
     let bits = x.to_bits();
@@ -121,6 +129,7 @@ pub fn ln_f32(x: f32) -> f32 {
 /// `(sin(pi t), cos(pi t))` for `t` in `(-1, 1)`: quadrant `q = round(2t)` (no ties occur for
 /// the `t = 2u - 1` we feed it), `y = t - q/2` exact in `[-1/4, 1/4]`, Taylor polynomials in
 /// `a = pi y` to degree 11 (sin) and 10 (cos), then the quadrant's signs and swap.
+#[allow(clippy::excessive_precision)]
 #[inline(always)]
 pub fn sincospi_f32(t: f32) -> (f32, f32) {
     // floor(2t + 2.5) - 2 = round(2t) for 2t in (-2, 2) away from ties; truncation of a

@@ -16,8 +16,14 @@ pub const PTX_MODULES: &[(&str, &str)] = &[("noise", include_str!("../kernels/no
 
 /// Shared WGSL pieces, in the order they are prepended.
 pub const WGSL_COMMON: &[(&str, &str)] = &[
-    ("common/philox.wgsl", include_str!("../shaders/common/philox.wgsl")),
-    ("common/storage.wgsl", include_str!("../shaders/common/storage.wgsl")),
+    (
+        "common/philox.wgsl",
+        include_str!("../shaders/common/philox.wgsl"),
+    ),
+    (
+        "common/storage.wgsl",
+        include_str!("../shaders/common/storage.wgsl"),
+    ),
 ];
 
 /// WGSL shaders by name (`shaders/<name>.wgsl`).

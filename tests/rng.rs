@@ -7,7 +7,11 @@ use trainkern::rng;
 fn philox_known_answers() {
     // Random123's kat_vectors for philox4x32_10.
     let cases: [([u32; 4], [u32; 2], [u32; 4]); 3] = [
-        ([0, 0, 0, 0], [0, 0], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]),
+        (
+            [0, 0, 0, 0],
+            [0, 0],
+            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
+        ),
         (
             [0xffffffff; 4],
             [0xffffffff; 2],
@@ -20,7 +24,11 @@ fn philox_known_answers() {
         ),
     ];
     for (ctr, key, want) in cases {
-        assert_eq!(rng::philox4x32_10(ctr, key), want, "counter {ctr:08x?} key {key:08x?}");
+        assert_eq!(
+            rng::philox4x32_10(ctr, key),
+            want,
+            "counter {ctr:08x?} key {key:08x?}"
+        );
     }
 }
 

@@ -93,7 +93,9 @@ impl Device {
     pub fn wgpu() -> Result<Device> {
         #[cfg(feature = "wgpu")]
         {
-            Ok(Device::Wgpu(wgpu::WgpuDevice::new(&wgpu::WgpuOptions::default())?))
+            Ok(Device::Wgpu(wgpu::WgpuDevice::new(
+                &wgpu::WgpuOptions::default(),
+            )?))
         }
         #[cfg(not(feature = "wgpu"))]
         {

@@ -73,9 +73,11 @@ fn is_software(info: &wgpu::AdapterInfo) -> bool {
 pub fn probe() -> std::result::Result<Vec<String>, String> {
     let found = adapters();
     if found.is_empty() {
-        return Err("no wgpu adapter found (no Vulkan, Metal or DX12 driver; on Linux install \
+        return Err(
+            "no wgpu adapter found (no Vulkan, Metal or DX12 driver; on Linux install \
              mesa-vulkan-drivers for lavapipe or a GPU driver)"
-            .into());
+                .into(),
+        );
     }
     Ok(found
         .iter()
@@ -139,7 +141,9 @@ impl WgpuDevice {
             }
         }));
         let align = u64::from(limits.min_storage_buffer_offset_alignment).max(256);
-        let max = u64::from(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
+        let max = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         let chunk_bytes = opts.max_chunk_bytes.unwrap_or(max).min(max) / align * align;
         if chunk_bytes == 0 {
             return Err(Error::InvalidArgument {
@@ -192,8 +196,14 @@ impl WgpuDevice {
     /// Run `f` inside validation and out-of-memory error scopes; either error, or one the
     /// uncaptured handler recorded meanwhile, becomes an `Err`.
     fn scoped<R>(&self, what: &str, f: impl FnOnce() -> R) -> Result<R> {
-        let oom = self.0.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let val = self.0.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = self
+            .0
+            .device
+            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val = self
+            .0
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
         let r = f();
         let v = pollster::block_on(val.pop());
         let o = pollster::block_on(oom.pop());
@@ -548,7 +558,10 @@ impl<T: Element> Buffer<T> {
         if !buffer.usage().contains(need) {
             return Err(Error::InvalidArgument {
                 op: OP,
-                what: format!("buffer usage {:?} lacks STORAGE | COPY_SRC | COPY_DST", buffer.usage()),
+                what: format!(
+                    "buffer usage {:?} lacks STORAGE | COPY_SRC | COPY_DST",
+                    buffer.usage()
+                ),
             });
         }
         let align = u64::from(dev.0.limits.min_storage_buffer_offset_alignment);

@@ -141,14 +141,31 @@ fn cpu_write_row(dev: &Device, len: usize, copy_gbps: f64) -> Result<Row> {
         Ok(())
     })?;
     std::hint::black_box(&v);
-    Ok(row(dev, "write", DType::F32, len, t, 4 * len as u64, copy_gbps))
+    Ok(row(
+        dev,
+        "write",
+        DType::F32,
+        len,
+        t,
+        4 * len as u64,
+        copy_gbps,
+    ))
 }
 
 /// The table, one row per case.
 pub fn format_table(rows: &[Row]) -> String {
     let mut s = format!(
         "{:<14} {:<5} {:<8} {:>10} {:>12} {:>12} {:>9} {:>11} {:>8}  {}\n",
-        "op", "dtype", "backend", "len", "median", "min bytes", "GB/s", "Melem/s", "% copy", "device"
+        "op",
+        "dtype",
+        "backend",
+        "len",
+        "median",
+        "min bytes",
+        "GB/s",
+        "Melem/s",
+        "% copy",
+        "device"
     );
     for r in rows {
         s.push_str(&format!(
@@ -165,6 +182,8 @@ pub fn format_table(rows: &[Row]) -> String {
             r.device
         ));
     }
-    s.push_str("GB/s counts the minimum bytes each op moves; the copy row counts bytes read + written.\n");
+    s.push_str(
+        "GB/s counts the minimum bytes each op moves; the copy row counts bytes read + written.\n",
+    );
     s
 }

@@ -26,11 +26,27 @@ pub(super) fn run(
     progress(&format!("add_gaussian f32 {len}"));
     let mut x = dev.zeros::<f32>(len)?;
     let t = time(dev, || noise::add_gaussian(dev, &mut x, &G))?;
-    rows.push(row(dev, "add_gaussian", DType::F32, len, t, 8 * len as u64, copy_gbps));
+    rows.push(row(
+        dev,
+        "add_gaussian",
+        DType::F32,
+        len,
+        t,
+        8 * len as u64,
+        copy_gbps,
+    ));
     progress(&format!("fill_bits u32 {len}"));
     let mut w = dev.zeros::<u32>(len)?;
     let t = time(dev, || noise::fill_bits(dev, &mut w, G.seed, G.stream, 0))?;
-    rows.push(row(dev, "fill_bits", DType::U32, len, t, 4 * len as u64, copy_gbps));
+    rows.push(row(
+        dev,
+        "fill_bits",
+        DType::U32,
+        len,
+        t,
+        4 * len as u64,
+        copy_gbps,
+    ));
     Ok(())
 }
 
@@ -45,6 +61,14 @@ fn fill<T: Float>(
     let mut out = dev.zeros::<T>(len)?;
     let t = time(dev, || noise::fill_gaussian(dev, &mut out, &G))?;
     let bytes = (T::DTYPE.size() * len) as u64;
-    rows.push(row(dev, "fill_gaussian", T::DTYPE, len, t, bytes, copy_gbps));
+    rows.push(row(
+        dev,
+        "fill_gaussian",
+        T::DTYPE,
+        len,
+        t,
+        bytes,
+        copy_gbps,
+    ));
     Ok(())
 }

@@ -8,7 +8,11 @@ use trainkern::noise::{self, Gaussian};
 use trainkern::{Backend, DType, Device, Error, Float, Result};
 
 #[derive(Parser)]
-#[command(name = "trainkern", version, about = "Fused training-step kernels: CPU reference, PTX and WGSL")]
+#[command(
+    name = "trainkern",
+    version,
+    about = "Fused training-step kernels: CPU reference, PTX and WGSL"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -33,12 +33,3 @@ pub fn ulp16(x: f64, mantissa_bits: i32, min_exp: i32) -> f64 {
     };
     2f64.powi(e - mantissa_bits)
 }
-
-/// Running statistics of a comparison, for reports.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Stats {
-    pub max_scaled: f64,
-    pub rel_l2: f64,
-    /// Elements farther than one unit in the last place of the storage type (plus the f32 rule).
-    pub beyond_ulp: usize,
-}

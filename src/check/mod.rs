@@ -4,7 +4,7 @@
 mod compare;
 mod noise;
 
-pub use compare::{Stats, rel_l2, scaled_max_error, ulp16};
+pub use compare::{rel_l2, scaled_max_error, ulp16};
 
 use crate::backend::Device;
 use crate::buffer::DType;
@@ -92,7 +92,10 @@ pub fn format_table(rows: &[Row]) -> String {
             if r.note.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", r.note.split_whitespace().collect::<Vec<_>>().join(" "))
+                format!(
+                    " ({})",
+                    r.note.split_whitespace().collect::<Vec<_>>().join(" ")
+                )
             }
         ));
     }

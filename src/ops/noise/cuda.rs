@@ -3,9 +3,9 @@
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::{Gaussian, Mode};
+use crate::Result;
 use crate::backend::cuda::{BLOCK_SIZE, CudaStorage, grid_for};
 use crate::buffer::{DType, Element, Float};
-use crate::Result;
 
 fn dtype_code(d: DType) -> u32 {
     match d {
@@ -26,7 +26,11 @@ pub(super) fn gaussian<T: Float>(
     let f = dev.function("noise", "gaussian")?;
     let stream = dev.stream();
     let (ptr, _guard) = s.ptr_mut(stream);
-    let (n, dtype, add) = (len as u64, dtype_code(T::DTYPE), u32::from(mode == Mode::Add));
+    let (n, dtype, add) = (
+        len as u64,
+        dtype_code(T::DTYPE),
+        u32::from(mode == Mode::Add),
+    );
     let mut b = stream.launch_builder(&f);
     b.arg(&ptr)
         .arg(&n)
