@@ -65,22 +65,27 @@ enum RunCommand {
     /// (f32 as <f4, f16 as <f2, bf16 widened exactly to <f4 since .npy has no bf16).
     /// Prints {"seed": ..., "stream": ..., "offset": ..., "backend": ...} on stdout.
     Noise {
+        /// Number of elements.
         #[arg(long)]
         len: usize,
-        #[arg(long)]
+        /// Standard deviation (finite, >= 0).
+        #[arg(long, allow_negative_numbers = true)]
         std: f32,
         /// 64-bit seed (default: drawn from the operating system and printed).
         #[arg(long)]
         seed: Option<u64>,
+        /// 64-bit stream id (independent streams under one seed).
         #[arg(long)]
         stream: u64,
         /// Global index of element 0, so shards reproduce a slice of the whole.
         #[arg(long, default_value_t = 0)]
         offset: u64,
+        /// Element type: f32, f16 or bf16 (sampled in f32, rounded once).
         #[arg(long, default_value = "f32")]
         dtype: DType,
         #[command(flatten)]
         backend: BackendArg,
+        /// The .npy file to write.
         #[arg(long)]
         out: std::path::PathBuf,
     },
