@@ -36,6 +36,14 @@ fn first_index(id: u32) -> vec2<u32> {
     return philox_add64(vec2<u32>(p.index_lo, p.index_hi), 4u * id);
 }
 
+fn key() -> vec2<u32> {
+    return vec2<u32>(p.seed_lo, p.seed_hi);
+}
+
+fn strm() -> vec2<u32> {
+    return vec2<u32>(p.stream_lo, p.stream_hi);
+}
+
 @compute @workgroup_size(256)
 fn gaussian(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = invocation(gid, nwg);
@@ -43,9 +51,7 @@ fn gaussian(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     if (j0 >= p.len) {
         return;
     }
-    let key = vec2<u32>(p.seed_lo, p.seed_hi);
-    let strm = vec2<u32>(p.stream_lo, p.stream_hi);
-    let z = philox_gaussians_at(first_index(id), strm, key) * p.sigma;
+    let z = philox_gaussians_at(first_index(id), strm(), key()) * p.sigma;
     let add = p.add != 0u;
     if (p.dtype == DT_F32) {
         for (var k = 0u; k < 4u; k++) {
@@ -88,9 +94,7 @@ fn bits_u32(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     if (j0 >= p.len) {
         return;
     }
-    let key = vec2<u32>(p.seed_lo, p.seed_hi);
-    let strm = vec2<u32>(p.stream_lo, p.stream_hi);
-    let w = philox_words_at(first_index(id), strm, key);
+    let w = philox_words_at(first_index(id), strm(), key());
     for (var k = 0u; k < 4u; k++) {
         if (j0 + k < p.len) {
             data[j0 + k] = w[k];

@@ -21,6 +21,16 @@ impl DType {
         }
     }
 
+    /// The code kernels take for a floating-point element type: 0 f32, 1 f16, 2 bf16 (u32
+    /// shares 0: kernels that take u32 have no dtype switch).
+    pub(crate) fn kernel_code(self) -> u32 {
+        match self {
+            DType::F32 | DType::U32 => 0,
+            DType::F16 => 1,
+            DType::BF16 => 2,
+        }
+    }
+
     /// The lower-case name used in kernel entry points, flags and file formats.
     pub fn name(self) -> &'static str {
         match self {

@@ -20,7 +20,9 @@
 //! ```
 
 pub mod backend;
+pub mod bench;
 pub mod buffer;
+pub mod check;
 mod error;
 pub mod ops;
 pub mod rng;
@@ -31,5 +33,8 @@ pub use backend::{Backend, Device};
 pub use buffer::{Buffer, DType, Element, Float};
 pub use error::{Error, Result};
 pub use ops::noise;
-pub mod bench;
-pub mod check;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -30,18 +30,30 @@ fn expected<T: Float>(len: usize, g: &Gaussian) -> Vec<T> {
 fn run_noise_writes_the_library_values() {
     let dir = std::env::temp_dir().join(format!("trainkern-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let g = Gaussian { std: 0.5, seed: 17, stream: 3, offset: 1001 };
+    let g = Gaussian {
+        std: 0.5,
+        seed: 17,
+        stream: 3,
+        offset: 1001,
+    };
     for dtype in ["f32", "f16", "bf16"] {
         let out = dir.join(format!("x_{dtype}.npy"));
         let o = trainkern()
-            .args(["run", "noise", "--len", "999", "--std", "0.5", "--seed", "17"])
-            .args(["--stream", "3", "--offset", "1001", "--dtype", dtype, "--out"])
+            .args([
+                "run", "noise", "--len", "999", "--std", "0.5", "--seed", "17",
+            ])
+            .args([
+                "--stream", "3", "--offset", "1001", "--dtype", dtype, "--out",
+            ])
             .arg(&out)
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let stdout = String::from_utf8_lossy(&o.stdout);
-        assert!(stdout.contains("\"seed\": 17") && stdout.contains("\"backend\": \"cpu\""), "{stdout}");
+        assert!(
+            stdout.contains("\"seed\": 17") && stdout.contains("\"backend\": \"cpu\""),
+            "{stdout}"
+        );
         match dtype {
             "f32" => {
                 let (shape, v) = read_npy::<f32>(&out);
@@ -55,7 +67,10 @@ fn run_noise_writes_the_library_values() {
             _ => {
                 // bf16 is widened exactly to f32.
                 let (_, v) = read_npy::<f32>(&out);
-                let want: Vec<f32> = expected::<half::bf16>(999, &g).iter().map(|x| x.to_f32()).collect();
+                let want: Vec<f32> = expected::<half::bf16>(999, &g)
+                    .iter()
+                    .map(|x| x.to_f32())
+                    .collect();
                 assert_eq!(v, want);
             }
         }
@@ -66,15 +81,32 @@ fn run_noise_writes_the_library_values() {
 #[test]
 fn bad_flags_are_errors_not_panics() {
     let o = trainkern()
-        .args(["run", "noise", "--len", "4", "--std", "-1", "--stream", "0", "--out", "/tmp/never.npy"])
+        .args([
+            "run",
+            "noise",
+            "--len",
+            "4",
+            "--std",
+            "-1",
+            "--stream",
+            "0",
+            "--out",
+            "/tmp/never.npy",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("fill_gaussian: std"), "{err}");
-    let o = trainkern().args(["run", "noise", "--len", "4"]).output().unwrap();
+    let o = trainkern()
+        .args(["run", "noise", "--len", "4"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
-    let o = trainkern().args(["bench", "--sizes", "99"]).output().unwrap();
+    let o = trainkern()
+        .args(["bench", "--sizes", "99"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
 

@@ -370,4 +370,79 @@ fn wgpu_views_are_validated() {
         .unwrap_err();
     assert!(e.to_string().contains("usage"), "{e}");
     trainkern::Buffer::<f32>::from_wgpu(w, make(all), 256, 192).unwrap();
+
+    // A wgpu buffer made on another device passes the host-side checks, but wgpu's validation
+    // catches it at dispatch, and that comes back as an error, not a panic.
+    let other = trainkern::backend::wgpu::WgpuDevice::new(&Default::default()).unwrap();
+    let foreign = other.raw().0.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 1024,
+        usage: all,
+        mapped_at_creation: false,
+    });
+    let mut view = trainkern::Buffer::<f32>::from_wgpu(w, foreign, 0, 16).unwrap();
+    let g = Gaussian {
+        std: 1.0,
+        seed: 1,
+        stream: 1,
+        offset: 0,
+    };
+    let e = noise::fill_gaussian(&dev, &mut view, &g).unwrap_err();
+    assert!(matches!(e, Error::Wgpu(_)), "{e}");
+    eprintln!("foreign buffer: {e}");
+    // The device still works afterwards.
+    let mut ok = dev.zeros::<f32>(8).unwrap();
+    noise::fill_gaussian(&dev, &mut ok, &g).unwrap();
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_from_raw_shares_a_trainers_device() {
+    if common::wgpu_device().is_none() {
+        common::missing("wgpu", "no adapter");
+        return;
+    }
+    // The trainer's own instance, adapter, device and buffer.
+    let inst = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions::default()))
+        .or_else(|_| {
+            pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
+                force_fallback_adapter: true,
+                ..Default::default()
+            }))
+        })
+        .unwrap();
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
+    let grads = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("trainer grads"),
+        size: 4 * 1000,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    queue.write_buffer(&grads, 0, bytemuck::cast_slice(&[0.5f32; 1000]));
+    let w = trainkern::backend::wgpu::WgpuDevice::from_raw(
+        adapter.get_info(),
+        device,
+        queue,
+        &Default::default(),
+    )
+    .unwrap();
+    let dev = trainkern::Device::Wgpu(w.clone());
+    let mut view = trainkern::Buffer::<f32>::from_wgpu(&w, grads, 0, 1000).unwrap();
+    let g = Gaussian {
+        std: 0.1,
+        seed: 5,
+        stream: 6,
+        offset: 0,
+    };
+    noise::add_gaussian(&dev, &mut view, &g).unwrap();
+    let base = vec![0.5f64; 1000];
+    assert_close::<f32>(
+        "from_raw",
+        &view.download().unwrap(),
+        &reference(Some(&base), 1000, &g),
+    );
 }

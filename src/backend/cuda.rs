@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
+    LaunchArgs, LaunchConfig,
 };
 
 use crate::buffer::{Buffer, Element, Storage};
@@ -149,6 +150,8 @@ impl CudaDevice {
         if len == 0 {
             return Ok(());
         }
+        // Raw driver calls act on the thread's current context; cudarc's own calls bind it.
+        self.0.ctx.bind_to_thread()?;
         let stream = &self.0.stream;
         let (s, _gs) = src.ptr(stream);
         let (d, _gd) = dst.ptr_mut(stream);
@@ -211,6 +214,7 @@ impl<T: Element> CudaStorage<T> {
         if len == 0 {
             return Ok(out);
         }
+        self.dev.0.ctx.bind_to_thread()?;
         let stream = self.dev.stream().clone();
         let (p, g) = self.ptr(&stream);
         // SAFETY: `p` holds at least `len` elements of T; the copy is synchronous on our stream.
@@ -226,6 +230,7 @@ impl<T: Element> CudaStorage<T> {
         if data.is_empty() {
             return Ok(());
         }
+        self.dev.0.ctx.bind_to_thread()?;
         let stream = self.dev.stream().clone();
         let (p, g) = self.ptr_mut(&stream);
         // SAFETY: `p` holds `data.len()` elements (checked by the caller); we synchronize before
@@ -287,8 +292,12 @@ impl<T: Element> Buffer<T> {
     }
 }
 
-/// Blocks of [`BLOCK_SIZE`] threads for `threads` threads, or an error past the grid limit.
-pub(crate) fn grid_for(op: &str, threads: u64) -> Result<u32> {
+/// Launch `threads` threads in 1D blocks of [`BLOCK_SIZE`], or refuse past the grid limit.
+///
+/// # Safety
+/// The builder's arguments must match the kernel's parameters, and the kernel must stay within
+/// the memory they describe for every thread index below `threads`.
+pub(crate) unsafe fn launch_1d(mut builder: LaunchArgs<'_>, op: &str, threads: u64) -> Result<()> {
     let blocks = threads.div_ceil(u64::from(BLOCK_SIZE));
     let max = (1u64 << 31) - 1;
     if blocks > max {
@@ -298,5 +307,12 @@ pub(crate) fn grid_for(op: &str, threads: u64) -> Result<u32> {
             max,
         });
     }
-    Ok(blocks.max(1) as u32)
+    let cfg = LaunchConfig {
+        grid_dim: (blocks.max(1) as u32, 1, 1),
+        block_dim: (BLOCK_SIZE, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: the caller vouches for the arguments and the kernel's bounds.
+    unsafe { builder.launch(cfg) }?;
+    Ok(())
 }

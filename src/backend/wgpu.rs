@@ -55,8 +55,13 @@ struct Inner {
     uncaptured: Arc<Mutex<Vec<String>>>,
 }
 
-fn instance() -> wgpu::Instance {
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+/// One instance for the whole process: wgpu resources of one instance used with a device of
+/// another make wgpu-core panic, while within one instance a mismatch is a validation error.
+fn instance() -> &'static wgpu::Instance {
+    static INSTANCE: std::sync::OnceLock<wgpu::Instance> = std::sync::OnceLock::new();
+    INSTANCE.get_or_init(|| {
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+    })
 }
 
 fn adapters() -> Vec<wgpu::Adapter> {
@@ -123,10 +128,9 @@ impl WgpuDevice {
                 },
             })?;
         let info = adapter.get_info();
-        let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("trainkern"),
-            required_limits: limits.clone(),
+            required_limits: adapter.limits(),
             ..Default::default()
         }))
         .map_err(|e| Error::BackendUnavailable {
@@ -140,6 +144,31 @@ impl WgpuDevice {
                 v.push(e.to_string());
             }
         }));
+        Self::build(info, device, queue, opts, uncaptured)
+    }
+
+    /// Use a trainer's own device and queue, so that buffers it created can be wrapped with
+    /// [`Buffer::from_wgpu`] and ops run in its submission order. The device keeps its
+    /// uncaptured-error handler; the crate's errors come back through error scopes. The device
+    /// must come from this crate's wgpu version; a buffer from another `wgpu::Instance` than the
+    /// device's is a misuse wgpu itself panics on.
+    pub fn from_raw(
+        info: wgpu::AdapterInfo,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        opts: &WgpuOptions,
+    ) -> Result<Self> {
+        Self::build(info, device, queue, opts, Arc::new(Mutex::new(Vec::new())))
+    }
+
+    fn build(
+        info: wgpu::AdapterInfo,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        opts: &WgpuOptions,
+        uncaptured: Arc<Mutex<Vec<String>>>,
+    ) -> Result<Self> {
+        let limits = device.limits();
         let align = u64::from(limits.min_storage_buffer_offset_alignment).max(256);
         let max = limits
             .max_storage_buffer_binding_size

@@ -24,14 +24,6 @@ fn split(x: u64) -> [u32; 2] {
     [x as u32, (x >> 32) as u32]
 }
 
-fn dtype_code(d: DType) -> u32 {
-    match d {
-        DType::F32 | DType::U32 => 0,
-        DType::F16 => 1,
-        DType::BF16 => 2,
-    }
-}
-
 fn run(
     s: &WgpuStorage,
     len: usize,
@@ -68,7 +60,7 @@ pub(super) fn gaussian<T: Float>(
         stream: split(g.stream),
         len: count,
         std: g.std,
-        dtype: dtype_code(T::DTYPE),
+        dtype: T::DTYPE.kernel_code(),
         add: u32::from(mode == Mode::Add),
         pad: [0; 2],
     })
