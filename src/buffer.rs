@@ -162,6 +162,8 @@ pub(crate) enum Storage<T: Element> {
     Wgpu(crate::backend::wgpu::WgpuStorage),
     #[cfg(feature = "cuda")]
     Cuda(crate::backend::cuda::CudaStorage<T>),
+    #[cfg(feature = "ptx-emu")]
+    PtxEmu(crate::backend::ptx_emu::EmuStorage),
 }
 
 impl<T: Element> Buffer<T> {
@@ -183,6 +185,8 @@ impl<T: Element> Buffer<T> {
             Storage::Wgpu(s) => Device::Wgpu(s.dev.clone()),
             #[cfg(feature = "cuda")]
             Storage::Cuda(s) => Device::Cuda(s.dev.clone()),
+            #[cfg(feature = "ptx-emu")]
+            Storage::PtxEmu(s) => Device::PtxEmu(s.dev.clone()),
         }
     }
 
@@ -194,6 +198,8 @@ impl<T: Element> Buffer<T> {
             Storage::Wgpu(s) => s.download(self.len),
             #[cfg(feature = "cuda")]
             Storage::Cuda(s) => s.download(self.len),
+            #[cfg(feature = "ptx-emu")]
+            Storage::PtxEmu(s) => s.download(self.len),
         }
     }
 
@@ -209,6 +215,8 @@ impl<T: Element> Buffer<T> {
             Storage::Wgpu(s) => s.write(data),
             #[cfg(feature = "cuda")]
             Storage::Cuda(s) => s.write(data),
+            #[cfg(feature = "ptx-emu")]
+            Storage::PtxEmu(s) => s.write(data),
         }
     }
 

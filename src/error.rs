@@ -43,6 +43,22 @@ pub enum Error {
         expected: String,
         got: String,
     },
+    /// A PTX module the emulator cannot read.
+    #[error("{module}.ptx line {line}: {what}")]
+    PtxParse {
+        module: String,
+        line: u32,
+        what: String,
+    },
+    /// A fault inside a kernel run by the PTX emulator.
+    #[error("{kernel}: line {line}, block {block:?}, thread {thread:?}: {what}")]
+    PtxExec {
+        kernel: String,
+        line: u32,
+        block: [u32; 3],
+        thread: [u32; 3],
+        what: String,
+    },
     /// An error reported by wgpu (validation, out of memory, device lost, mapping).
     #[error("wgpu: {0}")]
     Wgpu(String),

@@ -25,9 +25,11 @@ pub mod buffer;
 pub mod check;
 mod error;
 pub mod ops;
+#[cfg(feature = "ptx-emu")]
+pub mod ptx;
 pub mod rng;
 pub mod sources;
-pub mod validate;
+mod validate;
 
 pub use backend::{Backend, Device};
 pub use buffer::{Buffer, DType, Element, Float};

@@ -11,14 +11,13 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
-    LaunchArgs, LaunchConfig,
+    LaunchConfig, PushKernelArg,
 };
+
+use super::ptx::KernelArg;
 
 use crate::buffer::{Buffer, Element, Storage};
 use crate::{Error, Result};
-
-/// Threads per block in every launch of the crate.
-pub const BLOCK_SIZE: u32 = 256;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -292,27 +291,37 @@ impl<T: Element> Buffer<T> {
     }
 }
 
-/// Launch `threads` threads in 1D blocks of [`BLOCK_SIZE`], or refuse past the grid limit.
-///
-/// # Safety
-/// The builder's arguments must match the kernel's parameters, and the kernel must stay within
-/// the memory they describe for every thread index below `threads`.
-pub(crate) unsafe fn launch_1d(mut builder: LaunchArgs<'_>, op: &str, threads: u64) -> Result<()> {
-    let blocks = threads.div_ceil(u64::from(BLOCK_SIZE));
-    let max = (1u64 << 31) - 1;
-    if blocks > max {
-        return Err(Error::LimitExceeded {
-            what: format!("{op}: CUDA grid blocks"),
-            requested: blocks,
-            max,
-        });
+impl CudaDevice {
+    /// Launch `entry` of `module` with `args` on the device's stream.
+    ///
+    /// # Safety
+    /// The arguments must match the entry's parameters and the kernel must stay within the
+    /// memory they describe.
+    pub(crate) unsafe fn launch(
+        &self,
+        module: &'static str,
+        entry: &str,
+        grid: u32,
+        block: u32,
+        args: &[KernelArg],
+    ) -> Result<()> {
+        let f = self.function(module, entry)?;
+        let mut b = self.0.stream.launch_builder(&f);
+        for a in args {
+            match a {
+                KernelArg::Ptr { addr, .. } => b.arg(addr),
+                KernelArg::U64(v) => b.arg(v),
+                KernelArg::U32(v) => b.arg(v),
+                KernelArg::F32(v) => b.arg(v),
+            };
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (grid, 1, 1),
+            block_dim: (block, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the caller vouches for the arguments and the kernel's bounds.
+        unsafe { b.launch(cfg) }?;
+        Ok(())
     }
-    let cfg = LaunchConfig {
-        grid_dim: (blocks.max(1) as u32, 1, 1),
-        block_dim: (BLOCK_SIZE, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    // SAFETY: the caller vouches for the arguments and the kernel's bounds.
-    unsafe { builder.launch(cfg) }?;
-    Ok(())
 }

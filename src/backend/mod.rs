@@ -3,6 +3,9 @@
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub(crate) mod ptx;
+#[cfg(feature = "ptx-emu")]
+pub mod ptx_emu;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 
@@ -15,6 +18,8 @@ pub enum Backend {
     Cpu,
     Wgpu,
     Cuda,
+    /// The CPU interpreter of the PTX in `kernels/`, for checking kernels without a GPU.
+    PtxEmu,
 }
 
 impl Backend {
@@ -23,10 +28,11 @@ impl Backend {
             Backend::Cpu => "cpu",
             Backend::Wgpu => "wgpu",
             Backend::Cuda => "cuda",
+            Backend::PtxEmu => "ptx-emu",
         }
     }
 
-    pub const ALL: [Backend; 3] = [Backend::Cpu, Backend::Wgpu, Backend::Cuda];
+    pub const ALL: [Backend; 4] = [Backend::Cpu, Backend::Wgpu, Backend::Cuda, Backend::PtxEmu];
 }
 
 impl std::fmt::Display for Backend {
@@ -42,9 +48,10 @@ impl std::str::FromStr for Backend {
             "cpu" => Ok(Backend::Cpu),
             "wgpu" => Ok(Backend::Wgpu),
             "cuda" => Ok(Backend::Cuda),
+            "ptx-emu" => Ok(Backend::PtxEmu),
             _ => Err(Error::InvalidArgument {
                 op: "backend",
-                what: format!("unknown backend {s:?}; expected cpu, wgpu or cuda"),
+                what: format!("unknown backend {s:?}; expected cpu, wgpu, cuda or ptx-emu"),
             }),
         }
     }
@@ -62,6 +69,10 @@ pub enum Device {
     /// A CUDA GPU, running the hand-written PTX in `kernels/`.
     #[cfg(feature = "cuda")]
     Cuda(cuda::CudaDevice),
+    /// The PTX emulator: the same PTX as `Cuda`, interpreted on the CPU (never chosen by
+    /// [`Device::best`]; ask for it by name).
+    #[cfg(feature = "ptx-emu")]
+    PtxEmu(ptx_emu::EmuDevice),
 }
 
 impl Device {
@@ -116,12 +127,25 @@ impl Device {
         }
     }
 
+    /// The PTX emulator.
+    pub fn ptx_emu() -> Result<Device> {
+        #[cfg(feature = "ptx-emu")]
+        {
+            Ok(Device::PtxEmu(ptx_emu::EmuDevice::new()))
+        }
+        #[cfg(not(feature = "ptx-emu"))]
+        {
+            Err(not_compiled("ptx-emu"))
+        }
+    }
+
     /// The default device of one backend (for wgpu: any adapter, software included).
     pub fn from_backend(b: Backend) -> Result<Device> {
         match b {
             Backend::Cpu => Ok(Device::Cpu),
             Backend::Wgpu => Device::wgpu(),
             Backend::Cuda => Device::cuda(0),
+            Backend::PtxEmu => Device::ptx_emu(),
         }
     }
 
@@ -133,6 +157,8 @@ impl Device {
             Device::Wgpu(_) => Backend::Wgpu,
             #[cfg(feature = "cuda")]
             Device::Cuda(_) => Backend::Cuda,
+            #[cfg(feature = "ptx-emu")]
+            Device::PtxEmu(_) => Backend::PtxEmu,
         }
     }
 
@@ -144,6 +170,8 @@ impl Device {
             (Device::Wgpu(a), Device::Wgpu(b)) => a.id() == b.id(),
             #[cfg(feature = "cuda")]
             (Device::Cuda(a), Device::Cuda(b)) => a.id() == b.id(),
+            #[cfg(feature = "ptx-emu")]
+            (Device::PtxEmu(a), Device::PtxEmu(b)) => a.id() == b.id(),
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -157,6 +185,8 @@ impl Device {
             Device::Wgpu(d) => d.describe(),
             #[cfg(feature = "cuda")]
             Device::Cuda(d) => d.describe(),
+            #[cfg(feature = "ptx-emu")]
+            Device::PtxEmu(d) => d.describe(),
         }
     }
 
@@ -168,6 +198,8 @@ impl Device {
             Device::Wgpu(d) => Storage::Wgpu(d.upload(data)?),
             #[cfg(feature = "cuda")]
             Device::Cuda(d) => Storage::Cuda(d.upload(data)?),
+            #[cfg(feature = "ptx-emu")]
+            Device::PtxEmu(d) => Storage::PtxEmu(d.upload(data)?),
         };
         Ok(Buffer {
             len: data.len(),
@@ -183,6 +215,8 @@ impl Device {
             Device::Wgpu(d) => Storage::Wgpu(d.zeros(len * T::DTYPE.size())?),
             #[cfg(feature = "cuda")]
             Device::Cuda(d) => Storage::Cuda(d.zeros(len)?),
+            #[cfg(feature = "ptx-emu")]
+            Device::PtxEmu(d) => Storage::PtxEmu(d.zeros(len * T::DTYPE.size())?),
         };
         Ok(Buffer { len, storage })
     }
@@ -204,6 +238,8 @@ impl Device {
             }
             #[cfg(feature = "cuda")]
             (Storage::Cuda(s), Storage::Cuda(d)) => s.dev.copy(s, d, src.len),
+            #[cfg(feature = "ptx-emu")]
+            (Storage::PtxEmu(s), Storage::PtxEmu(d)) => s.dev.copy(s, d, src.len * T::DTYPE.size()),
             #[allow(unreachable_patterns)]
             _ => unreachable!("on_device checked both buffers"),
         }
@@ -217,6 +253,8 @@ impl Device {
             Device::Wgpu(d) => d.synchronize(),
             #[cfg(feature = "cuda")]
             Device::Cuda(d) => d.synchronize(),
+            #[cfg(feature = "ptx-emu")]
+            Device::PtxEmu(_) => Ok(()),
         }
     }
 }
@@ -273,6 +311,12 @@ pub fn probe() -> Vec<Probe> {
     out.push(Probe {
         backend: Backend::Cuda,
         found: Err(not_compiled("cuda").to_string()),
+    });
+    out.push(Probe {
+        backend: Backend::PtxEmu,
+        found: Device::ptx_emu()
+            .map(|d| vec![d.describe() + " [used only when asked for]"])
+            .map_err(|e| e.to_string()),
     });
     out
 }

@@ -25,7 +25,8 @@ pub fn missing(what: &str, why: &str) {
 }
 
 /// Every device available, each with a label: the CPU; wgpu with full-size chunks and with
-/// 4 KiB chunks (so small tests cross chunk boundaries); CUDA. Printed once per test binary.
+/// 4 KiB chunks (so small tests cross chunk boundaries); CUDA; the PTX emulator. Printed once
+/// per test binary.
 pub fn devices() -> &'static [(String, Device)] {
     static DEVICES: OnceLock<Vec<(String, Device)>> = OnceLock::new();
     DEVICES.get_or_init(|| {
@@ -51,6 +52,10 @@ pub fn devices() -> &'static [(String, Device)] {
         match Device::cuda(0) {
             Ok(d) => out.push(("cuda".to_string(), d)),
             Err(e) => missing("cuda", &e.to_string()),
+        }
+        match Device::ptx_emu() {
+            Ok(d) => out.push(("ptx-emu".to_string(), d)),
+            Err(e) => missing("ptx-emu", &e.to_string()),
         }
         let names: Vec<String> = out.iter().map(|(n, d)| format!("{n} [{d}]")).collect();
         eprintln!("backends under test: {}", names.join(", "));

@@ -10,12 +10,12 @@
 //! An empty buffer is a no-op.
 
 mod cpu;
-#[cfg(feature = "cuda")]
-mod cuda;
+mod ptx;
 #[cfg(feature = "wgpu")]
 mod wgpu;
 
 use crate::backend::Device;
+use crate::backend::ptx::with_buffer;
 use crate::buffer::{Buffer, Float, Storage};
 use crate::{Result, validate};
 
@@ -66,8 +66,10 @@ fn gaussian<T: Float>(
         }
         #[cfg(feature = "wgpu")]
         Storage::Wgpu(s) => wgpu::gaussian::<T>(s, buf.len, g, mode),
-        #[cfg(feature = "cuda")]
-        Storage::Cuda(s) => cuda::gaussian(s, buf.len, g, mode),
+        #[allow(unreachable_patterns)]
+        s => with_buffer(op, s, buf.len, |dev, data| {
+            ptx::gaussian(dev, data, buf.len, g, mode, T::DTYPE)
+        }),
     }
 }
 
@@ -92,7 +94,9 @@ pub fn fill_bits(
         }
         #[cfg(feature = "wgpu")]
         Storage::Wgpu(s) => wgpu::bits(s, out.len, seed, stream, offset),
-        #[cfg(feature = "cuda")]
-        Storage::Cuda(s) => cuda::bits(s, out.len, seed, stream, offset),
+        #[allow(unreachable_patterns)]
+        s => with_buffer(OP, s, out.len, |dev, data| {
+            ptx::bits(dev, data, out.len, seed, stream, offset)
+        }),
     }
 }
