@@ -43,18 +43,19 @@ pub enum Error {
         expected: String,
         got: String,
     },
-    /// A PTX module the emulator cannot read.
-    #[error("{module}.ptx line {line}: {what}")]
+    /// A PTX module the emulator cannot read; `at` is the source file and line.
+    #[error("{module}.ptx: {at}: {what}")]
     PtxParse {
         module: String,
-        line: u32,
+        at: String,
         what: String,
     },
-    /// A fault inside a kernel run by the PTX emulator.
-    #[error("{kernel}: line {line}, block {block:?}, thread {thread:?}: {what}")]
+    /// A fault inside a kernel run by the PTX emulator; `at` is the instruction's source file
+    /// and line.
+    #[error("{kernel}: {at}, block {block:?}, thread {thread:?}: {what}")]
     PtxExec {
         kernel: String,
-        line: u32,
+        at: String,
         block: [u32; 3],
         thread: [u32; 3],
         what: String,

@@ -48,6 +48,51 @@ pub fn ptx(name: &str) -> Option<String> {
     Some(out)
 }
 
+/// Where line `line` (1-based) of the assembled PTX module `name` comes from: the file under
+/// `kernels/` and its line, so errors point at what a person edits.
+pub fn ptx_origin(name: &str, line: u32) -> String {
+    let Some((_, body)) = PTX_MODULES.iter().find(|(n, _)| *n == name) else {
+        return format!("{name}.ptx:{line}");
+    };
+    let split = body
+        .find(".address_size")
+        .and_then(|at| body[at..].find('\n').map(|nl| at + nl + 1))
+        .unwrap_or(0);
+    // Segments in assembly order: (file, its first line, lines, marker lines before it). A
+    // marker is "\n// ---- file ----\n": two lines after text that ends in a newline, one
+    // (closing the last line) after text that does not.
+    let header = body[..split].matches('\n').count() as u32;
+    let lines = |t: &str| t.matches('\n').count() as u32 + u32::from(!t.ends_with('\n'));
+    let marker = |prev: &str| {
+        if prev.ends_with('\n') || prev.is_empty() {
+            2
+        } else {
+            1
+        }
+    };
+    let mut segs = vec![(format!("kernels/{name}.ptx"), 1u32, header, 0u32)];
+    let mut prev = &body[..split];
+    for (file, text) in PTX_COMMON {
+        segs.push((format!("kernels/{file}"), 1, lines(text), marker(prev)));
+        prev = text;
+    }
+    segs.push((
+        format!("kernels/{name}.ptx"),
+        header + 1,
+        u32::MAX / 2,
+        marker(prev),
+    ));
+    let mut at = 1u32;
+    for (file, first, count, marker) in segs {
+        at += marker;
+        if line < at + count {
+            return format!("{file}:{}", first + line.saturating_sub(at));
+        }
+        at += count;
+    }
+    format!("{name}.ptx:{line}")
+}
+
 /// The full text of WGSL shader `name`, as compiled by wgpu.
 pub fn wgsl(name: &str) -> Option<String> {
     let (_, body) = WGSL_MODULES.iter().find(|(n, _)| *n == name)?;

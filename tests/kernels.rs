@@ -139,3 +139,36 @@ fn every_ptx_module_assembles_without_spills() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn assembled_ptx_lines_map_back_to_their_files() {
+    for (name, body) in sources::PTX_MODULES {
+        let src = sources::ptx(name).unwrap();
+        for (i, line) in src.lines().enumerate() {
+            // The loader's markers (a blank line and a "// ---- file ----" line) have no origin.
+            if line.starts_with("// ---- ") || line.is_empty() {
+                continue;
+            }
+            let at = sources::ptx_origin(name, i as u32 + 1);
+            let (file, n) = at.rsplit_once(':').unwrap();
+            let text = if file == format!("kernels/{name}.ptx") {
+                body.to_string()
+            } else {
+                let f = file.trim_start_matches("kernels/");
+                sources::PTX_COMMON
+                    .iter()
+                    .find(|(p, _)| *p == f)
+                    .unwrap()
+                    .1
+                    .to_string()
+            };
+            let n: usize = n.parse().unwrap();
+            assert_eq!(
+                text.lines().nth(n - 1),
+                Some(line),
+                "{name}.ptx assembled line {}",
+                i + 1
+            );
+        }
+    }
+}

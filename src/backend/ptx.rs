@@ -10,6 +10,9 @@ pub const BLOCK_SIZE: u32 = 256;
 
 /// One kernel argument, in the order of the entry's `.param` list.
 #[derive(Clone, Copy, Debug)]
+// Only the emulator reads `bytes` (CUDA does not bound-check), and without a PTX backend
+// nothing reads any field.
+#[cfg_attr(not(feature = "ptx-emu"), allow(dead_code))]
 pub(crate) enum KernelArg {
     /// A buffer: its device address and the bytes the kernel may touch from there.
     Ptr {
@@ -53,14 +56,14 @@ impl PtxDevice {
             });
         }
         let _ = (module, entry, args);
-        match self {
+        match *self {
             #[cfg(feature = "cuda")]
             // SAFETY: forwarded from the caller.
-            PtxDevice::Cuda(d) => unsafe {
+            PtxDevice::Cuda(ref d) => unsafe {
                 d.launch(module, entry, blocks as u32, BLOCK_SIZE, args)
             },
             #[cfg(feature = "ptx-emu")]
-            PtxDevice::Emu(d) => d.launch(
+            PtxDevice::Emu(ref d) => d.launch(
                 module,
                 entry,
                 crate::ptx::Dims {

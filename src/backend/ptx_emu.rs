@@ -107,7 +107,7 @@ impl EmuDevice {
         })?;
         let m = Arc::new(ptx::parse(&src).map_err(|e| Error::PtxParse {
             module: name.to_string(),
-            line: e.line,
+            at: crate::sources::ptx_origin(name, e.line),
             what: e.what,
         })?);
         cache.insert(name, m.clone());
@@ -158,7 +158,7 @@ impl EmuDevice {
         let global = Global::new(regions);
         ptx::exec::run(&m, idx, dims, &params, &global).map_err(|f| Error::PtxExec {
             kernel: format!("{module}.ptx:{entry}"),
-            line: f.line,
+            at: crate::sources::ptx_origin(module, f.line),
             block: f.block,
             thread: f.thread,
             what: f.what,

@@ -50,10 +50,12 @@ impl Row {
 }
 
 /// The default sizes: up to 2^28 elements on CUDA (the size the speed targets name), 2^26
-/// elsewhere so a CPU or lavapipe run stays short.
+/// elsewhere so a CPU or lavapipe run stays short, 2^16 on the PTX emulator (which measures the
+/// interpreter, not a GPU).
 pub fn default_sizes(backend: Backend) -> Vec<usize> {
     match backend {
         Backend::Cuda => vec![1 << 16, 1 << 20, 1 << 24, 1 << 28],
+        Backend::PtxEmu => vec![1 << 12, 1 << 16],
         _ => vec![1 << 16, 1 << 20, 1 << 24, 1 << 26],
     }
 }

@@ -6,6 +6,7 @@ mod noise;
 
 pub use compare::{rel_l2, scaled_max_error, ulp16};
 
+use crate::Backend;
 use crate::backend::Device;
 use crate::buffer::DType;
 
@@ -34,33 +35,29 @@ pub struct SizeClass {
     pub offset: u64,
 }
 
-/// The size classes for elements of `dtype`: a single element; a ragged size (not a multiple of
-/// any workgroup, block or vector width) at an offset whose blocks carry into the high counter
-/// word; a size that needs more than one chunk at the 128 MiB binding limit of lavapipe and
-/// most adapters; and the largest size the ops promise to check, 2^28 elements.
-pub fn size_classes(dtype: DType) -> Vec<SizeClass> {
+/// The size classes for elements of `dtype` on `backend`: a single element; a ragged size (not
+/// a multiple of any workgroup, block or vector width) at an offset whose blocks carry into the
+/// high counter word; a size that needs more than one chunk at the 128 MiB binding limit of
+/// lavapipe and most adapters; and the largest size the ops promise to check, 2^28 elements.
+/// The PTX emulator interprets every instruction on the CPU, so it gets sizes that finish in
+/// seconds: 1, 70 001, 2^18 + 3 (over a thousand blocks) and 2^20.
+pub fn size_classes(dtype: DType, backend: Backend) -> Vec<SizeClass> {
+    let class = |name, len, offset| SizeClass { name, len, offset };
+    let carry = (1u64 << 34) - 1_999;
+    if backend == Backend::PtxEmu {
+        return vec![
+            class("one", 1, 5),
+            class("ragged", 70_001, carry),
+            class("many-blocks", (1 << 18) + 3, 1),
+            class("largest", 1 << 20, 0),
+        ];
+    }
     let multi = (128usize << 20) / dtype.size() + 4099;
     vec![
-        SizeClass {
-            name: "one",
-            len: 1,
-            offset: 5,
-        },
-        SizeClass {
-            name: "ragged",
-            len: 1_000_003,
-            offset: (1u64 << 34) - 1_999,
-        },
-        SizeClass {
-            name: "multi-chunk",
-            len: multi,
-            offset: 1,
-        },
-        SizeClass {
-            name: "largest",
-            len: 1 << 28,
-            offset: 0,
-        },
+        class("one", 1, 5),
+        class("ragged", 1_000_003, carry),
+        class("multi-chunk", multi, 1),
+        class("largest", 1 << 28, 0),
     ]
 }
 

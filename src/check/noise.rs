@@ -13,12 +13,12 @@ const SEED: u64 = 0x7a11_c0de_5eed_0001;
 const STREAM: u64 = 0x0000_0003_0000_0002;
 
 pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec<Row>) {
-    for class in size_classes(DType::F32) {
+    for class in size_classes(DType::F32, dev.backend()) {
         gaussian_cases::<f32>(dev, class, progress, rows);
         progress(&format!("fill_bits u32 {}", class.name));
         rows.push(bits_case(dev, class));
     }
-    for class in size_classes(DType::F16) {
+    for class in size_classes(DType::F16, dev.backend()) {
         gaussian_cases::<half::f16>(dev, class, progress, rows);
         gaussian_cases::<half::bf16>(dev, class, progress, rows);
     }

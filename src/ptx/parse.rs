@@ -854,6 +854,9 @@ impl Decoder<'_> {
                 self.check_flags(&m, CACHE)?;
                 let ty = self.one_type(&m)?;
                 let space = m.space.unwrap_or(Space::Generic);
+                if space == Space::Const {
+                    return self.fail("the .const space is not supported");
+                }
                 self.arity(&raws, 2)?;
                 let list = |r: &Raw| -> Vec<Raw> {
                     match r {
