@@ -443,7 +443,17 @@ impl Ctx<'_> {
 
     /// Run one thread until it exits or must wait for others.
     fn run_thread(&self, t: &mut Thread, sh: &mut Shared) -> Result<(), (u32, String)> {
+        let mut budget: u64 = 1 << 32;
         loop {
+            budget -= 1;
+            if budget == 0 {
+                let line = t
+                    .frames
+                    .last()
+                    .map_or(0, |f| self.m.funcs[f.func].insts[f.pc].line);
+                let what = "2^32 instructions without a barrier or exit: an endless loop?";
+                return Err((line, what.into()));
+            }
             let (func, pc) = {
                 let f = t.frames.last().ok_or((0, "no frame".to_string()))?;
                 (f.func, f.pc)
@@ -557,7 +567,7 @@ impl Ctx<'_> {
         k: u64,
     ) -> R<u64> {
         let (space, addr) = self.resolve(t, space, a)?;
-        let addr = addr + k * size;
+        let addr = addr.wrapping_add(k * size);
         match space {
             Space::Global | Space::Generic | Space::Const => self.global.load(addr, size),
             Space::Shared => {
@@ -597,7 +607,7 @@ impl Ctx<'_> {
         v: u64,
     ) -> R<()> {
         let (space, addr) = self.resolve(t, space, a)?;
-        let addr = addr + k * size;
+        let addr = addr.wrapping_add(k * size);
         let bytes = v.to_le_bytes();
         match space {
             Space::Global | Space::Generic => self.global.store(addr, size, v),
@@ -912,7 +922,10 @@ fn shared_range(sh: &Shared, addr: u64, size: u64) -> R<std::ops::Range<usize>> 
             "misaligned {size}-byte shared access at offset {addr}"
         ));
     }
-    if addr + size > sh.bytes.len() as u64 {
+    if addr
+        .checked_add(size)
+        .is_none_or(|end| end > sh.bytes.len() as u64)
+    {
         return Err(format!(
             "shared memory access of {size} bytes at offset {addr} is out of bounds ({} bytes declared)",
             sh.bytes.len()
@@ -922,7 +935,10 @@ fn shared_range(sh: &Shared, addr: u64, size: u64) -> R<std::ops::Range<usize>> 
 }
 
 fn frame_range<'b>(area: &'b [u8], addr: u64, size: u64, what: &str) -> R<&'b [u8]> {
-    if addr + size > area.len() as u64 {
+    if addr
+        .checked_add(size)
+        .is_none_or(|end| end > area.len() as u64)
+    {
         return Err(format!(
             "{what} access of {size} bytes at offset {addr} is out of bounds"
         ));
@@ -937,7 +953,7 @@ fn frame_range_mut<'b>(
     size: u64,
     what: &str,
 ) -> R<&'b mut [u8]> {
-    if addr + size > n as u64 {
+    if addr.checked_add(size).is_none_or(|end| end > n as u64) {
         return Err(format!(
             "{what} access of {size} bytes at offset {addr} is out of bounds"
         ));
@@ -968,9 +984,15 @@ fn int_op(op: IntOp, ty: Ty, mode: MulMode, sat: bool, a: u64, b: u64, c: Option
             if sat { wrap(clamp_s32(r)) } else { wrap(r) }
         }
         IntOp::Mul | IntOp::Mad => {
-            let p = ai * bi;
+            // Unsigned 64-bit products need all 128 bits; signed ones fit i128.
+            let p: u128 = if ty.signed() {
+                (ai * bi) as u128
+            } else {
+                u128::from(a & m) * u128::from(b & m)
+            };
             let r = match mode {
-                MulMode::Lo => wrap(p),
+                MulMode::Lo => (p as u64) & m,
+                MulMode::Hi if ty.signed() => (((ai * bi) >> w) as u64) & m,
                 MulMode::Hi => ((p >> w) as u64) & m,
                 MulMode::Wide => (p as u64) & wide_mask(w),
             };

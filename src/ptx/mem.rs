@@ -51,7 +51,10 @@ impl<'a> Global<'a> {
         let r = i
             .checked_sub(1)
             .map(|i| &self.regions[i])
-            .filter(|r| addr + size <= r.addr + r.bytes)
+            .filter(|r| {
+                addr.checked_add(size)
+                    .is_some_and(|end| end <= r.addr + r.bytes)
+            })
             .ok_or_else(|| {
                 format!(
                     "out-of-bounds global access of {size} bytes at {addr:#x}; bound buffers: {}",

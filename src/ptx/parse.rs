@@ -898,6 +898,9 @@ impl Decoder<'_> {
                 let ty = self.one_type(&m)?;
                 self.arity(&raws, 2)?;
                 match (&raws[0], &raws[1]) {
+                    (Raw::Vector(d), _) if lane_ty(ty, d.len()).is_none() => {
+                        self.fail(format!("cannot unpack .{ty:?} into {} values", d.len()))
+                    }
                     (Raw::Vector(d), s) => Ok(Op::Unpack {
                         ty,
                         dst: d.iter().map(|r| self.reg(r)).collect::<PResult<_>>()?,
