@@ -2,3 +2,4 @@
 //! all backends, and the dispatch; `cpu.rs` is the reference; the GPU glue sits beside it.
 
 pub mod noise;
+pub mod upgd;

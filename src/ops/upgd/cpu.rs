@@ -1,0 +1,190 @@
+//! The CPU reference of UPGD: the public optimizers' arithmetic in f32, operation for
+//! operation (PyTorch's order: `u*beta + (1-beta)*U`, `w*decay + (-lr)*d`), with the row norms
+//! of local scaling accumulated in f64. Parallel over chunks of each tensor with rayon.
+
+use rayon::prelude::*;
+
+use super::{Rule, Scalars, Scaling, TensorSpec, Variant};
+use crate::buffer::Float;
+use crate::rng;
+
+const CHUNK: usize = 1 << 14;
+
+/// A chunk of the weights and, for adaptive, of the moments.
+struct Lane<'a, W> {
+    w: &'a mut [W],
+    m: Option<&'a mut [f32]>,
+    v: Option<&'a mut [f32]>,
+}
+
+pub(super) struct State<'a> {
+    pub u: &'a mut [f32],
+    pub m: Option<&'a mut [f32]>,
+    pub v: Option<&'a mut [f32]>,
+}
+
+/// `U`, the instantaneous utility of one weight.
+#[inline(always)]
+pub(crate) fn utility(g: f32, w: f32, h: Option<f32>) -> f32 {
+    match h {
+        None => -g * w,
+        Some(h) => 0.5 * h * (w * w) - g * w,
+    }
+}
+
+#[inline(always)]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// The scaled utility of global scaling; `s = 0.5` where `eta == 0` (the documented deviation).
+#[inline(always)]
+pub(crate) fn scaled_global(u: f32, bc: f32, eta: f32) -> f32 {
+    if eta == 0.0 {
+        0.5
+    } else {
+        sigmoid((u / bc) / eta)
+    }
+}
+
+/// One step over every tensor; returns the number of non-finite `g` and `h` entries.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn step<W: Float, G: Float>(
+    variant: Variant,
+    sc: &Scalars,
+    tensors: &[TensorSpec],
+    seed: u64,
+    w: &mut [W],
+    g: &[G],
+    h: Option<&[G]>,
+    st: State<'_>,
+) -> u64 {
+    let State { u, mut m, mut v } = st;
+    // Pass 1: traces, the maximum raw trace, non-finite inputs.
+    let mut eta = f32::NEG_INFINITY;
+    let mut nonfinite = 0u64;
+    for s in tensors {
+        let r = s.offset..s.offset + s.len;
+        let (mx, bad) = u[r.clone()]
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .map(|(c, uc)| {
+                let base = s.offset + c * CHUNK;
+                let (mut mx, mut bad) = (f32::NEG_INFINITY, 0u64);
+                for (k, ui) in uc.iter_mut().enumerate() {
+                    let i = base + k;
+                    let gi = g[i].to_f32();
+                    let hi = h.map(|h| h[i].to_f32());
+                    bad +=
+                        u64::from(!gi.is_finite()) + u64::from(hi.is_some_and(|x| !x.is_finite()));
+                    let big_u = utility(gi, w[i].to_f32(), hi);
+                    *ui = *ui * sc.beta + sc.one_minus_beta * big_u;
+                    // NaN traces are left out of the maximum (see the module docs).
+                    if *ui > mx {
+                        mx = *ui;
+                    }
+                }
+                (mx, bad)
+            })
+            .reduce(|| (f32::NEG_INFINITY, 0), |a, b| (a.0.max(b.0), a.1 + b.1));
+        eta = eta.max(mx);
+        nonfinite += bad;
+    }
+    // Row norms of the bias-corrected trace, for local scaling.
+    let norms: Vec<Vec<f32>> = if variant.scaling() == Scaling::Local {
+        tensors
+            .iter()
+            .map(|s| {
+                u[s.offset..s.offset + s.len]
+                    .par_chunks(s.last_dim)
+                    .map(|row| {
+                        let ss: f64 = row
+                            .iter()
+                            .map(|&x| {
+                                let x = f64::from(x / sc.bc);
+                                x * x
+                            })
+                            .sum();
+                        (ss.sqrt() as f32).max(1e-12)
+                    })
+                    .collect()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Pass 2: noise and the update (and the adaptive moments).
+    for (ti, s) in tensors.iter().enumerate() {
+        let r = s.offset..s.offset + s.len;
+        let u = &u[r.clone()];
+        // One lane per chunk: its weights and, for adaptive, its moments.
+        let mut lanes: Vec<Lane<'_, W>> = w[r.clone()]
+            .chunks_mut(CHUNK)
+            .map(|w| Lane {
+                w,
+                m: None,
+                v: None,
+            })
+            .collect();
+        if let Some(m) = m.as_deref_mut() {
+            for (l, mc) in lanes.iter_mut().zip(m[r.clone()].chunks_mut(CHUNK)) {
+                l.m = Some(mc);
+            }
+        }
+        if let Some(v) = v.as_deref_mut() {
+            for (l, vc) in lanes.iter_mut().zip(v[r.clone()].chunks_mut(CHUNK)) {
+                l.v = Some(vc);
+            }
+        }
+        lanes.into_par_iter().enumerate().for_each(
+            |(
+                c,
+                Lane {
+                    w: wc,
+                    m: mut mc,
+                    v: mut vc,
+                },
+            )| {
+                let local0 = c * CHUNK;
+                let mut z = vec![0.0f32; wc.len()];
+                rng::gaussians_into(seed, sc.stream, (s.offset + local0) as u64, &mut z);
+                for (k, wk) in wc.iter_mut().enumerate() {
+                    let j = local0 + k;
+                    let i = s.offset + j;
+                    let gi = g[i].to_f32();
+                    let s_util = match variant.scaling() {
+                        Scaling::Global => scaled_global(u[j], sc.bc, eta),
+                        Scaling::Local => sigmoid((u[j] / sc.bc) / norms[ti][j / s.last_dim]),
+                    };
+                    let noise = z[k] * sc.sigma;
+                    let d = match variant {
+                        Variant::Upgd {
+                            rule: Rule::Protect,
+                            ..
+                        } => (gi + noise) * (1.0 - s_util),
+                        Variant::Upgd {
+                            rule: Rule::NoProtect,
+                            ..
+                        } => gi + noise * (1.0 - s_util),
+                        Variant::Adaptive {
+                            beta1, beta2, eps, ..
+                        } => {
+                            let (Some(mk), Some(vk)) = (mc.as_deref_mut(), vc.as_deref_mut())
+                            else {
+                                unreachable!("adaptive state exists")
+                            };
+                            let mi = mk[k] * beta1 + sc.one_minus_beta1 * gi;
+                            let vi = vk[k] * beta2 + sc.one_minus_beta2 * (gi * gi);
+                            mk[k] = mi;
+                            vk[k] = vi;
+                            let denom = vi.sqrt() / sc.sqrt_bc2 + eps;
+                            (mi / denom / sc.bc1 + noise) * (1.0 - s_util)
+                        }
+                    };
+                    *wk = W::from_f32(wk.to_f32() * sc.decay + sc.neg_lr * d);
+                }
+            },
+        );
+    }
+    nonfinite
+}

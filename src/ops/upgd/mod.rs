@@ -1,0 +1,656 @@
+//! UPGD optimizer updates (`design/upgd.md`): utility-based perturbed gradient descent
+//! (Elsayed & Mahmood, ICLR 2024), every weight-level variant and the adaptive one, over a whole
+//! model held in one flat buffer.
+//!
+//! The model's parameters are one flat buffer `w` with a [`TensorSpec`] `(offset, len,
+//! last_dim)` per tensor; gradients `g` (and, for second order, the Hessian diagonal `h`) share
+//! that layout. One [`Upgd::step`] updates every tensor: pass 1 updates the utility trace `u`
+//! and reduces its maximum (global scaling) or the row norms (local scaling); pass 2 draws the
+//! noise from the crate's RNG and updates `w`. The step count, the traces and the seed live in
+//! the optimizer, so [`Upgd::save`] and [`Upgd::restore`] continue a run exactly.
+//!
+//! Noise: element `i` of the flat buffer at step `t` (from 1) uses the Gaussian of global index
+//! `i` in stream `STREAM_TAG | t`, so it is independent of how the model is split into tensors
+//! and reproducible on every backend. It cannot match PyTorch's generator; compare with the
+//! public optimizer at `sigma = 0`.
+//!
+//! The one deviation from the public code (see the design file): where the global maximum
+//! `eta` is exactly 0 the public optimizer divides 0 by 0 and writes NaN weights; here every
+//! scaled utility is 0.5 for that step.
+//!
+//! A non-finite gradient (or Hessian) entry is not hidden: the update follows IEEE arithmetic
+//! as PyTorch's does, and [`Upgd::nonfinite`] counts the entries seen.
+
+mod cpu;
+
+use crate::backend::Device;
+use crate::buffer::{Buffer, Float, Storage};
+use crate::{Error, Result, validate};
+
+/// The high half of every UPGD noise stream ("UPGD"); the low half is the step count.
+pub const STREAM_TAG: u64 = 0x5550_4744 << 32;
+
+const OP: &str = "upgd";
+
+/// How utilities are scaled into (0, 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scaling {
+    /// `sigmoid((u / bc) / eta)`, `eta` the maximum raw trace over the whole model.
+    Global,
+    /// `sigmoid(v)`, `v` the bias-corrected trace normalized over each row (last dimension).
+    Local,
+}
+
+/// How the scaled utility gates the update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// The paper's UPGD: `w -= lr * (g + xi) * (1 - s)`.
+    Protect,
+    /// `w -= lr * (g + xi * (1 - s))`.
+    NoProtect,
+}
+
+/// An UPGD variant.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Variant {
+    /// First order (`U = -g w`) or second order (`U = h w^2 / 2 - g w`), global or local
+    /// scaling, protecting or not: eight variants.
+    Upgd {
+        second_order: bool,
+        scaling: Scaling,
+        rule: Rule,
+    },
+    /// Adam-style moments with global first-order utilities; `k` scales the step (the
+    /// authors' README and RL code use 2). Defaults: `beta1 = 0.9`, `beta2 = 0.999`, `eps = 1e-5`.
+    Adaptive {
+        k: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+    },
+}
+
+impl Variant {
+    /// Parse the names of `trainkern run upgd --variant`: `{first,second}-{global,local}-
+    /// {protect,noprotect}` or `adaptive` (with the default moments and `k = 1`).
+    pub fn parse(name: &str) -> Result<Variant> {
+        if name == "adaptive" {
+            return Ok(Variant::Adaptive {
+                k: 1.0,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-5,
+            });
+        }
+        let bad = || Error::InvalidArgument {
+            op: OP,
+            what: format!(
+                "unknown variant {name:?}; expected {{first,second}}-{{global,local}}-{{protect,noprotect}} or adaptive"
+            ),
+        };
+        let parts: Vec<&str> = name.split('-').collect();
+        let [order, scaling, rule] = parts.as_slice() else {
+            return Err(bad());
+        };
+        Ok(Variant::Upgd {
+            second_order: match *order {
+                "first" => false,
+                "second" => true,
+                _ => return Err(bad()),
+            },
+            scaling: match *scaling {
+                "global" => Scaling::Global,
+                "local" => Scaling::Local,
+                _ => return Err(bad()),
+            },
+            rule: match *rule {
+                "protect" => Rule::Protect,
+                "noprotect" => Rule::NoProtect,
+                _ => return Err(bad()),
+            },
+        })
+    }
+
+    /// The name `parse` reads back (adaptive parameters are not part of it).
+    pub fn name(&self) -> String {
+        match self {
+            Variant::Adaptive { .. } => "adaptive".into(),
+            Variant::Upgd {
+                second_order,
+                scaling,
+                rule,
+            } => format!(
+                "{}-{}-{}",
+                if *second_order { "second" } else { "first" },
+                if *scaling == Scaling::Global {
+                    "global"
+                } else {
+                    "local"
+                },
+                if *rule == Rule::Protect {
+                    "protect"
+                } else {
+                    "noprotect"
+                }
+            ),
+        }
+    }
+
+    /// Every weight-level variant and the adaptive one.
+    pub fn all() -> Vec<Variant> {
+        let mut v = Vec::new();
+        for second_order in [false, true] {
+            for scaling in [Scaling::Global, Scaling::Local] {
+                for rule in [Rule::Protect, Rule::NoProtect] {
+                    v.push(Variant::Upgd {
+                        second_order,
+                        scaling,
+                        rule,
+                    });
+                }
+            }
+        }
+        v.push(Variant::parse("adaptive").expect("a known name"));
+        v
+    }
+
+    pub fn second_order(&self) -> bool {
+        matches!(
+            self,
+            Variant::Upgd {
+                second_order: true,
+                ..
+            }
+        )
+    }
+
+    pub fn scaling(&self) -> Scaling {
+        match self {
+            Variant::Upgd { scaling, .. } => *scaling,
+            Variant::Adaptive { .. } => Scaling::Global,
+        }
+    }
+}
+
+/// Hyperparameters. The defaults are the public optimizer classes': `lr = 1e-5`,
+/// `weight_decay = 0`, `beta_utility = 0`, `sigma = 1` (the README uses 0.001, 0.999, 0.001).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hyper {
+    pub lr: f32,
+    pub weight_decay: f32,
+    pub beta_utility: f32,
+    pub sigma: f32,
+}
+
+impl Default for Hyper {
+    fn default() -> Self {
+        Hyper {
+            lr: 1e-5,
+            weight_decay: 0.0,
+            beta_utility: 0.0,
+            sigma: 1.0,
+        }
+    }
+}
+
+/// One tensor of the flat parameter buffer: `len` elements from `offset`, rows of `last_dim`
+/// (a Linear weight's row per output unit, the whole vector for a bias).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub offset: usize,
+    pub len: usize,
+    pub last_dim: usize,
+}
+
+/// The per-step scalars every backend uses, computed once on the host in f64 and rounded to
+/// f32 as PyTorch rounds its Python-float scalars.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Scalars {
+    pub stream: u64,
+    /// `1 - beta^t` (1 when `beta = 0`).
+    pub bc: f32,
+    pub beta: f32,
+    pub one_minus_beta: f32,
+    /// `1 - lr * weight_decay`.
+    pub decay: f32,
+    /// `-lr`, times `k` for adaptive.
+    pub neg_lr: f32,
+    pub sigma: f32,
+    /// Adaptive only: `1 - beta1^t`, `sqrt(1 - beta2^t)`, `1 - beta1`, `1 - beta2`.
+    pub bc1: f32,
+    pub sqrt_bc2: f32,
+    pub one_minus_beta1: f32,
+    pub one_minus_beta2: f32,
+}
+
+/// The UPGD optimizer state for one model on one device.
+pub struct Upgd {
+    dev: Device,
+    variant: Variant,
+    hyper: Hyper,
+    tensors: Vec<TensorSpec>,
+    len: usize,
+    seed: u64,
+    t: u64,
+    u: Buffer<f32>,
+    m: Option<Buffer<f32>>,
+    v: Option<Buffer<f32>>,
+    nonfinite: u64,
+}
+
+fn finite(what: &str, x: f32, lo: f32, hi_open: Option<f32>) -> Result<()> {
+    let ok = x.is_finite() && x >= lo && hi_open.is_none_or(|h| x < h);
+    if ok {
+        Ok(())
+    } else {
+        let range = match hi_open {
+            Some(h) => format!("in [{lo}, {h})"),
+            None => format!("finite and >= {lo}"),
+        };
+        Err(Error::InvalidArgument {
+            op: OP,
+            what: format!("{what} must be {range}, got {x}"),
+        })
+    }
+}
+
+impl Upgd {
+    /// A fresh optimizer (traces zero, step count 0) for a flat buffer of `len` elements laid
+    /// out as `tensors`. `seed` fixes the noise; draw one with [`crate::rng::entropy_seed`].
+    pub fn new(
+        dev: &Device,
+        variant: Variant,
+        hyper: Hyper,
+        tensors: &[TensorSpec],
+        len: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        finite("lr", hyper.lr, 0.0, None)?;
+        finite("weight_decay", hyper.weight_decay, 0.0, None)?;
+        finite("beta_utility", hyper.beta_utility, 0.0, Some(1.0))?;
+        finite("sigma", hyper.sigma, 0.0, None)?;
+        if let Variant::Adaptive {
+            k,
+            beta1,
+            beta2,
+            eps,
+        } = variant
+        {
+            finite("k", k, 0.0, None)?;
+            finite("beta1", beta1, 0.0, Some(1.0))?;
+            finite("beta2", beta2, 0.0, Some(1.0))?;
+            if !(eps.is_finite() && eps > 0.0) {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    what: format!("eps must be finite and > 0, got {eps}"),
+                });
+            }
+        }
+        check_layout(tensors, len)?;
+        let adaptive = matches!(variant, Variant::Adaptive { .. });
+        Ok(Upgd {
+            dev: dev.clone(),
+            variant,
+            hyper,
+            tensors: tensors.to_vec(),
+            len,
+            seed,
+            t: 0,
+            u: dev.zeros(len)?,
+            m: if adaptive {
+                Some(dev.zeros(len)?)
+            } else {
+                None
+            },
+            v: if adaptive {
+                Some(dev.zeros(len)?)
+            } else {
+                None
+            },
+            nonfinite: 0,
+        })
+    }
+
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    pub fn hyper(&self) -> Hyper {
+        self.hyper
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.t
+    }
+
+    /// Non-finite gradient (or Hessian) entries seen over all steps.
+    pub fn nonfinite(&self) -> u64 {
+        self.nonfinite
+    }
+
+    /// The utility trace `u` (raw, not bias-corrected), in the flat layout.
+    pub fn utility(&self) -> Result<Vec<f32>> {
+        self.u.download()
+    }
+
+    fn scalars(&self, t: u64) -> Scalars {
+        let beta = f64::from(self.hyper.beta_utility);
+        let lr = f64::from(self.hyper.lr);
+        let (k, b1, b2) = match self.variant {
+            Variant::Adaptive {
+                k, beta1, beta2, ..
+            } => (f64::from(k), f64::from(beta1), f64::from(beta2)),
+            _ => (1.0, 0.0, 0.0),
+        };
+        Scalars {
+            stream: STREAM_TAG | t,
+            bc: (1.0 - powt(beta, t)) as f32,
+            beta: beta as f32,
+            one_minus_beta: (1.0 - beta) as f32,
+            decay: (1.0 - lr * f64::from(self.hyper.weight_decay)) as f32,
+            neg_lr: (-(k * lr)) as f32,
+            sigma: self.hyper.sigma,
+            bc1: (1.0 - powt(b1, t)) as f32,
+            sqrt_bc2: (1.0 - powt(b2, t)).sqrt() as f32,
+            one_minus_beta1: (1.0 - b1) as f32,
+            one_minus_beta2: (1.0 - b2) as f32,
+        }
+    }
+
+    /// One optimizer step: `w` updated in place from `g` (and `h` for second-order variants),
+    /// all in the flat layout the optimizer was made with.
+    pub fn step<W: Float, G: Float>(
+        &mut self,
+        w: &mut Buffer<W>,
+        g: &Buffer<G>,
+        h: Option<&Buffer<G>>,
+    ) -> Result<()> {
+        validate::on_device(OP, "w", &self.dev, w)?;
+        validate::on_device(OP, "g", &self.dev, g)?;
+        validate::len(OP, "w", self.len, w.len())?;
+        validate::len(OP, "g", self.len, g.len())?;
+        match (self.variant.second_order(), h) {
+            (true, Some(h)) => {
+                validate::on_device(OP, "h", &self.dev, h)?;
+                validate::len(OP, "h", self.len, h.len())?;
+            }
+            (true, None) => {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    what: "second-order variants need h, the Hessian diagonal".into(),
+                });
+            }
+            (false, Some(_)) => {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    what: "h is only used by second-order variants".into(),
+                });
+            }
+            (false, None) => {}
+        }
+        let t = self.t + 1;
+        if t >= 1 << 32 {
+            return Err(Error::LimitExceeded {
+                what: "upgd: steps (the noise stream holds the step in 32 bits)".into(),
+                requested: t,
+                max: (1 << 32) - 1,
+            });
+        }
+        let sc = self.scalars(t);
+        let nonfinite = match (&mut w.storage, &g.storage) {
+            (Storage::Cpu(wv), Storage::Cpu(gv)) => {
+                let hv = match h.map(|h| &h.storage) {
+                    Some(Storage::Cpu(hv)) => Some(hv.as_slice()),
+                    _ => None,
+                };
+                let state = cpu::State {
+                    u: cpu_mut(&mut self.u)?,
+                    m: self.m.as_mut().map(cpu_mut).transpose()?,
+                    v: self.v.as_mut().map(cpu_mut).transpose()?,
+                };
+                cpu::step(
+                    self.variant,
+                    &sc,
+                    &self.tensors,
+                    self.seed,
+                    wv,
+                    gv,
+                    hv,
+                    state,
+                )
+            }
+            _ => {
+                return Err(Error::Unsupported {
+                    op: OP,
+                    backend: self.dev.backend().name(),
+                    what: "UPGD runs on the CPU backend only so far; the PTX and WGSL kernels \
+                           are not written yet"
+                        .into(),
+                });
+            }
+        };
+        self.nonfinite += nonfinite;
+        self.t = t;
+        Ok(())
+    }
+
+    /// The optimizer's whole state as bytes: variant, hyperparameters, layout, seed, step count
+    /// and traces. [`Upgd::restore`] continues exactly where this left off.
+    pub fn save(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        let (kind, a, b, c, d) = match self.variant {
+            Variant::Upgd {
+                second_order,
+                scaling,
+                rule,
+            } => (
+                u32::from(second_order)
+                    | (u32::from(scaling == Scaling::Local) << 1)
+                    | (u32::from(rule == Rule::NoProtect) << 2),
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+            ),
+            Variant::Adaptive {
+                k,
+                beta1,
+                beta2,
+                eps,
+            } => (8, k, beta1, beta2, eps),
+        };
+        out.extend_from_slice(&kind.to_le_bytes());
+        for x in [
+            a,
+            b,
+            c,
+            d,
+            self.hyper.lr,
+            self.hyper.weight_decay,
+            self.hyper.beta_utility,
+            self.hyper.sigma,
+        ] {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        for x in [
+            self.seed,
+            self.t,
+            self.nonfinite,
+            self.len as u64,
+            self.tensors.len() as u64,
+        ] {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        for s in &self.tensors {
+            for x in [s.offset, s.len, s.last_dim] {
+                out.extend_from_slice(&(x as u64).to_le_bytes());
+            }
+        }
+        for buf in [Some(&self.u), self.m.as_ref(), self.v.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            out.extend_from_slice(bytemuck::cast_slice(&buf.download()?));
+        }
+        Ok(out)
+    }
+
+    /// An optimizer on `dev` from [`Upgd::save`]'s bytes.
+    pub fn restore(dev: &Device, bytes: &[u8]) -> Result<Self> {
+        let bad = |what: &str| Error::InvalidArgument {
+            op: "upgd restore",
+            what: what.to_string(),
+        };
+        let mut r = Reader { b: bytes, at: 0 };
+        if r.take(MAGIC.len()).ok_or_else(|| bad("truncated"))? != MAGIC {
+            return Err(bad("not a trainkern UPGD state"));
+        }
+        let kind = r.u32().ok_or_else(|| bad("truncated"))?;
+        let mut f = [0f32; 8];
+        for x in f.iter_mut() {
+            *x = r.f32().ok_or_else(|| bad("truncated"))?;
+        }
+        let variant = if kind == 8 {
+            Variant::Adaptive {
+                k: f[0],
+                beta1: f[1],
+                beta2: f[2],
+                eps: f[3],
+            }
+        } else if kind < 8 {
+            Variant::Upgd {
+                second_order: kind & 1 != 0,
+                scaling: if kind & 2 != 0 {
+                    Scaling::Local
+                } else {
+                    Scaling::Global
+                },
+                rule: if kind & 4 != 0 {
+                    Rule::NoProtect
+                } else {
+                    Rule::Protect
+                },
+            }
+        } else {
+            return Err(bad("unknown variant"));
+        };
+        let hyper = Hyper {
+            lr: f[4],
+            weight_decay: f[5],
+            beta_utility: f[6],
+            sigma: f[7],
+        };
+        let mut n = [0u64; 5];
+        for x in n.iter_mut() {
+            *x = r.u64().ok_or_else(|| bad("truncated"))?;
+        }
+        let [seed, t, nonfinite, len, count] = n;
+        if count > bytes.len() as u64 {
+            return Err(bad("corrupt tensor count"));
+        }
+        let mut tensors = Vec::new();
+        for _ in 0..count {
+            let mut s = [0usize; 3];
+            for x in s.iter_mut() {
+                *x = r.u64().ok_or_else(|| bad("truncated"))? as usize;
+            }
+            tensors.push(TensorSpec {
+                offset: s[0],
+                len: s[1],
+                last_dim: s[2],
+            });
+        }
+        let len = usize::try_from(len).map_err(|_| bad("corrupt length"))?;
+        let mut opt = Upgd::new(dev, variant, hyper, &tensors, len, seed)?;
+        let traces = 1 + 2 * usize::from(opt.m.is_some());
+        if r.b.len() - r.at != traces * 4 * len {
+            return Err(bad("trace bytes do not match the layout"));
+        }
+        for buf in [Some(&mut opt.u), opt.m.as_mut(), opt.v.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let raw = r.take(4 * len).ok_or_else(|| bad("truncated"))?;
+            let vals: Vec<f32> = bytemuck::pod_collect_to_vec(raw);
+            buf.write(&vals)?;
+        }
+        opt.t = t;
+        opt.nonfinite = nonfinite;
+        Ok(opt)
+    }
+}
+
+const MAGIC: &[u8] = b"TKUPGD1\0";
+
+/// `x^t` for a step count (as Python's `beta ** step` in f64).
+fn powt(x: f64, t: u64) -> f64 {
+    x.powf(t as f64)
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.b.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn f32(&mut self) -> Option<f32> {
+        Some(f32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+}
+
+fn cpu_mut(b: &mut Buffer<f32>) -> Result<&mut [f32]> {
+    match &mut b.storage {
+        Storage::Cpu(v) => Ok(v.as_mut_slice()),
+        #[allow(unreachable_patterns)]
+        _ => Err(Error::InvalidArgument {
+            op: OP,
+            what: "internal: optimizer state is not on the CPU".into(),
+        }),
+    }
+}
+
+/// Tensors lie inside the buffer, do not overlap, and have rows dividing their length.
+fn check_layout(tensors: &[TensorSpec], len: usize) -> Result<()> {
+    let bad = |what: String| Err(Error::InvalidArgument { op: OP, what });
+    if tensors.is_empty() {
+        return bad("the model has no tensors".into());
+    }
+    let mut sorted: Vec<(usize, &TensorSpec)> = tensors.iter().enumerate().collect();
+    sorted.sort_by_key(|(_, s)| s.offset);
+    let mut end = 0usize;
+    for (i, s) in sorted {
+        if s.len == 0 || s.last_dim == 0 || s.len % s.last_dim != 0 {
+            return bad(format!(
+                "tensor {i}: last_dim {} must be >= 1 and divide its length {}",
+                s.last_dim, s.len
+            ));
+        }
+        let Some(stop) = s.offset.checked_add(s.len).filter(|&e| e <= len) else {
+            return bad(format!(
+                "tensor {i} [{}, +{}) lies outside the buffer of {len} elements",
+                s.offset, s.len
+            ));
+        };
+        if s.offset < end {
+            return bad(format!(
+                "tensor {i} at offset {} overlaps the one before",
+                s.offset
+            ));
+        }
+        end = stop;
+    }
+    Ok(())
+}

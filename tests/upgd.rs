@@ -1,0 +1,519 @@
+//! UPGD: the CPU reference against a straight-line transcription of the public optimizers'
+//! rules (tensor by tensor, as their Python loops run), statistics of the noise, save/restore,
+//! and bad input.
+
+mod common;
+
+use trainkern::upgd::{Hyper, Rule, STREAM_TAG, Scaling, TensorSpec, Upgd, Variant};
+use trainkern::{Device, Error, rng};
+
+/// A model of uneven tensors: a 1-element tensor, a 3x5 "Linear" weight, a bias, a tensor with
+/// rows of 1 (every element its own row), and a larger one.
+fn layout() -> (Vec<TensorSpec>, usize) {
+    let specs = vec![
+        TensorSpec {
+            offset: 0,
+            len: 1,
+            last_dim: 1,
+        },
+        TensorSpec {
+            offset: 1,
+            len: 15,
+            last_dim: 5,
+        },
+        TensorSpec {
+            offset: 16,
+            len: 7,
+            last_dim: 7,
+        },
+        TensorSpec {
+            offset: 23,
+            len: 4,
+            last_dim: 1,
+        },
+        TensorSpec {
+            offset: 30,
+            len: 600,
+            last_dim: 24,
+        },
+    ];
+    (specs, 640)
+}
+
+fn data(n: usize, salt: u64, scale: f32) -> Vec<f32> {
+    let mut w = vec![0u32; n];
+    rng::words_into(salt, 1, 0, &mut w);
+    w.iter()
+        .map(|&x| scale * (2.0 * rng::uniform(x) - 1.0))
+        .collect()
+}
+
+/// The public optimizer's step, transcribed: first loop (traces and max), second loop
+/// (update), plain f32 scalars, one tensor at a time.
+#[allow(clippy::too_many_arguments)]
+fn transcribed_step(
+    variant: Variant,
+    hp: Hyper,
+    specs: &[TensorSpec],
+    seed: u64,
+    t: u64,
+    w: &mut [f32],
+    g: &[f32],
+    h: Option<&[f32]>,
+    u: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    let beta = hp.beta_utility;
+    let mut global_max = f32::NEG_INFINITY;
+    for s in specs {
+        let mut tensor_max = f32::NEG_INFINITY;
+        for i in s.offset..s.offset + s.len {
+            let util = match h {
+                Some(h) => 0.5 * h[i] * (w[i] * w[i]) - g[i] * w[i],
+                None => -g[i] * w[i],
+            };
+            u[i] = u[i] * beta + ((1.0 - f64::from(beta)) as f32) * util;
+            tensor_max = tensor_max.max(u[i]);
+        }
+        if tensor_max > global_max {
+            global_max = tensor_max;
+        }
+    }
+    let bc = (1.0 - f64::from(beta).powf(t as f64)) as f32;
+    let decay = (1.0 - f64::from(hp.lr) * f64::from(hp.weight_decay)) as f32;
+    let mut z = vec![0f32; w.len()];
+    rng::gaussians_into(seed, STREAM_TAG | t, 0, &mut z);
+    for s in specs {
+        let r = s.offset..s.offset + s.len;
+        let scaled: Vec<f32> = match variant.scaling() {
+            Scaling::Global => r
+                .clone()
+                .map(|i| {
+                    if global_max == 0.0 {
+                        0.5
+                    } else {
+                        1.0 / (1.0 + (-((u[i] / bc) / global_max)).exp())
+                    }
+                })
+                .collect(),
+            Scaling::Local => r
+                .clone()
+                .map(|i| {
+                    let row = (i - s.offset) / s.last_dim;
+                    let start = s.offset + row * s.last_dim;
+                    let mut ss = 0f64;
+                    for j in start..start + s.last_dim {
+                        ss += f64::from(u[j] / bc).powi(2);
+                    }
+                    let norm = (ss.sqrt() as f32).max(1e-12);
+                    1.0 / (1.0 + (-((u[i] / bc) / norm)).exp())
+                })
+                .collect(),
+        };
+        for (k, i) in r.enumerate() {
+            let noise = z[i] * hp.sigma;
+            w[i] *= decay;
+            match variant {
+                Variant::Upgd {
+                    rule: Rule::Protect,
+                    ..
+                } => {
+                    w[i] += -hp.lr * ((g[i] + noise) * (1.0 - scaled[k]));
+                }
+                Variant::Upgd {
+                    rule: Rule::NoProtect,
+                    ..
+                } => {
+                    w[i] += -hp.lr * (g[i] + noise * (1.0 - scaled[k]));
+                }
+                Variant::Adaptive {
+                    k: ks,
+                    beta1,
+                    beta2,
+                    eps,
+                } => {
+                    m[i] = m[i] * beta1 + ((1.0 - f64::from(beta1)) as f32) * g[i];
+                    v[i] = v[i] * beta2 + ((1.0 - f64::from(beta2)) as f32) * (g[i] * g[i]);
+                    let bc1 = (1.0 - f64::from(beta1).powf(t as f64)) as f32;
+                    let bc2 = (1.0 - f64::from(beta2).powf(t as f64)).sqrt() as f32;
+                    let denom = v[i].sqrt() / bc2 + eps;
+                    let lr = (-(f64::from(ks) * f64::from(hp.lr))) as f32;
+                    w[i] += lr * ((m[i] / denom / bc1 + noise) * (1.0 - scaled[k]));
+                }
+            }
+        }
+    }
+}
+
+fn close(a: f32, b: f32) -> bool {
+    (a - b).abs() <= 1e-5 * (1.0 + b.abs()) || (a.is_nan() && b.is_nan())
+}
+
+fn run_against_transcription(variant: Variant, hp: Hyper, steps: u64, g_scale: f32) {
+    let (specs, n) = layout();
+    let dev = Device::cpu();
+    let seed = 77;
+    let mut opt = Upgd::new(&dev, variant, hp, &specs, n, seed).unwrap();
+    let mut w_ref = data(n, 1, 1.0);
+    let mut w = dev.upload(&w_ref).unwrap();
+    let (mut u, mut m, mut v) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    for t in 1..=steps {
+        let g_host = data(n, 100 + t, g_scale);
+        let h_host = data(n, 200 + t, 2.0);
+        let g = dev.upload(&g_host).unwrap();
+        let h = dev.upload(&h_host).unwrap();
+        let hopt = variant.second_order().then_some(&h);
+        opt.step(&mut w, &g, hopt).unwrap();
+        let href = variant.second_order().then_some(h_host.as_slice());
+        transcribed_step(
+            variant, hp, &specs, seed, t, &mut w_ref, &g_host, href, &mut u, &mut m, &mut v,
+        );
+        let got = w.download().unwrap();
+        for (i, (a, b)) in got.iter().zip(&w_ref).enumerate() {
+            assert!(
+                close(*a, *b),
+                "{} step {t} weight {i}: {a} vs {b}",
+                variant.name()
+            );
+        }
+        let ut = opt.utility().unwrap();
+        for (i, (a, b)) in ut.iter().zip(&u).enumerate() {
+            assert!(
+                close(*a, *b),
+                "{} step {t} trace {i}: {a} vs {b}",
+                variant.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn every_variant_matches_the_transcription_without_noise() {
+    let hp = Hyper {
+        lr: 0.01,
+        weight_decay: 0.1,
+        beta_utility: 0.9,
+        sigma: 0.0,
+    };
+    for variant in Variant::all() {
+        run_against_transcription(variant, hp, 6, 1.0);
+    }
+}
+
+#[test]
+fn every_variant_matches_the_transcription_with_noise() {
+    // beta = 0.999: bc is tiny in the early steps, so the global gate is almost hard 0/1.
+    let hp = Hyper {
+        lr: 0.01,
+        weight_decay: 0.0,
+        beta_utility: 0.999,
+        sigma: 0.5,
+    };
+    for variant in Variant::all() {
+        run_against_transcription(variant, hp, 4, 1.0);
+    }
+    let hp = Hyper {
+        beta_utility: 0.0,
+        ..hp
+    };
+    for variant in Variant::all() {
+        run_against_transcription(variant, hp, 3, 1.0);
+    }
+}
+
+#[test]
+fn eta_zero_gives_one_half_and_eta_negative_flips_the_order() {
+    let (specs, n) = layout();
+    let dev = Device::cpu();
+    let variant = Variant::parse("first-global-protect").unwrap();
+    let hp = Hyper {
+        lr: 1.0,
+        weight_decay: 0.0,
+        beta_utility: 0.0,
+        sigma: 0.0,
+    };
+    // g = 0: every utility is 0, eta == 0, s = 0.5 everywhere (the documented deviation).
+    let mut opt = Upgd::new(&dev, variant, hp, &specs, n, 1).unwrap();
+    let mut w = dev.upload(&vec![1.0f32; n]).unwrap();
+    let g = dev.upload(&vec![0.0f32; n]).unwrap();
+    opt.step(&mut w, &g, None).unwrap();
+    assert!(
+        w.download().unwrap().iter().all(|&x| x == 1.0),
+        "no NaN where eta == 0"
+    );
+    run_against_transcription(variant, hp, 2, 0.0);
+    // All utilities negative (g w > 0 everywhere): eta < 0, and the transcription agrees.
+    let mut opt = Upgd::new(&dev, variant, hp, &specs, n, 1).unwrap();
+    let mut w = dev.upload(&vec![1.0f32; n]).unwrap();
+    let gv: Vec<f32> = (0..n).map(|i| 0.5 + i as f32 / n as f32).collect();
+    let g = dev.upload(&gv).unwrap();
+    opt.step(&mut w, &g, None).unwrap();
+    let u = opt.utility().unwrap();
+    for sp in &specs {
+        assert!(u[sp.offset..sp.offset + sp.len].iter().all(|&x| x < 0.0));
+    }
+    let got = w.download().unwrap();
+    // eta = max(u) = -0.5 (the smallest |g|); s = sigmoid(u / eta) = sigmoid(2 g): larger
+    // gradients gate harder, the reverse of the positive case.
+    for i in [0usize, 100, 629] {
+        let s = 1.0 / (1.0 + (-(gv[i] / 0.5)).exp());
+        let want = 1.0 - gv[i] * (1.0 - s);
+        assert!(close(got[i], want), "weight {i}: {} vs {want}", got[i]);
+    }
+    assert_eq!(got[639], 1.0, "elements outside every tensor are untouched");
+}
+
+#[test]
+fn local_rows_with_zero_norm_stay_finite() {
+    let (specs, n) = layout();
+    let dev = Device::cpu();
+    let variant = Variant::parse("first-local-protect").unwrap();
+    let hp = Hyper {
+        lr: 0.1,
+        weight_decay: 0.0,
+        beta_utility: 0.5,
+        sigma: 0.0,
+    };
+    let mut opt = Upgd::new(&dev, variant, hp, &specs, n, 1).unwrap();
+    let mut w = dev.upload(&data(n, 3, 1.0)).unwrap();
+    // Gradients zero on tensor 1: its rows have zero norm, the 1e-12 floor applies, s = 0.5.
+    let mut gv = data(n, 4, 1.0);
+    gv[1..16].iter_mut().for_each(|x| *x = 0.0);
+    let g = dev.upload(&gv).unwrap();
+    let before = w.download().unwrap();
+    opt.step(&mut w, &g, None).unwrap();
+    let after = w.download().unwrap();
+    assert!(after.iter().all(|x| x.is_finite()));
+    assert_eq!(
+        &after[1..16],
+        &before[1..16],
+        "zero gradient, no noise: unchanged"
+    );
+    run_against_transcription(variant, hp, 3, 1.0);
+}
+
+#[test]
+fn noise_std_is_lr_sigma_one_minus_s() {
+    // Second order with g = 0 and the same w, h everywhere: every trace is equal, so eta is
+    // that trace and s = sigmoid(1 / bc) = sigmoid(1) with beta = 0. The update is then
+    // -lr * sigma * z * (1 - s): its standard deviation over N = 2^20 weights is lr sigma (1 - s)
+    // within 6 standard errors (sd of a sample sd ~ 1/sqrt(2N) relative), a false alarm rate
+    // of 2e-9; its mean is 0 within 6 / sqrt(N).
+    let n = 1 << 20;
+    let specs = [TensorSpec {
+        offset: 0,
+        len: n,
+        last_dim: 1024,
+    }];
+    let dev = Device::cpu();
+    let hp = Hyper {
+        lr: 0.1,
+        weight_decay: 0.0,
+        beta_utility: 0.0,
+        sigma: 2.0,
+    };
+    let variant = Variant::parse("second-global-protect").unwrap();
+    let mut opt = Upgd::new(&dev, variant, hp, &specs, n, 99).unwrap();
+    let mut w = dev.upload(&vec![1.0f32; n]).unwrap();
+    let g = dev.upload(&vec![0.0f32; n]).unwrap();
+    let h = dev.upload(&vec![1.0f32; n]).unwrap();
+    opt.step(&mut w, &g, Some(&h)).unwrap();
+    let d: Vec<f64> = w
+        .download()
+        .unwrap()
+        .iter()
+        .map(|&x| f64::from(x) - 1.0)
+        .collect();
+    let mean = d.iter().sum::<f64>() / n as f64;
+    let sd = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+    let s = 1.0 / (1.0 + (-1.0f64).exp());
+    let want = 0.1 * 2.0 * (1.0 - s);
+    let rel = sd / want - 1.0;
+    println!("update sd {sd:.6} vs {want:.6} ({rel:+.2e}), mean {mean:+.2e}");
+    assert!(rel.abs() < 6.0 / (2.0 * n as f64).sqrt(), "{rel}");
+    assert!(mean.abs() < 6.0 * want / (n as f64).sqrt(), "{mean}");
+}
+
+#[test]
+fn save_and_restore_continue_identically() {
+    let (specs, n) = layout();
+    let dev = Device::cpu();
+    for variant in [
+        Variant::parse("second-local-noprotect").unwrap(),
+        Variant::parse("adaptive").unwrap(),
+    ] {
+        let hp = Hyper {
+            lr: 0.01,
+            weight_decay: 0.01,
+            beta_utility: 0.9,
+            sigma: 0.1,
+        };
+        let mut a = Upgd::new(&dev, variant, hp, &specs, n, 5).unwrap();
+        let mut wa = dev.upload(&data(n, 9, 1.0)).unwrap();
+        let gs: Vec<_> = (0..6)
+            .map(|t| dev.upload(&data(n, 50 + t, 1.0)).unwrap())
+            .collect();
+        let h = dev.upload(&data(n, 7, 1.0)).unwrap();
+        let hh = variant.second_order().then_some(&h);
+        for g in &gs[..3] {
+            a.step(&mut wa, g, hh).unwrap();
+        }
+        let saved = a.save().unwrap();
+        let mut b = Upgd::restore(&dev, &saved).unwrap();
+        assert_eq!(b.steps(), 3);
+        let mut wb = dev.upload(&wa.download().unwrap()).unwrap();
+        for g in &gs[3..] {
+            a.step(&mut wa, g, hh).unwrap();
+            b.step(&mut wb, g, hh).unwrap();
+        }
+        assert_eq!(
+            wa.download().unwrap(),
+            wb.download().unwrap(),
+            "{}",
+            variant.name()
+        );
+        assert!(Upgd::restore(&dev, &saved[..saved.len() - 1]).is_err());
+        assert!(Upgd::restore(&dev, b"not a state").is_err());
+    }
+}
+
+#[test]
+fn nonfinite_gradients_are_counted() {
+    let (specs, n) = layout();
+    let dev = Device::cpu();
+    let mut opt = Upgd::new(
+        &dev,
+        Variant::parse("first-global-protect").unwrap(),
+        Hyper::default(),
+        &specs,
+        n,
+        1,
+    )
+    .unwrap();
+    let mut gv = data(n, 1, 1.0);
+    gv[3] = f32::NAN;
+    gv[40] = f32::INFINITY;
+    let mut w = dev.upload(&data(n, 2, 1.0)).unwrap();
+    opt.step(&mut w, &dev.upload(&gv).unwrap(), None).unwrap();
+    assert_eq!(opt.nonfinite(), 2);
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let (specs, n) = layout();
+    let dev = Device::cpu();
+    let v = Variant::parse("first-global-protect").unwrap();
+    let hp = Hyper::default();
+    let err = |r: Result<Upgd, Error>, what: &str| {
+        let e = r.err().expect("an error");
+        assert!(e.to_string().contains(what), "{e}");
+    };
+    err(
+        Upgd::new(
+            &dev,
+            v,
+            Hyper {
+                beta_utility: 1.0,
+                ..hp
+            },
+            &specs,
+            n,
+            1,
+        ),
+        "beta_utility",
+    );
+    err(
+        Upgd::new(&dev, v, Hyper { sigma: -1.0, ..hp }, &specs, n, 1),
+        "sigma",
+    );
+    err(
+        Upgd::new(&dev, v, Hyper { lr: f32::NAN, ..hp }, &specs, n, 1),
+        "lr",
+    );
+    err(
+        Upgd::new(
+            &dev,
+            v,
+            hp,
+            &[TensorSpec {
+                offset: 0,
+                len: 10,
+                last_dim: 3,
+            }],
+            10,
+            1,
+        ),
+        "last_dim",
+    );
+    err(
+        Upgd::new(
+            &dev,
+            v,
+            hp,
+            &[TensorSpec {
+                offset: 5,
+                len: 10,
+                last_dim: 5,
+            }],
+            10,
+            1,
+        ),
+        "outside",
+    );
+    err(
+        Upgd::new(
+            &dev,
+            v,
+            hp,
+            &[
+                TensorSpec {
+                    offset: 0,
+                    len: 4,
+                    last_dim: 2,
+                },
+                TensorSpec {
+                    offset: 2,
+                    len: 4,
+                    last_dim: 2,
+                },
+            ],
+            10,
+            1,
+        ),
+        "overlaps",
+    );
+    assert!(Variant::parse("third-global-protect").is_err());
+    let mut opt = Upgd::new(&dev, v, hp, &specs, n, 1).unwrap();
+    let mut w = dev.upload(&vec![0f32; n]).unwrap();
+    let short = dev.upload(&vec![0f32; n - 1]).unwrap();
+    let e = opt.step(&mut w, &short, None).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Shape {
+                op: "upgd",
+                arg: "g",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let g = dev.upload(&vec![0f32; n]).unwrap();
+    let e = opt.step(&mut w, &g, Some(&g)).unwrap_err();
+    assert!(e.to_string().contains("second-order"), "{e}");
+    let mut second = Upgd::new(
+        &dev,
+        Variant::parse("second-global-protect").unwrap(),
+        hp,
+        &specs,
+        n,
+        1,
+    )
+    .unwrap();
+    assert!(second.step(&mut w, &g, None).is_err());
+    assert_eq!(opt.steps(), 0, "a refused step does not count");
+    for name in ["first-global-protect", "second-local-noprotect", "adaptive"] {
+        assert_eq!(Variant::parse(name).unwrap().name(), name);
+    }
+}
