@@ -102,10 +102,10 @@ fn transcribed_step(
                 .map(|i| {
                     let row = (i - s.offset) / s.last_dim;
                     let start = s.offset + row * s.last_dim;
-                    let mut ss = 0f64;
-                    for j in start..start + s.last_dim {
-                        ss += f64::from(u[j] / bc).powi(2);
-                    }
+                    let ss: f64 = u[start..start + s.last_dim]
+                        .iter()
+                        .map(|&x| f64::from(x / bc).powi(2))
+                        .sum();
                     let norm = (ss.sqrt() as f32).max(1e-12);
                     1.0 / (1.0 + (-((u[i] / bc) / norm)).exp())
                 })
