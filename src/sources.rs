@@ -6,13 +6,22 @@
 //! validate exactly these texts, so what CI checks is what the GPU runs.
 
 /// Shared PTX `.func` pieces, in the order they are prepended.
-pub const PTX_COMMON: &[(&str, &str)] = &[(
-    "common/philox.ptx",
-    include_str!("../kernels/common/philox.ptx"),
-)];
+pub const PTX_COMMON: &[(&str, &str)] = &[
+    (
+        "common/philox.ptx",
+        include_str!("../kernels/common/philox.ptx"),
+    ),
+    (
+        "common/storage.ptx",
+        include_str!("../kernels/common/storage.ptx"),
+    ),
+];
 
 /// PTX modules by name (`kernels/<name>.ptx`).
-pub const PTX_MODULES: &[(&str, &str)] = &[("noise", include_str!("../kernels/noise.ptx"))];
+pub const PTX_MODULES: &[(&str, &str)] = &[
+    ("noise", include_str!("../kernels/noise.ptx")),
+    ("upgd", include_str!("../kernels/upgd.ptx")),
+];
 
 /// Shared WGSL pieces, in the order they are prepended.
 pub const WGSL_COMMON: &[(&str, &str)] = &[

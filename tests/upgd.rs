@@ -396,7 +396,7 @@ fn nonfinite_gradients_are_counted() {
     gv[40] = f32::INFINITY;
     let mut w = dev.upload(&data(n, 2, 1.0)).unwrap();
     opt.step(&mut w, &dev.upload(&gv).unwrap(), None).unwrap();
-    assert_eq!(opt.nonfinite(), 2);
+    assert_eq!(opt.nonfinite().unwrap(), 2);
 }
 
 #[test]
@@ -515,5 +515,167 @@ fn bad_input_is_a_clear_error() {
     assert_eq!(opt.steps(), 0, "a refused step does not count");
     for name in ["first-global-protect", "second-local-noprotect", "adaptive"] {
         assert_eq!(Variant::parse(name).unwrap().name(), name);
+    }
+}
+
+/// Uneven tensors for the device kernels: one element; rows of 1; rows of 100 that straddle the
+/// 256-element chunks; a bias; a gap between tensors.
+fn device_layout() -> (Vec<TensorSpec>, usize) {
+    let specs = vec![
+        TensorSpec {
+            offset: 0,
+            len: 1,
+            last_dim: 1,
+        },
+        TensorSpec {
+            offset: 1,
+            len: 300,
+            last_dim: 1,
+        },
+        TensorSpec {
+            offset: 301,
+            len: 1000,
+            last_dim: 100,
+        },
+        TensorSpec {
+            offset: 1301,
+            len: 37,
+            last_dim: 37,
+        },
+        TensorSpec {
+            offset: 1400,
+            len: 777,
+            last_dim: 7,
+        },
+    ];
+    (specs, 2200)
+}
+
+fn device_case<W: trainkern::Float, G: trainkern::Float>(
+    dev: &Device,
+    name: &str,
+    variant: Variant,
+) {
+    let (specs, n) = device_layout();
+    let hp = Hyper {
+        lr: 0.05,
+        weight_decay: 0.01,
+        beta_utility: 0.9,
+        sigma: 0.3,
+    };
+    let cpu = Device::cpu();
+    let mut a = Upgd::new(&cpu, variant, hp, &specs, n, 11).unwrap();
+    let mut b = Upgd::new(dev, variant, hp, &specs, n, 11).unwrap();
+    let w0: Vec<W> = data(n, 3, 1.0).iter().map(|&x| W::from_f32(x)).collect();
+    let mut wa = cpu.upload(&w0).unwrap();
+    let mut wb = dev.upload(&w0).unwrap();
+    for t in 0..3u64 {
+        let gv: Vec<G> = data(n, 20 + t, 1.0)
+            .iter()
+            .map(|&x| G::from_f32(x))
+            .collect();
+        let hv: Vec<G> = data(n, 40 + t, 1.0)
+            .iter()
+            .map(|&x| G::from_f32(x))
+            .collect();
+        let (ga, ha) = (cpu.upload(&gv).unwrap(), cpu.upload(&hv).unwrap());
+        let (gb, hb) = (dev.upload(&gv).unwrap(), dev.upload(&hv).unwrap());
+        let so = variant.second_order();
+        a.step(&mut wa, &ga, so.then_some(&ha)).unwrap();
+        b.step(&mut wb, &gb, so.then_some(&hb))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let what = format!(
+            "{name} {} w {} g {} step {}",
+            variant.name(),
+            W::DTYPE,
+            G::DTYPE,
+            t + 1
+        );
+        let want: Vec<f64> = wa
+            .download()
+            .unwrap()
+            .iter()
+            .map(|x| f64::from(x.to_f32()))
+            .collect();
+        let got: Vec<f64> = wb
+            .download()
+            .unwrap()
+            .iter()
+            .map(|x| f64::from(x.to_f32()))
+            .collect();
+        if W::DTYPE == trainkern::DType::F32 {
+            let e = trainkern::check::scaled_max_error(&got, &want);
+            assert!(e <= 1e-5, "{what}: weights off by {e:e}");
+        } else {
+            let e = trainkern::check::rel_l2(&got, &want);
+            assert!(e <= 1e-2, "{what}: weights relative L2 {e:e}");
+        }
+        let ua: Vec<f64> = a.utility().unwrap().iter().map(|&x| f64::from(x)).collect();
+        let ub: Vec<f64> = b.utility().unwrap().iter().map(|&x| f64::from(x)).collect();
+        let e = trainkern::check::rel_l2(&ub, &ua);
+        assert!(e <= 1e-2, "{what}: traces relative L2 {e:e}");
+        if W::DTYPE == trainkern::DType::F32 && G::DTYPE == trainkern::DType::F32 {
+            let e = trainkern::check::scaled_max_error(&ub, &ua);
+            assert!(e <= 1e-5, "{what}: traces off by {e:e}");
+        }
+    }
+    assert_eq!(b.nonfinite().unwrap(), 0);
+}
+
+#[test]
+fn every_backend_matches_the_reference() {
+    use half::{bf16, f16};
+    for (name, dev) in common::devices() {
+        if dev.backend() == trainkern::Backend::Cpu {
+            continue;
+        }
+        if dev.backend() == trainkern::Backend::Wgpu {
+            // Not written yet (issue 7 stays open for it): the op must say so, not misbehave.
+            let (specs, n) = device_layout();
+            let mut o = Upgd::new(dev, Variant::all()[0], Hyper::default(), &specs, n, 1).unwrap();
+            let mut w = dev.zeros::<f32>(n).unwrap();
+            let g = dev.zeros::<f32>(n).unwrap();
+            let e = o.step(&mut w, &g, None).unwrap_err();
+            assert!(matches!(e, Error::Unsupported { .. }), "{name}: {e}");
+            eprintln!("NOT CHECKED: upgd on {name} (no WGSL kernel yet): {e}");
+            continue;
+        }
+        for variant in Variant::all() {
+            device_case::<f32, f32>(dev, name, variant);
+        }
+        let v = Variant::parse("second-local-protect").unwrap();
+        device_case::<bf16, f16>(dev, name, v);
+        device_case::<f32, bf16>(dev, name, Variant::parse("first-global-noprotect").unwrap());
+        device_case::<bf16, bf16>(dev, name, Variant::parse("adaptive").unwrap());
+    }
+}
+
+#[test]
+fn device_counts_nonfinite_gradients_and_saves() {
+    for (name, dev) in common::devices() {
+        if !matches!(
+            dev.backend(),
+            trainkern::Backend::Cuda | trainkern::Backend::PtxEmu
+        ) {
+            continue;
+        }
+        let (specs, n) = device_layout();
+        let v = Variant::parse("second-global-protect").unwrap();
+        let mut o = Upgd::new(dev, v, Hyper::default(), &specs, n, 1).unwrap();
+        let mut gv = data(n, 1, 1.0);
+        gv[5] = f32::NAN;
+        let mut hv = data(n, 2, 1.0);
+        hv[1500] = f32::NEG_INFINITY;
+        let mut w = dev.upload(&data(n, 3, 1.0)).unwrap();
+        o.step(
+            &mut w,
+            &dev.upload(&gv).unwrap(),
+            Some(&dev.upload(&hv).unwrap()),
+        )
+        .unwrap();
+        assert_eq!(o.nonfinite().unwrap(), 2, "{name}");
+        let r = Upgd::restore(dev, &o.save().unwrap()).unwrap();
+        assert_eq!(r.nonfinite().unwrap(), 2, "{name}");
+        assert_eq!(r.steps(), 1);
     }
 }

@@ -110,3 +110,56 @@ pub(crate) fn with_buffer<T: Element, R>(
         }),
     }
 }
+
+impl PtxDevice {
+    /// The PTX device behind `dev`, if it runs PTX.
+    pub(crate) fn of(dev: &crate::Device) -> Option<PtxDevice> {
+        match dev {
+            #[cfg(feature = "cuda")]
+            crate::Device::Cuda(d) => Some(PtxDevice::Cuda(d.clone())),
+            #[cfg(feature = "ptx-emu")]
+            crate::Device::PtxEmu(d) => Some(PtxDevice::Emu(d.clone())),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+}
+
+/// The pointer argument for `len` elements of a buffer on a PTX backend, `skip` elements in.
+///
+/// On CUDA this reads the address without holding cudarc's stream bookkeeping past the call:
+/// every op of the crate runs on the device's one stream, so stream order already orders the
+/// kernels that use the address. Ops that need the bookkeeping use [`with_buffer`].
+pub(crate) fn ptr_of<T: Element>(
+    op: &'static str,
+    buf: &crate::Buffer<T>,
+    skip: usize,
+    len: usize,
+) -> Result<KernelArg> {
+    let size = T::DTYPE.size() as u64;
+    let (bytes, skip_bytes) = (len as u64 * size, skip as u64 * size);
+    let _ = (bytes, skip_bytes);
+    match &buf.storage {
+        #[cfg(feature = "cuda")]
+        Storage::Cuda(s) => {
+            let stream = s.dev.stream().clone();
+            let (addr, guard) = s.ptr(&stream);
+            drop(guard);
+            Ok(KernelArg::Ptr {
+                addr: addr + skip_bytes,
+                bytes,
+            })
+        }
+        #[cfg(feature = "ptx-emu")]
+        Storage::PtxEmu(s) => Ok(KernelArg::Ptr {
+            addr: s.addr() + skip_bytes,
+            bytes,
+        }),
+        #[allow(unreachable_patterns)]
+        _ => Err(Error::Unsupported {
+            op,
+            backend: "this",
+            what: "the buffer is not on a PTX backend".into(),
+        }),
+    }
+}

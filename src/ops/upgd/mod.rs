@@ -22,8 +22,10 @@
 //! as PyTorch's does, and [`Upgd::nonfinite`] counts the entries seen.
 
 mod cpu;
+mod ptx;
 
 use crate::backend::Device;
+use crate::backend::ptx::{BLOCK_SIZE, PtxDevice};
 use crate::buffer::{Buffer, Float, Storage};
 use crate::{Error, Result, validate};
 
@@ -235,7 +237,53 @@ pub struct Upgd {
     u: Buffer<f32>,
     m: Option<Buffer<f32>>,
     v: Option<Buffer<f32>>,
+    /// Non-finite inputs counted on the host (CPU backend, and the count restored from a save).
     nonfinite: u64,
+    /// The chunk table and reduction buffers of the GPU backends.
+    gpu: Option<DeviceState>,
+}
+
+/// What the device kernels keep besides the traces.
+pub(crate) struct DeviceState {
+    /// 8 u32 per chunk: start, count, row_base, last_dim, row_in_first, 0, 0, 0.
+    pub chunks: Buffer<u32>,
+    pub nchunks: usize,
+    /// Rows over all tensors.
+    pub rows: usize,
+    /// Two slots of the order-preserving key of the maximum trace (this step's, next step's).
+    pub eta: Buffer<u32>,
+    /// Two slots of per-row sums of squares of the bias-corrected trace.
+    pub rowsq: Buffer<f32>,
+    pub nonfinite: Buffer<u32>,
+}
+
+/// The key of -inf under the order-preserving map the kernels reduce with.
+const KEY_NEG_INF: u32 = 0x007f_ffff;
+
+/// The chunk table: each tensor cut into chunks of at most one block's elements, with the
+/// global row of each chunk's first element. Returns the table, the chunk count and the rows.
+fn chunk_table(tensors: &[TensorSpec]) -> Result<(Vec<u32>, usize, usize)> {
+    let block = BLOCK_SIZE as usize;
+    let mut table = Vec::new();
+    let mut row_base = 0usize;
+    for s in tensors {
+        for start in (0..s.len).step_by(block) {
+            let count = block.min(s.len - start);
+            let row = row_base + start / s.last_dim;
+            let fields = [s.offset + start, count, row, s.last_dim, start % s.last_dim];
+            for f in fields {
+                table.push(u32::try_from(f).map_err(|_| Error::LimitExceeded {
+                    what: "upgd: elements or rows of a model on a GPU backend".into(),
+                    requested: f as u64,
+                    max: u64::from(u32::MAX),
+                })?);
+            }
+            table.extend_from_slice(&[0, 0, 0]);
+        }
+        row_base += s.len / s.last_dim;
+    }
+    let n = table.len() / 8;
+    Ok((table, n, row_base))
 }
 
 fn finite(what: &str, x: f32, lo: f32, hi_open: Option<f32>) -> Result<()> {
@@ -288,6 +336,19 @@ impl Upgd {
         }
         check_layout(tensors, len)?;
         let adaptive = matches!(variant, Variant::Adaptive { .. });
+        let gpu = if dev.backend() == crate::Backend::Cpu {
+            None
+        } else {
+            let (table, nchunks, rows) = chunk_table(tensors)?;
+            Some(DeviceState {
+                chunks: dev.upload(&table)?,
+                nchunks,
+                rows,
+                eta: dev.upload(&[KEY_NEG_INF; 2])?,
+                rowsq: dev.zeros(2 * rows.max(1))?,
+                nonfinite: dev.zeros(1)?,
+            })
+        };
         Ok(Upgd {
             dev: dev.clone(),
             variant,
@@ -308,6 +369,7 @@ impl Upgd {
                 None
             },
             nonfinite: 0,
+            gpu,
         })
     }
 
@@ -324,9 +386,14 @@ impl Upgd {
         self.t
     }
 
-    /// Non-finite gradient (or Hessian) entries seen over all steps.
-    pub fn nonfinite(&self) -> u64 {
-        self.nonfinite
+    /// Non-finite gradient (or Hessian) entries seen over all steps (on a GPU this reads a
+    /// counter back, so it waits for the steps enqueued).
+    pub fn nonfinite(&self) -> Result<u64> {
+        let dev = match &self.gpu {
+            Some(st) => u64::from(st.nonfinite.download()?[0]),
+            None => 0,
+        };
+        Ok(self.nonfinite + dev)
     }
 
     /// The utility trace `u` (raw, not bias-corrected), in the flat layout.
@@ -398,6 +465,24 @@ impl Upgd {
             });
         }
         let sc = self.scalars(t);
+        if let (Some(st), Some(pdev)) = (&self.gpu, PtxDevice::of(&self.dev)) {
+            ptx::step(
+                &pdev,
+                st,
+                self.variant,
+                &sc,
+                self.seed,
+                t,
+                w,
+                g,
+                h,
+                &mut self.u,
+                self.m.as_mut(),
+                self.v.as_mut(),
+            )?;
+            self.t = t;
+            return Ok(());
+        }
         let nonfinite = match (&mut w.storage, &g.storage) {
             (Storage::Cpu(wv), Storage::Cpu(gv)) => {
                 let hv = match h.map(|h| &h.storage) {
@@ -424,8 +509,8 @@ impl Upgd {
                 return Err(Error::Unsupported {
                     op: OP,
                     backend: self.dev.backend().name(),
-                    what: "UPGD runs on the CPU backend only so far; the PTX and WGSL kernels \
-                           are not written yet"
+                    what: "UPGD runs on the CPU, CUDA and PTX-emulator backends; the WGSL \
+                           kernels are not written yet"
                         .into(),
                 });
             }
@@ -477,7 +562,7 @@ impl Upgd {
         for x in [
             self.seed,
             self.t,
-            self.nonfinite,
+            self.nonfinite()?,
             self.len as u64,
             self.tensors.len() as u64,
         ] {
