@@ -36,7 +36,10 @@ pub const WGSL_COMMON: &[(&str, &str)] = &[
 ];
 
 /// WGSL shaders by name (`shaders/<name>.wgsl`).
-pub const WGSL_MODULES: &[(&str, &str)] = &[("noise", include_str!("../shaders/noise.wgsl"))];
+pub const WGSL_MODULES: &[(&str, &str)] = &[
+    ("noise", include_str!("../shaders/noise.wgsl")),
+    ("upgd", include_str!("../shaders/upgd.wgsl")),
+];
 
 /// The full text of PTX module `name`, as loaded on a CUDA device.
 pub fn ptx(name: &str) -> Option<String> {

@@ -629,16 +629,21 @@ fn every_backend_matches_the_reference() {
         if dev.backend() == trainkern::Backend::Cpu {
             continue;
         }
-        if dev.backend() == trainkern::Backend::Wgpu {
-            // Not written yet (issue 7 stays open for it): the op must say so, not misbehave.
-            let (specs, n) = device_layout();
-            let mut o = Upgd::new(dev, Variant::all()[0], Hyper::default(), &specs, n, 1).unwrap();
-            let mut w = dev.zeros::<f32>(n).unwrap();
-            let g = dev.zeros::<f32>(n).unwrap();
-            let e = o.step(&mut w, &g, None).unwrap_err();
-            assert!(matches!(e, Error::Unsupported { .. }), "{name}: {e}");
-            eprintln!("NOT CHECKED: upgd on {name} (no WGSL kernel yet): {e}");
-            continue;
+        #[cfg(feature = "wgpu")]
+        if let Device::Wgpu(w) = dev {
+            if w.chunk_bytes() < 4 * device_layout().1 as u64 {
+                // Models past one binding are refused until the WGSL kernels walk windows.
+                let (specs, n) = device_layout();
+                let mut o =
+                    Upgd::new(dev, Variant::all()[0], Hyper::default(), &specs, n, 1).unwrap();
+                let mut wb = dev.zeros::<f32>(n).unwrap();
+                let e = o
+                    .step(&mut wb, &dev.zeros::<f32>(n).unwrap(), None)
+                    .unwrap_err();
+                assert!(matches!(e, Error::LimitExceeded { .. }), "{name}: {e}");
+                eprintln!("NOT CHECKED: upgd past one wgpu binding ({name}): {e}");
+                continue;
+            }
         }
         for variant in Variant::all() {
             device_case::<f32, f32>(dev, name, variant);
@@ -653,10 +658,7 @@ fn every_backend_matches_the_reference() {
 #[test]
 fn device_counts_nonfinite_gradients_and_saves() {
     for (name, dev) in common::devices() {
-        if !matches!(
-            dev.backend(),
-            trainkern::Backend::Cuda | trainkern::Backend::PtxEmu
-        ) {
+        if dev.backend() == trainkern::Backend::Cpu || name.contains("chunks") {
             continue;
         }
         let (specs, n) = device_layout();

@@ -361,7 +361,7 @@ impl WgpuDevice {
     }
 
     /// Encode every dispatch of one op into one submission. Binding 0 is the dispatch's
-    /// parameter block (a uniform), bindings 1.. its storage ranges.
+    /// parameter block (a uniform), the storage ranges bind where each says.
     pub(crate) fn dispatch(
         &self,
         module: &'static str,
@@ -403,9 +403,9 @@ impl WgpuDevice {
                             size: wgpu::BufferSize::new(w.params.len() as u64),
                         }),
                     }];
-                    for (b, r) in w.buffers.iter().enumerate() {
+                    for r in &w.buffers {
                         entries.push(wgpu::BindGroupEntry {
-                            binding: b as u32 + 1,
+                            binding: r.binding,
                             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                                 buffer: r.buffer,
                                 offset: r.offset,
@@ -464,11 +464,19 @@ pub(crate) struct Dispatch<'a> {
     pub invocations: u64,
 }
 
-/// A byte range of a buffer, bound as `array<u32>`.
+/// A byte range of a buffer, bound as `array<u32>` at `binding` of group 0.
 pub(crate) struct Range<'a> {
+    pub binding: u32,
     pub buffer: &'a wgpu::Buffer,
     pub offset: u64,
     pub size: u64,
+}
+
+impl Range<'_> {
+    /// The same range at another binding.
+    pub(crate) fn at(self, binding: u32) -> Self {
+        Range { binding, ..self }
+    }
 }
 
 /// Device memory of a wgpu [`Buffer`]: an owned buffer or a caller's, at a byte offset.
@@ -482,9 +490,10 @@ pub struct WgpuStorage {
 
 impl WgpuStorage {
     /// The bytes `[first, first + count)` of elements of `elem_bytes`, rounded out to whole
-    /// words, as a binding range.
+    /// words, as a binding range (at binding 1; see [`Range::at`]).
     pub(crate) fn range(&self, first: usize, count: usize, elem_bytes: usize) -> Range<'_> {
         Range {
+            binding: 1,
             buffer: &self.buffer,
             offset: self.byte_offset + (first * elem_bytes) as u64,
             size: round4((count * elem_bytes) as u64).max(4),

@@ -23,6 +23,8 @@
 
 mod cpu;
 mod ptx;
+#[cfg(feature = "wgpu")]
+mod wgpu;
 
 use crate::backend::Device;
 use crate::backend::ptx::{BLOCK_SIZE, PtxDevice};
@@ -250,11 +252,16 @@ pub(crate) struct DeviceState {
     pub nchunks: usize,
     /// Rows over all tensors.
     pub rows: usize,
-    /// Two slots of the order-preserving key of the maximum trace (this step's, next step's).
-    pub eta: Buffer<u32>,
-    /// Two slots of per-row sums of squares of the bias-corrected trace.
+    /// `[eta key slot 0, eta key slot 1, non-finite count, 0]`: two slots of the
+    /// order-preserving key of the maximum trace (step t uses slot t % 2 and resets the other
+    /// for step t + 1), then the counter. One buffer, so a WGSL kernel stays within eight
+    /// storage bindings.
+    pub state: Buffer<u32>,
+    /// Two slots of per-row sums of squares of the bias-corrected trace, as `eta`.
     pub rowsq: Buffer<f32>,
-    pub nonfinite: Buffer<u32>,
+    /// One element bound where a kernel declares the adaptive moments but the variant has none.
+    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+    pub scratch: Buffer<f32>,
 }
 
 /// The key of -inf under the order-preserving map the kernels reduce with.
@@ -344,9 +351,9 @@ impl Upgd {
                 chunks: dev.upload(&table)?,
                 nchunks,
                 rows,
-                eta: dev.upload(&[KEY_NEG_INF; 2])?,
+                state: dev.upload(&[KEY_NEG_INF, KEY_NEG_INF, 0, 0])?,
                 rowsq: dev.zeros(2 * rows.max(1))?,
-                nonfinite: dev.zeros(1)?,
+                scratch: dev.zeros(1)?,
             })
         };
         Ok(Upgd {
@@ -390,7 +397,7 @@ impl Upgd {
     /// counter back, so it waits for the steps enqueued).
     pub fn nonfinite(&self) -> Result<u64> {
         let dev = match &self.gpu {
-            Some(st) => u64::from(st.nonfinite.download()?[0]),
+            Some(st) => u64::from(st.state.download()?[2]),
             None => 0,
         };
         Ok(self.nonfinite + dev)
@@ -483,6 +490,24 @@ impl Upgd {
             self.t = t;
             return Ok(());
         }
+        #[cfg(feature = "wgpu")]
+        if let (Some(st), Device::Wgpu(_)) = (&self.gpu, &self.dev) {
+            wgpu::step(
+                st,
+                self.variant,
+                &sc,
+                self.seed,
+                t,
+                w,
+                g,
+                h,
+                &mut self.u,
+                self.m.as_mut(),
+                self.v.as_mut(),
+            )?;
+            self.t = t;
+            return Ok(());
+        }
         let nonfinite = match (&mut w.storage, &g.storage) {
             (Storage::Cpu(wv), Storage::Cpu(gv)) => {
                 let hv = match h.map(|h| &h.storage) {
@@ -509,9 +534,7 @@ impl Upgd {
                 return Err(Error::Unsupported {
                     op: OP,
                     backend: self.dev.backend().name(),
-                    what: "UPGD runs on the CPU, CUDA and PTX-emulator backends; the WGSL \
-                           kernels are not written yet"
-                        .into(),
+                    what: "internal: no UPGD kernels for this backend".into(),
                 });
             }
         };

@@ -34,11 +34,11 @@ pub(super) fn step<W: Float, G: Float>(
         None => gp,
     };
     let chunks = ptr_of(OP, &st.chunks, 0, st.chunks.len())?;
-    let eta = ptr_of(OP, &st.eta, cur, 1)?;
-    let eta_next = ptr_of(OP, &st.eta, next, 1)?;
+    let eta = ptr_of(OP, &st.state, cur, 1)?;
+    let eta_next = ptr_of(OP, &st.state, next, 1)?;
     let rowsq = ptr_of(OP, &st.rowsq, cur * rows, rows)?;
     let rowsq_next = ptr_of(OP, &st.rowsq, next * rows, rows)?;
-    let nonfinite = ptr_of(OP, &st.nonfinite, 0, 1)?;
+    let nonfinite = ptr_of(OP, &st.state, 2, 1)?;
     let local = variant.scaling() == Scaling::Local;
     let (wtype, gtype) = (W::DTYPE.kernel_code(), G::DTYPE.kernel_code());
     let trace_flags = u32::from(variant.second_order()) | (u32::from(local) << 1);

@@ -1,0 +1,260 @@
+// upgd.wgsl: UPGD optimizer step for a whole model in two dispatches (src/ops/upgd,
+// design/upgd.md); the same algorithm as kernels/upgd.ptx (see its header for the chunk table,
+// the double-buffered accumulators and the bytes moved).
+//
+// Entry points (one workgroup of 256 invocations per chunk; workgroups in a 2D grid):
+//   trace    bindings 0 params, 1 w, 2 g, 3 h, 4 u, 5 chunks, 6 state, 7 rowsq
+//   update   bindings 0 params, 1 w, 2 g, 4 u, 5 chunks, 6 state, 7 rowsq, 8 m, 9 v
+// w is atomic<u32> because two invocations may share a word of 16-bit weights; each changes
+// only its own half (atomicAnd then atomicOr). Float sums use compare-and-swap loops, since
+// WGSL has no portable float atomics. state = [eta key slot 0, slot 1, non-finite count, 0].
+
+struct Params {
+    seed_lo: u32,
+    seed_hi: u32,
+    stream_lo: u32,
+    stream_hi: u32,
+    bc: f32,
+    decay: f32,
+    neg_lr: f32,
+    sigma: f32,
+    b1: f32,
+    omb1: f32,
+    b2: f32,
+    omb2: f32,
+    eps: f32,
+    bc1: f32,
+    sqrt_bc2: f32,
+    beta: f32,
+    omb: f32,
+    wtype: u32,
+    gtype: u32,
+    flags: u32,     // trace: 1 second order, 2 local; update: 1 non-protecting, 2 local, 4 adaptive
+    cur: u32,       // this step's slot (t % 2)
+    rows: u32,
+    nchunks: u32,
+    pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> w: array<atomic<u32>>;
+@group(0) @binding(2) var<storage, read> g: array<u32>;
+@group(0) @binding(3) var<storage, read> h: array<u32>;
+@group(0) @binding(4) var<storage, read_write> u: array<f32>;
+@group(0) @binding(5) var<storage, read> chunks: array<u32>;
+@group(0) @binding(6) var<storage, read_write> state: array<atomic<u32>>;
+@group(0) @binding(7) var<storage, read_write> rowsq: array<atomic<u32>>;
+@group(0) @binding(8) var<storage, read_write> m: array<f32>;
+@group(0) @binding(9) var<storage, read_write> v: array<f32>;
+
+var<workgroup> sred: array<atomic<u32>, 256>;
+
+const KEY_NEG_INF: u32 = 0x007fffffu;
+
+fn half_of(word: u32, i: u32, dt: u32) -> f32 {
+    return half_to_f32((word >> ((i & 1u) * 16u)) & 0xffffu, dt);
+}
+
+fn load_g(i: u32) -> f32 {
+    if (p.gtype == DT_F32) {
+        return bitcast<f32>(g[i]);
+    }
+    return half_of(g[i >> 1u], i, p.gtype);
+}
+
+fn load_h(i: u32) -> f32 {
+    if (p.gtype == DT_F32) {
+        return bitcast<f32>(h[i]);
+    }
+    return half_of(h[i >> 1u], i, p.gtype);
+}
+
+fn load_w(i: u32) -> f32 {
+    if (p.wtype == DT_F32) {
+        return bitcast<f32>(atomicLoad(&w[i]));
+    }
+    return half_of(atomicLoad(&w[i >> 1u]), i, p.wtype);
+}
+
+fn store_w(i: u32, x: f32) {
+    if (p.wtype == DT_F32) {
+        atomicStore(&w[i], bitcast<u32>(x));
+        return;
+    }
+    let shift = (i & 1u) * 16u;
+    atomicAnd(&w[i >> 1u], ~(0xffffu << shift));
+    atomicOr(&w[i >> 1u], f32_to_half(x, p.wtype) << shift);
+}
+
+fn is_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) < 0x7f800000u;
+}
+
+// Order-preserving key of an f32 (NaN maps to 0, below every number).
+fn key_of(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    if ((b & 0x7fffffffu) > 0x7f800000u) {
+        return 0u;
+    }
+    if ((b >> 31u) == 1u) {
+        return ~b;
+    }
+    return b | 0x80000000u;
+}
+
+fn unkey(k: u32) -> f32 {
+    if ((k >> 31u) == 1u) {
+        return bitcast<f32>(k & 0x7fffffffu);
+    }
+    return bitcast<f32>(~k);
+}
+
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+fn rowsq_add(i: u32, x: f32) {
+    var old = atomicLoad(&rowsq[i]);
+    loop {
+        let r = atomicCompareExchangeWeak(&rowsq[i], old, bitcast<u32>(bitcast<f32>(old) + x));
+        if (r.exchanged) {
+            break;
+        }
+        old = r.old_value;
+    }
+}
+
+fn sred_add(i: u32, x: f32) {
+    var old = atomicLoad(&sred[i]);
+    loop {
+        let r = atomicCompareExchangeWeak(&sred[i], old, bitcast<u32>(bitcast<f32>(old) + x));
+        if (r.exchanged) {
+            break;
+        }
+        old = r.old_value;
+    }
+}
+
+@compute @workgroup_size(256)
+fn trace(
+    @builtin(local_invocation_index) tx: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let c = wid.x + wid.y * nwg.x;
+    if (c >= p.nchunks) {
+        return;
+    }
+    let start = chunks[8u * c];
+    let count = chunks[8u * c + 1u];
+    let row_base = chunks[8u * c + 2u];
+    let last_dim = chunks[8u * c + 3u];
+    let row_first = chunks[8u * c + 4u];
+    let live = tx < count;
+    var key = 0u;
+    var ui = 0.0;
+    if (live) {
+        let i = start + tx;
+        let gi = load_g(i);
+        let wi = load_w(i);
+        var big_u = -(gi * wi);
+        var bad = u32(!is_finite(gi));
+        if ((p.flags & 1u) != 0u) {
+            let hi = load_h(i);
+            bad += u32(!is_finite(hi));
+            big_u = (0.5 * hi) * (wi * wi) - gi * wi;
+        }
+        if (bad != 0u) {
+            atomicAdd(&state[2], bad);
+        }
+        ui = u[i] * p.beta + p.omb * big_u;
+        u[i] = ui;
+        key = key_of(ui);
+    }
+    if ((p.flags & 2u) == 0u) {
+        atomicStore(&sred[tx], key);
+        workgroupBarrier();
+        for (var s = 128u; s > 0u; s = s >> 1u) {
+            if (tx < s) {
+                atomicMax(&sred[tx], atomicLoad(&sred[tx + s]));
+            }
+            workgroupBarrier();
+        }
+        if (tx == 0u) {
+            atomicMax(&state[p.cur], atomicLoad(&sred[0]));
+        }
+    } else {
+        atomicStore(&sred[tx], 0u);
+        workgroupBarrier();
+        if (live) {
+            let x = ui / p.bc;
+            sred_add((row_first + tx) / last_dim, x * x);
+        }
+        workgroupBarrier();
+        let nrows = (row_first + count - 1u) / last_dim + 1u;
+        if (tx < nrows) {
+            rowsq_add(p.cur * p.rows + row_base + tx, bitcast<f32>(atomicLoad(&sred[tx])));
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn update(
+    @builtin(local_invocation_index) tx: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let c = wid.x + wid.y * nwg.x;
+    if (c >= p.nchunks) {
+        return;
+    }
+    let start = chunks[8u * c];
+    let count = chunks[8u * c + 1u];
+    let row_base = chunks[8u * c + 2u];
+    let last_dim = chunks[8u * c + 3u];
+    let row_first = chunks[8u * c + 4u];
+    let nxt = 1u - p.cur;
+    let local = (p.flags & 2u) != 0u;
+    // Reset next step's accumulators: the maximum once, this chunk's rows here.
+    if (c == 0u && tx == 0u) {
+        atomicStore(&state[nxt], KEY_NEG_INF);
+    }
+    if (local && tx < (row_first + count - 1u) / last_dim + 1u) {
+        atomicStore(&rowsq[nxt * p.rows + row_base + tx], 0u);
+    }
+    if (tx >= count) {
+        return;
+    }
+    let i = start + tx;
+    let x = u[i] / p.bc;
+    var s = 0.5;
+    if (!local) {
+        let eta = unkey(atomicLoad(&state[p.cur]));
+        if (eta != 0.0) {
+            s = sigmoid(x / eta);
+        }
+    } else {
+        let row = p.cur * p.rows + row_base + (row_first + tx) / last_dim;
+        let norm = max(sqrt(bitcast<f32>(atomicLoad(&rowsq[row]))), 1e-12);
+        s = sigmoid(x / norm);
+    }
+    let oms = 1.0 - s;
+    let blk = philox_block_of(vec2<u32>(i, 0u));
+    let z = philox_gaussians(philox_block(blk, vec2<u32>(p.stream_lo, p.stream_hi), vec2<u32>(p.seed_lo, p.seed_hi)));
+    let noise = z[i & 3u] * p.sigma;
+    let gi = load_g(i);
+    var d: f32;
+    if ((p.flags & 4u) != 0u) {
+        let mi = m[i] * p.b1 + p.omb1 * gi;
+        let vi = v[i] * p.b2 + p.omb2 * (gi * gi);
+        m[i] = mi;
+        v[i] = vi;
+        let denom = sqrt(vi) / p.sqrt_bc2 + p.eps;
+        d = (mi / denom / p.bc1 + noise) * oms;
+    } else if ((p.flags & 1u) != 0u) {
+        d = gi + noise * oms;
+    } else {
+        d = (gi + noise) * oms;
+    }
+    store_w(i, load_w(i) * p.decay + p.neg_lr * d);
+}
