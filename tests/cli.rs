@@ -119,3 +119,154 @@ fn info_lists_every_backend() {
         assert!(s.contains(b), "{s}");
     }
 }
+
+fn write_npz(path: &std::path::Path, arrays: &[(&str, Vec<u64>, Vec<f32>)]) {
+    use npyz::WriterBuilder;
+    let mut z = npyz::npz::NpzWriter::create(path).unwrap();
+    for (name, shape, data) in arrays {
+        let mut w = z
+            .array::<f32>(name, Default::default())
+            .unwrap()
+            .default_dtype()
+            .shape(shape)
+            .begin_nd()
+            .unwrap();
+        w.extend(data.iter().copied()).unwrap();
+        w.finish().unwrap();
+    }
+}
+
+#[test]
+fn run_upgd_steps_the_files_like_the_library() {
+    use trainkern::upgd::{Hyper, TensorSpec, Upgd, Variant};
+    let dir = std::env::temp_dir().join(format!("trainkern-upgd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let vals = |n: usize, s: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| s * ((i * 37 % 11) as f32 - 5.0) / 5.0)
+            .collect()
+    };
+    // Two tensors: a 3x4 weight and a bias of 3; two steps.
+    write_npz(
+        &dir.join("w.npz"),
+        &[
+            ("fc.weight", vec![3, 4], vals(12, 1.0)),
+            ("fc.bias", vec![3], vals(3, 0.5)),
+        ],
+    );
+    write_npz(
+        &dir.join("g.npz"),
+        &[
+            ("fc.weight", vec![2, 3, 4], vals(24, 0.3)),
+            ("fc.bias", vec![2, 3], vals(6, 0.2)),
+        ],
+    );
+    let out = dir.join("w_out.npz");
+    let o = trainkern()
+        .args([
+            "run",
+            "upgd",
+            "--variant",
+            "first-local-protect",
+            "--lr",
+            "0.1",
+            "--beta-utility",
+            "0.9",
+        ])
+        .args([
+            "--sigma",
+            "0.01",
+            "--weight-decay",
+            "0.01",
+            "--seed",
+            "4",
+            "--params",
+        ])
+        .arg(dir.join("w.npz"))
+        .arg("--grads")
+        .arg(dir.join("g.npz"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"steps\": 2"));
+    // The same with the library.
+    let dev = Device::cpu();
+    let specs = [
+        TensorSpec {
+            offset: 0,
+            len: 12,
+            last_dim: 4,
+        },
+        TensorSpec {
+            offset: 12,
+            len: 3,
+            last_dim: 3,
+        },
+    ];
+    let hp = Hyper {
+        lr: 0.1,
+        weight_decay: 0.01,
+        beta_utility: 0.9,
+        sigma: 0.01,
+    };
+    let mut opt = Upgd::new(
+        &dev,
+        Variant::parse("first-local-protect").unwrap(),
+        hp,
+        &specs,
+        15,
+        4,
+    )
+    .unwrap();
+    let mut w0 = vals(12, 1.0);
+    w0.extend(vals(3, 0.5));
+    let mut w = dev.upload(&w0).unwrap();
+    let (gw, gb) = (vals(24, 0.3), vals(6, 0.2));
+    for t in 0..2 {
+        let mut g = gw[t * 12..(t + 1) * 12].to_vec();
+        g.extend_from_slice(&gb[t * 3..(t + 1) * 3]);
+        opt.step(&mut w, &dev.upload(&g).unwrap(), None).unwrap();
+    }
+    let want = w.download().unwrap();
+    let mut z = npyz::npz::NpzArchive::open(&out).unwrap();
+    let weight = z.by_name("fc.weight").unwrap().unwrap();
+    assert_eq!(weight.shape(), &[3, 4]);
+    let got_w: Vec<f32> = weight.into_vec().unwrap();
+    let got_b: Vec<f32> = z.by_name("fc.bias").unwrap().unwrap().into_vec().unwrap();
+    assert_eq!(got_w, want[..12]);
+    assert_eq!(got_b, want[12..]);
+    // A gradient archive with the wrong shape is an error, not a panic.
+    write_npz(
+        &dir.join("bad.npz"),
+        &[
+            ("fc.weight", vec![2, 4, 3], vals(24, 0.3)),
+            ("fc.bias", vec![2, 3], vals(6, 0.2)),
+        ],
+    );
+    let o = trainkern()
+        .args([
+            "run",
+            "upgd",
+            "--variant",
+            "first-global-protect",
+            "--lr",
+            "0.1",
+            "--params",
+        ])
+        .arg(dir.join("w.npz"))
+        .arg("--grads")
+        .arg(dir.join("bad.npz"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("fc.weight"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,6 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
+mod upgd;
+
 use clap::{Args, Parser, Subcommand};
 use trainkern::noise::{self, Gaussian};
 use trainkern::{Backend, DType, Device, Error, Float, Result};
@@ -88,6 +90,44 @@ enum RunCommand {
         /// The .npy file to write.
         #[arg(long)]
         out: std::path::PathBuf,
+    },
+    /// UPGD steps over gradients in .npz files: w.npz has one array per tensor (its order is the
+    /// flat layout), g.npz (and h.npz) the same names with a leading step axis (T, *shape), and
+    /// the command runs T steps. A tensor's rows are its last axis unless --last-dims gives an
+    /// integer per name. Writes the weights (and with --state-out the utility traces) as .npz
+    /// with the parameters' names and shapes, and prints {"steps", "seed", "nonfinite", "backend"}.
+    Upgd {
+        /// {first,second}-{global,local}-{protect,noprotect} or adaptive.
+        #[arg(long)]
+        variant: String,
+        /// Step scale of the adaptive variant (the authors' RL code uses 2).
+        #[arg(long, default_value_t = 1.0)]
+        k: f32,
+        #[arg(long)]
+        params: std::path::PathBuf,
+        #[arg(long)]
+        grads: std::path::PathBuf,
+        #[arg(long)]
+        hess: Option<std::path::PathBuf>,
+        #[arg(long)]
+        last_dims: Option<std::path::PathBuf>,
+        #[arg(long)]
+        lr: f32,
+        #[arg(long, default_value_t = 0.0)]
+        weight_decay: f32,
+        #[arg(long, default_value_t = 0.0)]
+        beta_utility: f32,
+        #[arg(long, default_value_t = 1.0)]
+        sigma: f32,
+        /// 64-bit seed (default: drawn from the operating system and printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        #[command(flatten)]
+        backend: BackendArg,
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long)]
+        state_out: Option<std::path::PathBuf>,
     },
 }
 
@@ -188,6 +228,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run(cmd @ RunCommand::Upgd { .. }) => run_upgd(cmd),
         Command::Run(RunCommand::Noise {
             len,
             std,
@@ -240,6 +281,53 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_upgd(cmd: RunCommand) -> Result<ExitCode> {
+    let RunCommand::Upgd {
+        variant,
+        k,
+        params,
+        grads,
+        hess,
+        last_dims,
+        lr,
+        weight_decay,
+        beta_utility,
+        sigma,
+        seed,
+        backend,
+        out,
+        state_out,
+    } = cmd
+    else {
+        unreachable!("called for run upgd")
+    };
+    let dev = backend.device()?;
+    let seed = match seed {
+        Some(s) => s,
+        None => trainkern::rng::entropy_seed()?,
+    };
+    let args = upgd::Args {
+        variant,
+        k,
+        params,
+        grads,
+        hess,
+        last_dims,
+        hyper: trainkern::upgd::Hyper {
+            lr,
+            weight_decay,
+            beta_utility,
+            sigma,
+        },
+        seed,
+        out,
+        state_out,
+    };
+    println!("{}", upgd::run(&dev, &args)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn noise_on<T: Float>(dev: &Device, len: usize, g: &Gaussian) -> Result<Vec<T>> {

@@ -1,0 +1,215 @@
+//! `trainkern run upgd`: step the optimizer over gradients from `.npz` files, so a user can
+//! compare with their PyTorch optimizer tensor by tensor.
+
+use std::path::{Path, PathBuf};
+
+use npyz::WriterBuilder;
+use trainkern::upgd::{Hyper, TensorSpec, Upgd, Variant};
+use trainkern::{Device, Error, Result};
+
+/// One named tensor from an `.npz`, as f32.
+struct Array {
+    name: String,
+    shape: Vec<u64>,
+    data: Vec<f32>,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    }
+}
+
+fn bad(what: String) -> Error {
+    Error::InvalidArgument {
+        op: "run upgd",
+        what,
+    }
+}
+
+/// Every array of an `.npz`, in the archive's directory order (the order `np.savez` wrote
+/// them), converted to f32 (f32, f64, f16 and integers accepted).
+fn read_npz(path: &Path) -> Result<Vec<Array>> {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut z = npyz::zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| bad(format!("{}: not an .npz archive: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for index in 0..z.len() {
+        let entry = z
+            .by_index(index)
+            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let Some(name) = npyz::npz::array_name_from_file_name(entry.name()) else {
+            continue;
+        };
+        let name = name.to_string();
+        let npy = npyz::NpyFile::new(entry).map_err(io(path))?;
+        let shape = npy.shape().to_vec();
+        let dtype = npy.dtype().descr().trim_matches('\'').to_string();
+        let data: Vec<f32> = match dtype.as_str() {
+            "<f4" => npy.into_vec::<f32>().map_err(io(path))?,
+            "<f8" => npy
+                .into_vec::<f64>()
+                .map_err(io(path))?
+                .into_iter()
+                .map(|x| x as f32)
+                .collect(),
+            "<f2" => npy
+                .into_vec::<half::f16>()
+                .map_err(io(path))?
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+            "<i8" | "<i4" => npy
+                .into_vec::<i64>()
+                .map_err(io(path))?
+                .into_iter()
+                .map(|x| x as f32)
+                .collect(),
+            other => {
+                return Err(bad(format!(
+                    "{}: array {name} has dtype {other}; expected f32, f64 or f16",
+                    path.display()
+                )));
+            }
+        };
+        out.push(Array { name, shape, data });
+    }
+    Ok(out)
+}
+
+/// The flags of `trainkern run upgd`.
+pub struct Args {
+    pub variant: String,
+    pub k: f32,
+    pub params: PathBuf,
+    pub grads: PathBuf,
+    pub hess: Option<PathBuf>,
+    pub last_dims: Option<PathBuf>,
+    pub hyper: Hyper,
+    pub seed: u64,
+    pub out: PathBuf,
+    pub state_out: Option<PathBuf>,
+}
+
+/// Run every step; returns the JSON line to print.
+pub fn run(dev: &Device, a: &Args) -> Result<String> {
+    let mut variant = Variant::parse(&a.variant)?;
+    if let Variant::Adaptive { k, .. } = &mut variant {
+        *k = a.k;
+    }
+    let params = read_npz(&a.params)?;
+    let grads = read_npz(&a.grads)?;
+    let hess = a.hess.as_deref().map(read_npz).transpose()?;
+    let dims = a.last_dims.as_deref().map(read_npz).transpose()?;
+    if variant.second_order() != hess.is_some() {
+        return Err(bad(if hess.is_some() {
+            "--hess is only for second-order variants".into()
+        } else {
+            "second-order variants need --hess".into()
+        }));
+    }
+    // The flat layout: tensors in the order of the parameter archive.
+    let mut specs = Vec::new();
+    let mut offset = 0usize;
+    for p in &params {
+        let last_dim = match dims
+            .as_ref()
+            .and_then(|d| d.iter().find(|x| x.name == p.name))
+        {
+            Some(d) => *d
+                .data
+                .first()
+                .ok_or_else(|| bad(format!("--last-dims {} is empty", p.name)))?
+                as usize,
+            None => p.shape.last().copied().unwrap_or(1) as usize,
+        };
+        specs.push(TensorSpec {
+            offset,
+            len: p.data.len(),
+            last_dim,
+        });
+        offset += p.data.len();
+    }
+    let total = offset;
+    // Steps: the leading axis of every gradient array, the same for all.
+    let g_arrays = per_step(&params, &grads, "--grads")?;
+    let h_arrays = match &hess {
+        Some(h) => Some(per_step(&params, h, "--hess")?),
+        None => None,
+    };
+    let steps = g_arrays.first().map_or(0, |g| g.shape[0]) as usize;
+    if g_arrays.iter().any(|g| g.shape[0] as usize != steps) {
+        return Err(bad(
+            "every gradient array needs the same number of steps".into()
+        ));
+    }
+    let flat_at = |arrays: &[&Array], t: usize| -> Vec<f32> {
+        let mut v = Vec::with_capacity(total);
+        for (a, s) in arrays.iter().zip(&specs) {
+            v.extend_from_slice(&a.data[t * s.len..(t + 1) * s.len]);
+        }
+        v
+    };
+    let mut opt = Upgd::new(dev, variant, a.hyper, &specs, total, a.seed)?;
+    let w0: Vec<f32> = params.iter().flat_map(|p| p.data.iter().copied()).collect();
+    let mut w = dev.upload(&w0)?;
+    for t in 0..steps {
+        let g = dev.upload(&flat_at(&g_arrays, t))?;
+        let h = match &h_arrays {
+            Some(h) => Some(dev.upload(&flat_at(h, t))?),
+            None => None,
+        };
+        opt.step(&mut w, &g, h.as_ref())?;
+    }
+    write_npz(&a.out, &params, &specs, &w.download()?)?;
+    if let Some(path) = &a.state_out {
+        write_npz(path, &params, &specs, &opt.utility()?)?;
+    }
+    Ok(format!(
+        "{{\"steps\": {steps}, \"seed\": {}, \"nonfinite\": {}, \"backend\": \"{}\"}}",
+        a.seed,
+        opt.nonfinite()?,
+        dev.backend()
+    ))
+}
+
+/// The array of each parameter's name in `arrays`, checked to be `(T, *shape)`.
+fn per_step<'a>(params: &[Array], arrays: &'a [Array], what: &str) -> Result<Vec<&'a Array>> {
+    params
+        .iter()
+        .map(|p| {
+            let g = arrays
+                .iter()
+                .find(|g| g.name == p.name)
+                .ok_or_else(|| bad(format!("{what} has no array {}", p.name)))?;
+            if g.shape.len() != p.shape.len() + 1 || g.shape[1..] != p.shape[..] {
+                return Err(Error::Shape {
+                    op: "run upgd",
+                    arg: "grads",
+                    expected: format!("(T, {:?}) for {}", p.shape, p.name),
+                    got: format!("{:?}", g.shape),
+                });
+            }
+            Ok(g)
+        })
+        .collect()
+}
+
+/// `flat` split back into the parameter archive's names and shapes.
+fn write_npz(path: &Path, params: &[Array], specs: &[TensorSpec], flat: &[f32]) -> Result<()> {
+    let mut z = npyz::npz::NpzWriter::create(path).map_err(io(path))?;
+    for (p, s) in params.iter().zip(specs) {
+        let mut wr = z
+            .array::<f32>(&p.name, Default::default())
+            .map_err(io(path))?
+            .default_dtype()
+            .shape(&p.shape)
+            .begin_nd()
+            .map_err(io(path))?;
+        wr.extend(flat[s.offset..s.offset + s.len].iter().copied())
+            .map_err(io(path))?;
+        wr.finish().map_err(io(path))?;
+    }
+    Ok(())
+}
