@@ -2,6 +2,7 @@
 //! in the same run, per op, backend and size (`design/testing.md`, "Benchmarks").
 
 mod noise;
+mod upgd;
 
 use std::time::Instant;
 
@@ -127,6 +128,7 @@ pub fn run(dev: &Device, sizes: &[usize], progress: &mut dyn FnMut(&str)) -> Res
             rows.push(cpu_write_row(dev, len, copy_gbps)?);
         }
         noise::run(dev, len, copy_gbps, progress, &mut rows)?;
+        upgd::run(dev, len, copy_gbps, progress, &mut rows)?;
     }
     Ok(rows)
 }

@@ -3,6 +3,7 @@
 
 mod compare;
 mod noise;
+mod upgd;
 
 pub use compare::{rel_l2, scaled_max_error, ulp16};
 
@@ -23,7 +24,8 @@ pub struct Row {
     pub error: f64,
     pub tolerance: f64,
     pub pass: bool,
-    /// Why a row failed beyond its metric (an op error, a per-element violation).
+    /// The case's variant, or why a row failed beyond its metric (an op error, a
+    /// per-element violation).
     pub note: String,
 }
 
@@ -65,6 +67,7 @@ pub fn size_classes(dtype: DType, backend: Backend) -> Vec<SizeClass> {
 pub fn run(dev: &Device, progress: &mut dyn FnMut(&str)) -> Vec<Row> {
     let mut rows = Vec::new();
     noise::cases(dev, progress, &mut rows);
+    upgd::cases(dev, progress, &mut rows);
     rows
 }
 
