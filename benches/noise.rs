@@ -1,20 +1,13 @@
 //! Criterion benches of the noise ops on every available backend (the backend is in the id).
 //! `trainkern bench` prints the same numbers beside a device copy; this is for `cargo bench`.
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use trainkern::noise::{self, Gaussian};
-use trainkern::{Backend, Device};
+mod common;
 
-fn devices() -> Vec<Device> {
-    let mut out = vec![Device::cpu()];
-    for b in [Backend::Wgpu, Backend::Cuda] {
-        match Device::from_backend(b) {
-            Ok(d) => out.push(d),
-            Err(e) => eprintln!("bench: {b} skipped: {e}"),
-        }
-    }
-    out
-}
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+use trainkern::noise::{self, Gaussian};
+
+use common::devices;
 
 fn noise_benches(c: &mut Criterion) {
     let g = Gaussian {

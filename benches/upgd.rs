@@ -1,20 +1,13 @@
 //! Criterion benches of one UPGD step (first order, global, protecting) over a 100-tensor model
 //! on every available backend. `trainkern bench` prints the same beside a device copy.
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use trainkern::upgd::{Hyper, TensorSpec, Upgd, Variant};
-use trainkern::{Backend, Device};
+mod common;
 
-fn devices() -> Vec<Device> {
-    let mut out = vec![Device::cpu()];
-    for b in [Backend::Wgpu, Backend::Cuda] {
-        match Device::from_backend(b) {
-            Ok(d) => out.push(d),
-            Err(e) => eprintln!("bench: {b} skipped: {e}"),
-        }
-    }
-    out
-}
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+use trainkern::upgd::{Hyper, TensorSpec, Upgd, Variant};
+
+use common::devices;
 
 fn upgd_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("upgd_step");

@@ -20,7 +20,7 @@ prepare)
   cargo build --release --bin trainkern
   mkdir -p .device
   cp target/release/trainkern .device/
-  cp scripts/baselines/*.py .device/
+  cp scripts/baselines/*.py .device/  # timing.py travels with the baselines
   git rev-parse --short HEAD > .device/commit
   echo "staged in .device/: $(ls .device | tr '\n' ' ')"
   ;;

@@ -51,6 +51,20 @@ var<workgroup> sred: array<atomic<u32>, 256>;
 
 const KEY_NEG_INF: u32 = 0x007fffffu;
 
+// One entry of the chunk table (8 u32 each; the last three are padding).
+struct Chunk {
+    start: u32,
+    count: u32,
+    row_base: u32,
+    last_dim: u32,
+    row_first: u32,
+}
+
+fn chunk_at(c: u32) -> Chunk {
+    let e = 8u * c;
+    return Chunk(chunks[e], chunks[e + 1u], chunks[e + 2u], chunks[e + 3u], chunks[e + 4u]);
+}
+
 fn half_of(word: u32, i: u32, dt: u32) -> f32 {
     return half_to_f32((word >> ((i & 1u) * 16u)) & 0xffffu, dt);
 }
@@ -145,11 +159,12 @@ fn trace(
     if (c >= p.nchunks) {
         return;
     }
-    let start = chunks[8u * c];
-    let count = chunks[8u * c + 1u];
-    let row_base = chunks[8u * c + 2u];
-    let last_dim = chunks[8u * c + 3u];
-    let row_first = chunks[8u * c + 4u];
+    let ch = chunk_at(c);
+    let start = ch.start;
+    let count = ch.count;
+    let row_base = ch.row_base;
+    let last_dim = ch.last_dim;
+    let row_first = ch.row_first;
     let live = tx < count;
     var key = 0u;
     var ui = 0.0;
@@ -208,11 +223,12 @@ fn update(
     if (c >= p.nchunks) {
         return;
     }
-    let start = chunks[8u * c];
-    let count = chunks[8u * c + 1u];
-    let row_base = chunks[8u * c + 2u];
-    let last_dim = chunks[8u * c + 3u];
-    let row_first = chunks[8u * c + 4u];
+    let ch = chunk_at(c);
+    let start = ch.start;
+    let count = ch.count;
+    let row_base = ch.row_base;
+    let last_dim = ch.last_dim;
+    let row_first = ch.row_first;
     let nxt = 1u - p.cur;
     let local = (p.flags & 2u) != 0u;
     // Reset next step's accumulators: the maximum once, this chunk's rows here.

@@ -5,24 +5,13 @@ with --json FILE, writes rows shaped like trainkern bench's JSON."""
 import argparse
 import json
 
+import os
+import sys
+
 import torch
 
-
-def median_ms(fn, reps=25):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a = torch.cuda.Event(enable_timing=True)
-        b = torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    times.sort()
-    return times[len(times) // 2]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import median_ms  # noqa: E402
 
 
 def main():

@@ -7,7 +7,13 @@ shaped like trainkern bench's JSON. The math matches trainkern's except the nois
 import argparse
 import json
 
+import os
+import sys
+
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import median_ms  # noqa: E402
 
 
 class UPGD(torch.optim.Optimizer):
@@ -38,23 +44,6 @@ class UPGD(torch.optim.Optimizer):
                 s = torch.sigmoid_((state["avg_utility"] / bc) / global_max)
                 p.mul_(1 - group["lr"] * group["weight_decay"])
                 p.add_((p.grad + noise) * (1 - s), alpha=-group["lr"])
-
-
-def median_ms(fn, reps=15):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a = torch.cuda.Event(enable_timing=True)
-        b = torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    times.sort()
-    return times[len(times) // 2]
 
 
 def main():

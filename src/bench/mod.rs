@@ -159,7 +159,7 @@ fn cpu_write_row(dev: &Device, len: usize, copy_gbps: f64) -> Result<Row> {
 /// The table, one row per case.
 pub fn format_table(rows: &[Row]) -> String {
     let mut s = format!(
-        "{:<14} {:<5} {:<8} {:>10} {:>12} {:>12} {:>9} {:>11} {:>8}  {}\n",
+        "{:<20} {:<5} {:<8} {:>10} {:>12} {:>12} {:>9} {:>11} {:>8}  {}\n",
         "op",
         "dtype",
         "backend",
@@ -173,7 +173,7 @@ pub fn format_table(rows: &[Row]) -> String {
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<14} {:<5} {:<8} {:>10} {:>10.3}ms {:>12} {:>9.2} {:>11.1} {:>7.1}%  {}\n",
+            "{:<20} {:<5} {:<8} {:>10} {:>10.3}ms {:>12} {:>9.2} {:>11.1} {:>7.1}%  {}\n",
             r.op,
             r.dtype.name(),
             r.backend,

@@ -168,12 +168,48 @@ impl Variant {
         )
     }
 
+    /// What the device kernels need to know of the variant.
+    pub(crate) fn kernel(&self) -> KernelVariant {
+        let local = self.scaling() == Scaling::Local;
+        match *self {
+            Variant::Adaptive {
+                beta1, beta2, eps, ..
+            } => KernelVariant {
+                trace_flags: 0,
+                update_flags: 4,
+                beta1,
+                beta2,
+                eps,
+            },
+            Variant::Upgd {
+                second_order, rule, ..
+            } => KernelVariant {
+                trace_flags: u32::from(second_order) | (u32::from(local) << 1),
+                update_flags: u32::from(rule == Rule::NoProtect) | (u32::from(local) << 1),
+                beta1: 0.0,
+                beta2: 0.0,
+                eps: 1.0,
+            },
+        }
+    }
+
     pub fn scaling(&self) -> Scaling {
         match self {
             Variant::Upgd { scaling, .. } => *scaling,
             Variant::Adaptive { .. } => Scaling::Global,
         }
     }
+}
+
+/// The variant as the kernels take it: flag words (trace: 1 second order, 2 local; update:
+/// 1 non-protecting, 2 local, 4 adaptive) and the adaptive constants (unused otherwise).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KernelVariant {
+    pub trace_flags: u32,
+    pub update_flags: u32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
 }
 
 /// Hyperparameters. The defaults are the public optimizer classes': `lr = 1e-5`,

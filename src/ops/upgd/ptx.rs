@@ -1,7 +1,7 @@
 //! PTX glue of UPGD (`kernels/upgd.ptx`), shared by CUDA and the PTX emulator: two launches per
 //! step over the chunk table, with the maximum and the row sums double-buffered on the device.
 
-use super::{DeviceState, Rule, Scalars, Scaling, Variant};
+use super::{DeviceState, Scalars, Variant};
 use crate::Result;
 use crate::backend::ptx::{BLOCK_SIZE, KernelArg, PtxDevice, ptr_of};
 use crate::buffer::{Buffer, Float};
@@ -39,9 +39,8 @@ pub(super) fn step<W: Float, G: Float>(
     let rowsq = ptr_of(OP, &st.rowsq, cur * rows, rows)?;
     let rowsq_next = ptr_of(OP, &st.rowsq, next * rows, rows)?;
     let nonfinite = ptr_of(OP, &st.state, 2, 1)?;
-    let local = variant.scaling() == Scaling::Local;
+    let kv = variant.kernel();
     let (wtype, gtype) = (W::DTYPE.kernel_code(), G::DTYPE.kernel_code());
-    let trace_flags = u32::from(variant.second_order()) | (u32::from(local) << 1);
     let threads = st.nchunks as u64 * u64::from(BLOCK_SIZE);
     let trace = [
         wp,
@@ -57,21 +56,11 @@ pub(super) fn step<W: Float, G: Float>(
         KernelArg::F32(sc.bc),
         KernelArg::U32(wtype),
         KernelArg::U32(gtype),
-        KernelArg::U32(trace_flags),
+        KernelArg::U32(kv.trace_flags),
     ];
     // SAFETY: the list matches `trace` in upgd.ptx; every chunk of the table lies inside the
     // flat buffers of `n` elements and its rows inside `rows` (built and checked by the host).
     unsafe { dev.launch_1d("upgd", "trace", OP, &trace, threads) }?;
-    let (adaptive, noprotect) = match variant {
-        Variant::Adaptive { .. } => (true, false),
-        Variant::Upgd { rule, .. } => (false, rule == Rule::NoProtect),
-    };
-    let (b1, b2, eps) = match variant {
-        Variant::Adaptive {
-            beta1, beta2, eps, ..
-        } => (beta1, beta2, eps),
-        _ => (0.0, 0.0, 1.0),
-    };
     // Without moments the kernel never touches m and v; any valid pointer fills the slots.
     let mp = match m {
         Some(m) => ptr(m)?,
@@ -81,7 +70,6 @@ pub(super) fn step<W: Float, G: Float>(
         Some(v) => ptr(v)?,
         None => up,
     };
-    let flags = u32::from(noprotect) | (u32::from(local) << 1) | (u32::from(adaptive) << 2);
     let update = [
         wp,
         gp,
@@ -99,16 +87,16 @@ pub(super) fn step<W: Float, G: Float>(
         KernelArg::F32(sc.decay),
         KernelArg::F32(sc.neg_lr),
         KernelArg::F32(sc.sigma),
-        KernelArg::F32(b1),
+        KernelArg::F32(kv.beta1),
         KernelArg::F32(sc.one_minus_beta1),
-        KernelArg::F32(b2),
+        KernelArg::F32(kv.beta2),
         KernelArg::F32(sc.one_minus_beta2),
-        KernelArg::F32(eps),
+        KernelArg::F32(kv.eps),
         KernelArg::F32(sc.bc1),
         KernelArg::F32(sc.sqrt_bc2),
         KernelArg::U32(wtype),
         KernelArg::U32(gtype),
-        KernelArg::U32(flags),
+        KernelArg::U32(kv.update_flags),
     ];
     // SAFETY: as above, for `update`.
     unsafe { dev.launch_1d("upgd", "update", OP, &update, threads) }

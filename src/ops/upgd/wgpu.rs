@@ -2,7 +2,7 @@
 //! Each flat buffer is bound whole, so it must fit one binding (128 MiB on lavapipe); larger
 //! models are refused with a clear error until the kernels learn to walk binding windows.
 
-use super::{DeviceState, Rule, Scalars, Scaling, Variant};
+use super::{DeviceState, Scalars, Variant};
 use crate::backend::wgpu::{Dispatch, Range, WgpuStorage};
 use crate::buffer::{Buffer, Element, Float, Storage};
 use crate::{Error, Result};
@@ -75,13 +75,7 @@ pub(super) fn step<W: Float, G: Float>(
     m: Option<&mut Buffer<f32>>,
     v: Option<&mut Buffer<f32>>,
 ) -> Result<()> {
-    let local = variant.scaling() == Scaling::Local;
-    let (adaptive, noprotect, b1, b2, eps) = match variant {
-        Variant::Adaptive {
-            beta1, beta2, eps, ..
-        } => (true, false, beta1, beta2, eps),
-        Variant::Upgd { rule, .. } => (false, rule == Rule::NoProtect, 0.0, 0.0, 1.0),
-    };
+    let kv = variant.kernel();
     let base = Params {
         seed: [seed as u32, (seed >> 32) as u32],
         stream: [sc.stream as u32, (sc.stream >> 32) as u32],
@@ -89,25 +83,25 @@ pub(super) fn step<W: Float, G: Float>(
         decay: sc.decay,
         neg_lr: sc.neg_lr,
         sigma: sc.sigma,
-        b1,
+        b1: kv.beta1,
         omb1: sc.one_minus_beta1,
-        b2,
+        b2: kv.beta2,
         omb2: sc.one_minus_beta2,
-        eps,
+        eps: kv.eps,
         bc1: sc.bc1,
         sqrt_bc2: sc.sqrt_bc2,
         beta: sc.beta,
         omb: sc.one_minus_beta,
         wtype: W::DTYPE.kernel_code(),
         gtype: G::DTYPE.kernel_code(),
-        flags: u32::from(variant.second_order()) | (u32::from(local) << 1),
+        flags: kv.trace_flags,
         cur: (t % 2) as u32,
         rows: st.rows.max(1) as u32,
         nchunks: st.nchunks as u32,
         pad: 0,
     };
     let update = Params {
-        flags: u32::from(noprotect) | (u32::from(local) << 1) | (u32::from(adaptive) << 2),
+        flags: kv.update_flags,
         ..base
     };
     let dev = &storage(w)?.dev;
