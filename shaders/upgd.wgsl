@@ -51,18 +51,24 @@ var<workgroup> sred: array<atomic<u32>, 256>;
 
 const KEY_NEG_INF: u32 = 0x007fffffu;
 
-// One entry of the chunk table (8 u32 each; the last three are padding).
+// One entry of the chunk table (8 u32; kind 0 weight-level, 1 gated, 2 plain SGD, 3 gate).
 struct Chunk {
     start: u32,
     count: u32,
     row_base: u32,
     last_dim: u32,
     row_first: u32,
+    gate_offset: u32,
+    gate_row: u32,
+    kind: u32,
 }
 
 fn chunk_at(c: u32) -> Chunk {
     let e = 8u * c;
-    return Chunk(chunks[e], chunks[e + 1u], chunks[e + 2u], chunks[e + 3u], chunks[e + 4u]);
+    return Chunk(
+        chunks[e], chunks[e + 1u], chunks[e + 2u], chunks[e + 3u],
+        chunks[e + 4u], chunks[e + 5u], chunks[e + 6u], chunks[e + 7u],
+    );
 }
 
 fn half_of(word: u32, i: u32, dt: u32) -> f32 {
@@ -165,7 +171,9 @@ fn trace(
     let row_base = ch.row_base;
     let last_dim = ch.last_dim;
     let row_first = ch.row_first;
-    let live = tx < count;
+    // Only weight-level tensors and gates are traced.
+    let tracing = ch.kind == 0u || ch.kind == 3u;
+    let live = tracing && tx < count;
     var key = 0u;
     var ui = 0.0;
     if (live) {
@@ -207,7 +215,7 @@ fn trace(
         }
         workgroupBarrier();
         let nrows = (row_first + count - 1u) / last_dim + 1u;
-        if (tx < nrows) {
+        if (tracing && tx < nrows) {
             rowsq_add(p.cur * p.rows + row_base + tx, bitcast<f32>(atomicLoad(&sred[tx])));
         }
     }
@@ -238,11 +246,18 @@ fn update(
     if (local && tx < (row_first + count - 1u) / last_dim + 1u) {
         atomicStore(&rowsq[nxt * p.rows + row_base + tx], 0u);
     }
-    if (tx >= count) {
+    if (tx >= count || ch.kind == 3u) {
         return;
     }
     let i = start + tx;
-    let x = u[i] / p.bc;
+    if (ch.kind == 2u) {
+        // No gate after this tensor: plain SGD with weight decay, no noise.
+        store_w(i, load_w(i) * p.decay + p.neg_lr * load_g(i));
+        return;
+    }
+    let gated = ch.kind == 1u;
+    let unit = (row_first + tx) / last_dim;
+    let x = u[select(i, ch.gate_offset + unit, gated)] / p.bc;
     var s = 0.5;
     if (!local) {
         let eta = unkey(atomicLoad(&state[p.cur]));
@@ -250,7 +265,7 @@ fn update(
             s = sigmoid(x / eta);
         }
     } else {
-        let row = p.cur * p.rows + row_base + (row_first + tx) / last_dim;
+        let row = p.cur * p.rows + select(row_base + unit, ch.gate_row, gated);
         let norm = max(sqrt(bitcast<f32>(atomicLoad(&rowsq[row]))), 1e-12);
         s = sigmoid(x / norm);
     }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use trainkern::upgd::{Hyper, Rule, STREAM_TAG, Scaling, TensorSpec, Upgd, Variant};
+use trainkern::upgd::{Hyper, Role, Rule, STREAM_TAG, Scaling, TensorSpec, Upgd, Variant};
 use trainkern::{Device, Error, rng};
 
 /// A model of uneven tensors: a 1-element tensor, a 3x5 "Linear" weight, a bias, a tensor with
@@ -680,4 +680,202 @@ fn device_counts_nonfinite_gradients_and_saves() {
         assert_eq!(r.nonfinite().unwrap(), 2, "{name}");
         assert_eq!(r.steps(), 1);
     }
+}
+
+/// A small MLP for feature-level UPGD: fc1 (4x3 weight, bias 4) gated by gate1 (4 units), then
+/// fc2 (2x4 weight, bias 2) with no gate after it.
+fn mlp() -> (Vec<TensorSpec>, Vec<Role>, usize) {
+    let specs = vec![
+        TensorSpec {
+            offset: 0,
+            len: 12,
+            last_dim: 3,
+        },
+        TensorSpec {
+            offset: 12,
+            len: 4,
+            last_dim: 1,
+        },
+        TensorSpec {
+            offset: 16,
+            len: 4,
+            last_dim: 4,
+        },
+        TensorSpec {
+            offset: 20,
+            len: 8,
+            last_dim: 4,
+        },
+        TensorSpec {
+            offset: 28,
+            len: 2,
+            last_dim: 1,
+        },
+    ];
+    let roles = vec![
+        Role::Gated { gate: 2 },
+        Role::Gated { gate: 2 },
+        Role::Gate,
+        Role::Param,
+        Role::Param,
+    ];
+    (specs, roles, 30)
+}
+
+/// The public feature-level optimizer's step, transcribed: traces on gates (forward order,
+/// with the maximum), then the parameters in reverse order, a gate's scaled utility applying
+/// to the bias and the weight before it (rows of the weight), other tensors plain SGD.
+fn transcribed_feature_step(
+    variant: Variant,
+    hp: Hyper,
+    seed: u64,
+    t: u64,
+    w: &mut [f32],
+    g: &[f32],
+    u: &mut [f32],
+) {
+    let (specs, roles, n) = mlp();
+    let beta = hp.beta_utility;
+    let mut global_max = f32::NEG_INFINITY;
+    for (s, r) in specs.iter().zip(&roles) {
+        if *r == Role::Gate {
+            let mut mx = f32::NEG_INFINITY;
+            for i in s.offset..s.offset + s.len {
+                u[i] = u[i] * beta + ((1.0 - f64::from(beta)) as f32) * (-g[i] * w[i]);
+                mx = mx.max(u[i]);
+            }
+            if mx > global_max {
+                global_max = mx;
+            }
+        }
+    }
+    let bc = (1.0 - f64::from(beta).powf(t as f64)) as f32;
+    let decay = (1.0 - f64::from(hp.lr) * f64::from(hp.weight_decay)) as f32;
+    let mut z = vec![0f32; n];
+    rng::gaussians_into(seed, STREAM_TAG | t, 0, &mut z);
+    let mut gate_utility: Option<Vec<f32>> = None;
+    for (s, r) in specs.iter().zip(&roles).rev() {
+        if *r == Role::Gate {
+            let x: Vec<f32> = (s.offset..s.offset + s.len).map(|i| u[i] / bc).collect();
+            let su = match variant.scaling() {
+                Scaling::Global => x
+                    .iter()
+                    .map(|&x| {
+                        if global_max == 0.0 {
+                            0.5
+                        } else {
+                            1.0 / (1.0 + (-(x / global_max)).exp())
+                        }
+                    })
+                    .collect(),
+                Scaling::Local => {
+                    let norm = (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt() as f32)
+                        .max(1e-12);
+                    x.iter()
+                        .map(|&v| 1.0 / (1.0 + (-(v / norm)).exp()))
+                        .collect()
+                }
+            };
+            gate_utility = Some(su);
+            continue;
+        }
+        for i in s.offset..s.offset + s.len {
+            w[i] *= decay;
+            match &gate_utility {
+                Some(su) => {
+                    let sj = su[(i - s.offset) / s.last_dim];
+                    let noise = z[i] * hp.sigma;
+                    let d = match variant {
+                        Variant::Upgd {
+                            rule: Rule::Protect,
+                            ..
+                        } => (g[i] + noise) * (1.0 - sj),
+                        _ => g[i] + noise * (1.0 - sj),
+                    };
+                    w[i] += -hp.lr * d;
+                }
+                None => w[i] += -hp.lr * g[i],
+            }
+        }
+        if s.last_dim > 1 {
+            gate_utility = None; // a weight matrix ends the gate's reach
+        }
+    }
+}
+
+#[test]
+fn feature_level_matches_the_transcription() {
+    let (specs, roles, n) = mlp();
+    let hp = Hyper {
+        lr: 0.05,
+        weight_decay: 0.1,
+        beta_utility: 0.8,
+        sigma: 0.2,
+    };
+    for name in [
+        "first-global-protect",
+        "first-global-noprotect",
+        "first-local-protect",
+        "first-local-noprotect",
+    ] {
+        let variant = Variant::parse(name).unwrap();
+        for (dname, dev) in common::devices() {
+            let mut opt = Upgd::new_feature(dev, variant, hp, &specs, &roles, n, 3).unwrap();
+            let mut w_ref = data(n, 8, 1.0);
+            let mut w = dev.upload(&w_ref).unwrap();
+            let mut u = vec![0f32; n];
+            for t in 1..=4u64 {
+                let gv = data(n, 60 + t, 1.0);
+                opt.step(&mut w, &dev.upload(&gv).unwrap(), None).unwrap();
+                transcribed_feature_step(variant, hp, 3, t, &mut w_ref, &gv, &mut u);
+                let got = w.download().unwrap();
+                for (i, (a, b)) in got.iter().zip(&w_ref).enumerate() {
+                    assert!(
+                        close(*a, *b),
+                        "{dname} {name} step {t} weight {i}: {a} vs {b}"
+                    );
+                }
+            }
+            // Gates are never updated.
+            assert_eq!(w.download().unwrap()[16..20], data(n, 8, 1.0)[16..20]);
+            let saved = opt.save().unwrap();
+            assert_eq!(Upgd::restore(dev, &saved).unwrap().steps(), 4, "{dname}");
+        }
+    }
+}
+
+#[test]
+fn feature_level_layout_errors() {
+    let (specs, roles, n) = mlp();
+    let dev = Device::cpu();
+    let v = Variant::parse("first-global-protect").unwrap();
+    let hp = Hyper::default();
+    let e = Upgd::new_feature(
+        &dev,
+        Variant::parse("adaptive").unwrap(),
+        hp,
+        &specs,
+        &roles,
+        n,
+        1,
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("adaptive"), "{e}");
+    let mut r = roles.clone();
+    r[0] = Role::Gated { gate: 3 };
+    let e = Upgd::new_feature(&dev, v, hp, &specs, &r, n, 1)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("not a gate"), "{e}");
+    let mut r = roles.clone();
+    r[3] = Role::Gated { gate: 2 };
+    let e = Upgd::new_feature(&dev, v, hp, &specs, &r, n, 1)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("units"), "{e}");
+    let e = Upgd::new_feature(&dev, v, hp, &specs, &roles[..4], n, 1)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("roles"), "{e}");
 }

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{Rule, Scalars, Scaling, TensorSpec, Variant};
+use super::{Role, Rule, Scalars, Scaling, TensorSpec, Variant};
 use crate::buffer::Float;
 use crate::rng;
 
@@ -53,6 +53,7 @@ pub(super) fn step<W: Float, G: Float>(
     variant: Variant,
     sc: &Scalars,
     tensors: &[TensorSpec],
+    roles: Option<&[Role]>,
     seed: u64,
     w: &mut [W],
     g: &[G],
@@ -63,7 +64,11 @@ pub(super) fn step<W: Float, G: Float>(
     // Pass 1: traces, the maximum raw trace, non-finite inputs.
     let mut eta = f32::NEG_INFINITY;
     let mut nonfinite = 0u64;
-    for s in tensors {
+    for (k, s) in tensors.iter().enumerate() {
+        // Feature-level UPGD traces the gates only.
+        if roles.is_some_and(|r| r[k] != Role::Gate) {
+            continue;
+        }
         let r = s.offset..s.offset + s.len;
         let (mx, bad) = u[r.clone()]
             .par_chunks_mut(CHUNK)
@@ -114,9 +119,14 @@ pub(super) fn step<W: Float, G: Float>(
         Vec::new()
     };
     // Pass 2: noise and the update (and the adaptive moments).
+    let u_all: &[f32] = u;
     for (ti, s) in tensors.iter().enumerate() {
+        let role = roles.map(|r| r[ti]);
+        if role == Some(Role::Gate) {
+            continue;
+        }
         let r = s.offset..s.offset + s.len;
-        let u = &u[r.clone()];
+        let u = &u_all[r.clone()];
         // One lane per chunk: its weights and, for adaptive, its moments.
         let mut lanes: Vec<Lane<'_, W>> = w[r.clone()]
             .chunks_mut(CHUNK)
@@ -152,9 +162,22 @@ pub(super) fn step<W: Float, G: Float>(
                     let j = local0 + k;
                     let i = s.offset + j;
                     let gi = g[i].to_f32();
-                    let s_util = match variant.scaling() {
-                        Scaling::Global => scaled_global(u[j], sc.bc, eta),
-                        Scaling::Local => sigmoid((u[j] / sc.bc) / norms[ti][j / s.last_dim]),
+                    // The trace that gates this weight: its own, or its unit's gate.
+                    let (ut, norm) = match role {
+                        None => (u[j], norms.get(ti).map(|n| n[j / s.last_dim])),
+                        Some(Role::Gated { gate }) => (
+                            u_all[tensors[gate].offset + j / s.last_dim],
+                            norms.get(gate).map(|n| n[0]),
+                        ),
+                        _ => {
+                            // No gate: plain SGD with weight decay, no noise.
+                            *wk = W::from_f32(wk.to_f32() * sc.decay + sc.neg_lr * gi);
+                            continue;
+                        }
+                    };
+                    let s_util = match (variant.scaling(), norm) {
+                        (Scaling::Local, Some(norm)) => sigmoid((ut / sc.bc) / norm),
+                        _ => scaled_global(ut, sc.bc, eta),
                     };
                     let noise = z[k] * sc.sigma;
                     let d = match variant {

@@ -1,6 +1,6 @@
 //! UPGD optimizer updates (`design/upgd.md`): utility-based perturbed gradient descent
-//! (Elsayed & Mahmood, ICLR 2024), every weight-level variant and the adaptive one, over a whole
-//! model held in one flat buffer.
+//! (Elsayed & Mahmood, ICLR 2024), every weight-level variant, the adaptive one and
+//! feature-level UPGD ([`Upgd::new_feature`]), over a whole model held in one flat buffer.
 //!
 //! The model's parameters are one flat buffer `w` with a [`TensorSpec`] `(offset, len,
 //! last_dim)` per tensor; gradients `g` (and, for second order, the Hessian diagonal `h`) share
@@ -233,6 +233,20 @@ impl Default for Hyper {
     }
 }
 
+/// What a tensor is in feature-level UPGD (`design/upgd.md`, "Feature-level UPGD").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// An ordinary parameter with no gate after it: plain SGD with weight decay, no noise.
+    Param,
+    /// A gate: one value per hidden unit multiplying its activation (a single row). Its
+    /// utility is traced and scaled; it is never updated.
+    Gate,
+    /// A parameter whose rows are the units of the gate at index `gate` of the tensor list (a
+    /// Linear weight with rows of `in_features`, or a bias with `last_dim` 1): row `j` takes
+    /// the gate's scaled utility `s_j`, by the variant's protecting or non-protecting rule.
+    Gated { gate: usize },
+}
+
 /// One tensor of the flat parameter buffer: `len` elements from `offset`, rows of `last_dim`
 /// (a Linear weight's row per output unit, the whole vector for a bias).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,6 +283,8 @@ pub struct Upgd {
     variant: Variant,
     hyper: Hyper,
     tensors: Vec<TensorSpec>,
+    /// Feature-level UPGD: the role of each tensor (`None`: weight-level).
+    roles: Option<Vec<Role>>,
     len: usize,
     seed: u64,
     t: u64,
@@ -283,7 +299,8 @@ pub struct Upgd {
 
 /// What the device kernels keep besides the traces.
 pub(crate) struct DeviceState {
-    /// 8 u32 per chunk: start, count, row_base, last_dim, row_in_first, 0, 0, 0.
+    /// 8 u32 per chunk: start, count, row_base, last_dim, row_in_first, gate_offset, gate_row,
+    /// kind (0 weight-level, 1 gated, 2 plain SGD, 3 gate).
     pub chunks: Buffer<u32>,
     pub nchunks: usize,
     /// Rows over all tensors.
@@ -304,16 +321,37 @@ pub(crate) struct DeviceState {
 const KEY_NEG_INF: u32 = 0x007f_ffff;
 
 /// The chunk table: each tensor cut into chunks of at most one block's elements, with the
-/// global row of each chunk's first element. Returns the table, the chunk count and the rows.
-fn chunk_table(tensors: &[TensorSpec]) -> Result<(Vec<u32>, usize, usize)> {
+/// global row of each chunk's first element and, for feature-level UPGD, the tensor's gate and
+/// kind. Returns the table, the chunk count and the rows.
+fn chunk_table(tensors: &[TensorSpec], roles: Option<&[Role]>) -> Result<(Vec<u32>, usize, usize)> {
     let block = BLOCK_SIZE as usize;
-    let mut table = Vec::new();
-    let mut row_base = 0usize;
+    let mut row_bases = Vec::with_capacity(tensors.len());
+    let mut rows = 0usize;
     for s in tensors {
+        row_bases.push(rows);
+        rows += s.len / s.last_dim;
+    }
+    let mut table = Vec::new();
+    for (k, s) in tensors.iter().enumerate() {
+        let (gate_offset, gate_row, kind) = match roles.map(|r| r[k]) {
+            None => (0, 0, 0),
+            Some(Role::Gated { gate }) => (tensors[gate].offset, row_bases[gate], 1),
+            Some(Role::Param) => (0, 0, 2),
+            Some(Role::Gate) => (0, 0, 3),
+        };
         for start in (0..s.len).step_by(block) {
             let count = block.min(s.len - start);
-            let row = row_base + start / s.last_dim;
-            let fields = [s.offset + start, count, row, s.last_dim, start % s.last_dim];
+            let row = row_bases[k] + start / s.last_dim;
+            let fields = [
+                s.offset + start,
+                count,
+                row,
+                s.last_dim,
+                start % s.last_dim,
+                gate_offset,
+                gate_row,
+                kind,
+            ];
             for f in fields {
                 table.push(u32::try_from(f).map_err(|_| Error::LimitExceeded {
                     what: "upgd: elements or rows of a model on a GPU backend".into(),
@@ -321,12 +359,10 @@ fn chunk_table(tensors: &[TensorSpec]) -> Result<(Vec<u32>, usize, usize)> {
                     max: u64::from(u32::MAX),
                 })?);
             }
-            table.extend_from_slice(&[0, 0, 0]);
         }
-        row_base += s.len / s.last_dim;
     }
     let n = table.len() / 8;
-    Ok((table, n, row_base))
+    Ok((table, n, rows))
 }
 
 fn finite(what: &str, x: f32, lo: f32, hi_open: Option<f32>) -> Result<()> {
@@ -356,6 +392,35 @@ impl Upgd {
         len: usize,
         seed: u64,
     ) -> Result<Self> {
+        Self::build(dev, variant, hyper, tensors, None, len, seed)
+    }
+
+    /// Feature-level UPGD: utilities are traced on the gate tensors only, and each gated
+    /// tensor's row `j` takes its gate's scaled utility `s_j`; tensors with no gate take plain
+    /// SGD with weight decay; gates are not updated. `roles[k]` says what `tensors[k]` is.
+    /// Gates must be single rows (`last_dim == len`), and a gated tensor must have as many
+    /// rows as its gate has units. Not for the adaptive variant.
+    pub fn new_feature(
+        dev: &Device,
+        variant: Variant,
+        hyper: Hyper,
+        tensors: &[TensorSpec],
+        roles: &[Role],
+        len: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        Self::build(dev, variant, hyper, tensors, Some(roles), len, seed)
+    }
+
+    fn build(
+        dev: &Device,
+        variant: Variant,
+        hyper: Hyper,
+        tensors: &[TensorSpec],
+        roles: Option<&[Role]>,
+        len: usize,
+        seed: u64,
+    ) -> Result<Self> {
         finite("lr", hyper.lr, 0.0, None)?;
         finite("weight_decay", hyper.weight_decay, 0.0, None)?;
         finite("beta_utility", hyper.beta_utility, 0.0, Some(1.0))?;
@@ -378,11 +443,14 @@ impl Upgd {
             }
         }
         check_layout(tensors, len)?;
+        if let Some(roles) = roles {
+            check_roles(variant, tensors, roles)?;
+        }
         let adaptive = matches!(variant, Variant::Adaptive { .. });
         let gpu = if dev.backend() == crate::Backend::Cpu {
             None
         } else {
-            let (table, nchunks, rows) = chunk_table(tensors)?;
+            let (table, nchunks, rows) = chunk_table(tensors, roles)?;
             Some(DeviceState {
                 chunks: dev.upload(&table)?,
                 nchunks,
@@ -397,6 +465,7 @@ impl Upgd {
             variant,
             hyper,
             tensors: tensors.to_vec(),
+            roles: roles.map(<[Role]>::to_vec),
             len,
             seed,
             t: 0,
@@ -559,6 +628,7 @@ impl Upgd {
                     self.variant,
                     &sc,
                     &self.tensors,
+                    self.roles.as_deref(),
                     self.seed,
                     wv,
                     gv,
@@ -631,6 +701,17 @@ impl Upgd {
             for x in [s.offset, s.len, s.last_dim] {
                 out.extend_from_slice(&(x as u64).to_le_bytes());
             }
+        }
+        // Roles: a count (0 for weight-level), then 0 param, 1 gate, 2 + g gated by g.
+        let roles = self.roles.as_deref().unwrap_or(&[]);
+        out.extend_from_slice(&(roles.len() as u64).to_le_bytes());
+        for r in roles {
+            let code = match *r {
+                Role::Param => 0u64,
+                Role::Gate => 1,
+                Role::Gated { gate } => 2 + gate as u64,
+            };
+            out.extend_from_slice(&code.to_le_bytes());
         }
         for buf in [Some(&self.u), self.m.as_ref(), self.v.as_ref()]
             .into_iter()
@@ -706,8 +787,23 @@ impl Upgd {
                 last_dim: s[2],
             });
         }
+        let nroles = r.u64().ok_or_else(|| bad("truncated"))?;
+        if nroles > count {
+            return Err(bad("corrupt role count"));
+        }
+        let mut roles = Vec::new();
+        for _ in 0..nroles {
+            roles.push(match r.u64().ok_or_else(|| bad("truncated"))? {
+                0 => Role::Param,
+                1 => Role::Gate,
+                g => Role::Gated {
+                    gate: (g - 2) as usize,
+                },
+            });
+        }
         let len = usize::try_from(len).map_err(|_| bad("corrupt length"))?;
-        let mut opt = Upgd::new(dev, variant, hyper, &tensors, len, seed)?;
+        let roles = (nroles > 0).then_some(roles.as_slice());
+        let mut opt = Upgd::build(dev, variant, hyper, &tensors, roles, len, seed)?;
         let traces = 1 + 2 * usize::from(opt.m.is_some());
         if r.b.len() - r.at != traces * 4 * len {
             return Err(bad("trace bytes do not match the layout"));
@@ -726,7 +822,7 @@ impl Upgd {
     }
 }
 
-const MAGIC: &[u8] = b"TKUPGD1\0";
+const MAGIC: &[u8] = b"TKUPGD2\0";
 
 /// `x^t` for a step count (as Python's `beta ** step` in f64).
 fn powt(x: f64, t: u64) -> f64 {
@@ -764,6 +860,45 @@ fn cpu_mut(b: &mut Buffer<f32>) -> Result<&mut [f32]> {
             what: "internal: optimizer state is not on the CPU".into(),
         }),
     }
+}
+
+/// Feature-level roles: one per tensor, gates single rows, gated tensors pointing at a gate
+/// with one unit per row.
+fn check_roles(variant: Variant, tensors: &[TensorSpec], roles: &[Role]) -> Result<()> {
+    let bad = |what: String| Err(Error::InvalidArgument { op: OP, what });
+    if matches!(variant, Variant::Adaptive { .. }) {
+        return bad("feature-level UPGD has no adaptive variant".into());
+    }
+    if roles.len() != tensors.len() {
+        return bad(format!(
+            "{} roles for {} tensors",
+            roles.len(),
+            tensors.len()
+        ));
+    }
+    for (k, (r, s)) in roles.iter().zip(tensors).enumerate() {
+        match *r {
+            Role::Gate if s.last_dim != s.len => {
+                return bad(format!("gate tensor {k} must be one row (last_dim == len)"));
+            }
+            Role::Gated { gate } => {
+                if roles.get(gate) != Some(&Role::Gate) {
+                    return bad(format!(
+                        "tensor {k} is gated by tensor {gate}, which is not a gate"
+                    ));
+                }
+                let units = tensors[gate].len;
+                if s.len / s.last_dim != units {
+                    return bad(format!(
+                        "tensor {k} has {} rows but its gate {gate} has {units} units",
+                        s.len / s.last_dim
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Tensors lie inside the buffer, do not overlap, and have rows dividing their length.
