@@ -166,18 +166,13 @@ fn trace(
         return;
     }
     let ch = chunk_at(c);
-    let start = ch.start;
-    let count = ch.count;
-    let row_base = ch.row_base;
-    let last_dim = ch.last_dim;
-    let row_first = ch.row_first;
     // Only weight-level tensors and gates are traced.
     let tracing = ch.kind == 0u || ch.kind == 3u;
-    let live = tracing && tx < count;
+    let live = tracing && tx < ch.count;
     var key = 0u;
     var ui = 0.0;
     if (live) {
-        let i = start + tx;
+        let i = ch.start + tx;
         let gi = load_g(i);
         let wi = load_w(i);
         var big_u = -(gi * wi);
@@ -211,12 +206,12 @@ fn trace(
         workgroupBarrier();
         if (live) {
             let x = ui / p.bc;
-            sred_add((row_first + tx) / last_dim, x * x);
+            sred_add((ch.row_first + tx) / ch.last_dim, x * x);
         }
         workgroupBarrier();
-        let nrows = (row_first + count - 1u) / last_dim + 1u;
+        let nrows = (ch.row_first + ch.count - 1u) / ch.last_dim + 1u;
         if (tracing && tx < nrows) {
-            rowsq_add(p.cur * p.rows + row_base + tx, bitcast<f32>(atomicLoad(&sred[tx])));
+            rowsq_add(p.cur * p.rows + ch.row_base + tx, bitcast<f32>(atomicLoad(&sred[tx])));
         }
     }
 }
@@ -232,31 +227,26 @@ fn update(
         return;
     }
     let ch = chunk_at(c);
-    let start = ch.start;
-    let count = ch.count;
-    let row_base = ch.row_base;
-    let last_dim = ch.last_dim;
-    let row_first = ch.row_first;
     let nxt = 1u - p.cur;
     let local = (p.flags & 2u) != 0u;
     // Reset next step's accumulators: the maximum once, this chunk's rows here.
     if (c == 0u && tx == 0u) {
         atomicStore(&state[nxt], KEY_NEG_INF);
     }
-    if (local && tx < (row_first + count - 1u) / last_dim + 1u) {
-        atomicStore(&rowsq[nxt * p.rows + row_base + tx], 0u);
+    if (local && tx < (ch.row_first + ch.count - 1u) / ch.last_dim + 1u) {
+        atomicStore(&rowsq[nxt * p.rows + ch.row_base + tx], 0u);
     }
-    if (tx >= count || ch.kind == 3u) {
+    if (tx >= ch.count || ch.kind == 3u) {
         return;
     }
-    let i = start + tx;
+    let i = ch.start + tx;
     if (ch.kind == 2u) {
         // No gate after this tensor: plain SGD with weight decay, no noise.
         store_w(i, load_w(i) * p.decay + p.neg_lr * load_g(i));
         return;
     }
     let gated = ch.kind == 1u;
-    let unit = (row_first + tx) / last_dim;
+    let unit = (ch.row_first + tx) / ch.last_dim;
     let x = u[select(i, ch.gate_offset + unit, gated)] / p.bc;
     var s = 0.5;
     if (!local) {
@@ -265,7 +255,7 @@ fn update(
             s = sigmoid(x / eta);
         }
     } else {
-        let row = p.cur * p.rows + select(row_base + unit, ch.gate_row, gated);
+        let row = p.cur * p.rows + select(ch.row_base + unit, ch.gate_row, gated);
         let norm = max(sqrt(bitcast<f32>(atomicLoad(&rowsq[row]))), 1e-12);
         s = sigmoid(x / norm);
     }
