@@ -636,6 +636,7 @@ impl Upgd {
                     state,
                 )
             }
+            #[allow(unreachable_patterns)]
             _ => {
                 return Err(Error::Unsupported {
                     op: OP,
