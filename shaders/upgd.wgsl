@@ -3,11 +3,13 @@
 // the double-buffered accumulators and the bytes moved).
 //
 // Entry points (one workgroup of 256 invocations per chunk; workgroups in a 2D grid):
-//   trace    bindings 0 params, 1 w, 2 g, 3 h, 4 u, 5 chunks, 6 state, 7 rowsq
+//   trace    bindings 0 params, 1 w, 2 g, 3 h, 4 u, 5 chunks, 6 state, 7 rowsq, 8 m, 9 v
+//            (with flag 4 it also updates w, the one-pass mode, and update is not dispatched)
 //   update   bindings 0 params, 1 w, 2 g, 4 u, 5 chunks, 6 state, 7 rowsq, 8 m, 9 v
+// Accumulators rotate over three slots: reduce into p.cur, scale by p.scale, reset p.next.
 // w is atomic<u32> because two invocations may share a word of 16-bit weights; each changes
 // only its own half (atomicAnd then atomicOr). Float sums use compare-and-swap loops, since
-// WGSL has no portable float atomics. state = [eta key slot 0, slot 1, non-finite count, 0].
+// WGSL has no portable float atomics. state = [eta key slots 0, 1, 2, non-finite count].
 
 struct Params {
     seed_lo: u32,
@@ -29,11 +31,15 @@ struct Params {
     omb: f32,
     wtype: u32,
     gtype: u32,
-    flags: u32,     // trace: 1 second order, 2 local; update: 1 non-protecting, 2 local, 4 adaptive
-    cur: u32,       // this step's slot (t % 2)
+    flags: u32,     // trace: 1 second order, 2 local, 4 fused; update: as uflags
+    cur: u32,       // the slot this step reduces into
     rows: u32,
     nchunks: u32,
-    pad: u32,
+    scale: u32,     // the slot this step scales by (cur, or the previous step's when fused)
+    next: u32,      // the slot reset for the next step
+    uflags: u32,    // update: 1 non-protecting, 2 local, 4 adaptive
+    pad0: u32,
+    pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -155,6 +161,53 @@ fn sred_add(i: u32, x: f32) {
     }
 }
 
+// Reset next step's accumulators: the maximum once, this chunk's rows here.
+fn reset_next(c: u32, tx: u32, ch: Chunk, local: bool) {
+    if (c == 0u && tx == 0u) {
+        atomicStore(&state[p.next], KEY_NEG_INF);
+    }
+    if (local && tx < (ch.row_first + ch.count - 1u) / ch.last_dim + 1u) {
+        atomicStore(&rowsq[p.next * p.rows + ch.row_base + tx], 0u);
+    }
+}
+
+// One weight's update given 1 - s: noise drawn in registers, d by the rule in p.uflags
+// (protecting, non-protecting, adaptive with its moments), then w = w*decay + neg_lr*d.
+fn apply(i: u32, oms: f32) {
+    let blk = philox_block_of(vec2<u32>(i, 0u));
+    let z = philox_gaussians(philox_block(blk, vec2<u32>(p.stream_lo, p.stream_hi), vec2<u32>(p.seed_lo, p.seed_hi)));
+    let noise = z[i & 3u] * p.sigma;
+    let gi = load_g(i);
+    var d: f32;
+    if ((p.uflags & 4u) != 0u) {
+        let mi = m[i] * p.b1 + p.omb1 * gi;
+        let vi = v[i] * p.b2 + p.omb2 * (gi * gi);
+        m[i] = mi;
+        v[i] = vi;
+        let denom = sqrt(vi) / p.sqrt_bc2 + p.eps;
+        d = (mi / denom / p.bc1 + noise) * oms;
+    } else if ((p.uflags & 1u) != 0u) {
+        d = gi + noise * oms;
+    } else {
+        d = (gi + noise) * oms;
+    }
+    store_w(i, load_w(i) * p.decay + p.neg_lr * d);
+}
+
+// s from the trace x = u / bc and the scale slot: global by the maximum (0.5 where it is 0),
+// local by the norm of row `row` of the slot.
+fn scaled(x: f32, local: bool, row: u32) -> f32 {
+    if (!local) {
+        let eta = unkey(atomicLoad(&state[p.scale]));
+        if (eta == 0.0) {
+            return 0.5;
+        }
+        return sigmoid(x / eta);
+    }
+    let norm = max(sqrt(bitcast<f32>(atomicLoad(&rowsq[p.scale * p.rows + row]))), 1e-12);
+    return sigmoid(x / norm);
+}
+
 @compute @workgroup_size(256)
 fn trace(
     @builtin(local_invocation_index) tx: u32,
@@ -166,6 +219,10 @@ fn trace(
         return;
     }
     let ch = chunk_at(c);
+    let fused = (p.flags & 4u) != 0u;
+    if (fused) {
+        reset_next(c, tx, ch, (p.flags & 2u) != 0u);
+    }
     // Only weight-level tensors and gates are traced.
     let tracing = ch.kind == 0u || ch.kind == 3u;
     let live = tracing && tx < ch.count;
@@ -183,11 +240,16 @@ fn trace(
             big_u = (0.5 * hi) * (wi * wi) - gi * wi;
         }
         if (bad != 0u) {
-            atomicAdd(&state[2], bad);
+            atomicAdd(&state[3], bad);
         }
         ui = u[i] * p.beta + p.omb * big_u;
         u[i] = ui;
         key = key_of(ui);
+        if (fused) {
+            // One pass: scaled by the previous step's reductions, the weight updated now.
+            let row = ch.row_base + (ch.row_first + tx) / ch.last_dim;
+            apply(i, 1.0 - scaled(ui / p.bc, (p.flags & 2u) != 0u, row));
+        }
     }
     if ((p.flags & 2u) == 0u) {
         atomicStore(&sred[tx], key);
@@ -227,15 +289,8 @@ fn update(
         return;
     }
     let ch = chunk_at(c);
-    let nxt = 1u - p.cur;
-    let local = (p.flags & 2u) != 0u;
-    // Reset next step's accumulators: the maximum once, this chunk's rows here.
-    if (c == 0u && tx == 0u) {
-        atomicStore(&state[nxt], KEY_NEG_INF);
-    }
-    if (local && tx < (ch.row_first + ch.count - 1u) / ch.last_dim + 1u) {
-        atomicStore(&rowsq[nxt * p.rows + ch.row_base + tx], 0u);
-    }
+    let local = (p.uflags & 2u) != 0u;
+    reset_next(c, tx, ch, local);
     if (tx >= ch.count || ch.kind == 3u) {
         return;
     }
@@ -248,34 +303,6 @@ fn update(
     let gated = ch.kind == 1u;
     let unit = (ch.row_first + tx) / ch.last_dim;
     let x = u[select(i, ch.gate_offset + unit, gated)] / p.bc;
-    var s = 0.5;
-    if (!local) {
-        let eta = unkey(atomicLoad(&state[p.cur]));
-        if (eta != 0.0) {
-            s = sigmoid(x / eta);
-        }
-    } else {
-        let row = p.cur * p.rows + select(ch.row_base + unit, ch.gate_row, gated);
-        let norm = max(sqrt(bitcast<f32>(atomicLoad(&rowsq[row]))), 1e-12);
-        s = sigmoid(x / norm);
-    }
-    let oms = 1.0 - s;
-    let blk = philox_block_of(vec2<u32>(i, 0u));
-    let z = philox_gaussians(philox_block(blk, vec2<u32>(p.stream_lo, p.stream_hi), vec2<u32>(p.seed_lo, p.seed_hi)));
-    let noise = z[i & 3u] * p.sigma;
-    let gi = load_g(i);
-    var d: f32;
-    if ((p.flags & 4u) != 0u) {
-        let mi = m[i] * p.b1 + p.omb1 * gi;
-        let vi = v[i] * p.b2 + p.omb2 * (gi * gi);
-        m[i] = mi;
-        v[i] = vi;
-        let denom = sqrt(vi) / p.sqrt_bc2 + p.eps;
-        d = (mi / denom / p.bc1 + noise) * oms;
-    } else if ((p.flags & 1u) != 0u) {
-        d = gi + noise * oms;
-    } else {
-        d = (gi + noise) * oms;
-    }
-    store_w(i, load_w(i) * p.decay + p.neg_lr * d);
+    let s = scaled(x, local, select(ch.row_base + unit, ch.gate_row, gated));
+    apply(i, 1.0 - s);
 }

@@ -63,7 +63,8 @@ fn transcribed_step(
     u: &mut [f32],
     m: &mut [f32],
     v: &mut [f32],
-) {
+    scale_by: Option<&Reductions>,
+) -> Reductions {
     let beta = hp.beta_utility;
     let mut global_max = f32::NEG_INFINITY;
     for s in specs {
@@ -84,7 +85,23 @@ fn transcribed_step(
     let decay = (1.0 - f64::from(hp.lr) * f64::from(hp.weight_decay)) as f32;
     let mut z = vec![0f32; w.len()];
     rng::gaussians_into(seed, STREAM_TAG | t, 0, &mut z);
-    for s in specs {
+    // This step's reductions: the maximum and every row's norm of u / bc.
+    let norms: Vec<Vec<f32>> = specs
+        .iter()
+        .map(|s| {
+            u[s.offset..s.offset + s.len]
+                .chunks(s.last_dim)
+                .map(|row| {
+                    let ss: f64 = row.iter().map(|&x| f64::from(x / bc).powi(2)).sum();
+                    (ss.sqrt() as f32).max(1e-12)
+                })
+                .collect()
+        })
+        .collect();
+    let current = (global_max, norms);
+    // The one-pass mode scales by the previous step's.
+    let (global_max, norms) = scale_by.unwrap_or(&current).clone();
+    for (si, s) in specs.iter().enumerate() {
         let r = s.offset..s.offset + s.len;
         let scaled: Vec<f32> = match variant.scaling() {
             Scaling::Global => r
@@ -100,13 +117,7 @@ fn transcribed_step(
             Scaling::Local => r
                 .clone()
                 .map(|i| {
-                    let row = (i - s.offset) / s.last_dim;
-                    let start = s.offset + row * s.last_dim;
-                    let ss: f64 = u[start..start + s.last_dim]
-                        .iter()
-                        .map(|&x| f64::from(x / bc).powi(2))
-                        .sum();
-                    let norm = (ss.sqrt() as f32).max(1e-12);
+                    let norm = norms[si][(i - s.offset) / s.last_dim];
                     1.0 / (1.0 + (-((u[i] / bc) / norm)).exp())
                 })
                 .collect(),
@@ -144,17 +155,27 @@ fn transcribed_step(
             }
         }
     }
+    current
 }
+
+/// A step's maximum raw trace and per-tensor row norms.
+type Reductions = (f32, Vec<Vec<f32>>);
 
 fn close(a: f32, b: f32) -> bool {
     (a - b).abs() <= 1e-5 * (1.0 + b.abs()) || (a.is_nan() && b.is_nan())
 }
 
 fn run_against_transcription(variant: Variant, hp: Hyper, steps: u64, g_scale: f32) {
+    run_transcription(variant, hp, steps, g_scale, false);
+}
+
+fn run_transcription(variant: Variant, hp: Hyper, steps: u64, g_scale: f32, one_pass: bool) {
     let (specs, n) = layout();
     let dev = Device::cpu();
     let seed = 77;
     let mut opt = Upgd::new(&dev, variant, hp, &specs, n, seed).unwrap();
+    opt.set_one_pass(one_pass).unwrap();
+    let mut prev: Option<Reductions> = None;
     let mut w_ref = data(n, 1, 1.0);
     let mut w = dev.upload(&w_ref).unwrap();
     let (mut u, mut m, mut v) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
@@ -166,9 +187,12 @@ fn run_against_transcription(variant: Variant, hp: Hyper, steps: u64, g_scale: f
         let hopt = variant.second_order().then_some(&h);
         opt.step(&mut w, &g, hopt).unwrap();
         let href = variant.second_order().then_some(h_host.as_slice());
-        transcribed_step(
+        let scale_by = if one_pass { prev.as_ref() } else { None };
+        let current = transcribed_step(
             variant, hp, &specs, seed, t, &mut w_ref, &g_host, href, &mut u, &mut m, &mut v,
+            scale_by,
         );
+        prev = Some(current);
         let got = w.download().unwrap();
         for (i, (a, b)) in got.iter().zip(&w_ref).enumerate() {
             assert!(
@@ -878,4 +902,84 @@ fn feature_level_layout_errors() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("roles"), "{e}");
+}
+
+#[test]
+fn one_pass_mode_scales_by_the_previous_step() {
+    let hp = Hyper {
+        lr: 0.02,
+        weight_decay: 0.05,
+        beta_utility: 0.9,
+        sigma: 0.3,
+    };
+    for variant in Variant::all() {
+        run_transcription(variant, hp, 5, 1.0, true);
+    }
+    // Feature-level UPGD has no one-pass mode.
+    let (specs, roles, n) = mlp();
+    let mut o =
+        Upgd::new_feature(&Device::cpu(), Variant::all()[0], hp, &specs, &roles, n, 1).unwrap();
+    assert!(o.set_one_pass(true).is_err());
+}
+
+#[test]
+fn one_pass_mode_on_every_backend_and_across_save_restore() {
+    let (specs, n) = device_layout();
+    let hp = Hyper {
+        lr: 0.05,
+        weight_decay: 0.01,
+        beta_utility: 0.9,
+        sigma: 0.3,
+    };
+    for (name, dev) in common::devices() {
+        #[cfg(feature = "wgpu")]
+        if let Device::Wgpu(w) = dev {
+            if w.chunk_bytes() < 4 * n as u64 {
+                continue; // past one binding: refused, as every_backend_matches_the_reference checks
+            }
+        }
+        for variant in Variant::all() {
+            let cpu = Device::cpu();
+            let mut a = Upgd::new(&cpu, variant, hp, &specs, n, 5).unwrap();
+            let mut b = Upgd::new(dev, variant, hp, &specs, n, 5).unwrap();
+            a.set_one_pass(true).unwrap();
+            b.set_one_pass(true).unwrap();
+            let w0 = data(n, 4, 1.0);
+            let (mut wa, mut wb) = (cpu.upload(&w0).unwrap(), dev.upload(&w0).unwrap());
+            for t in 0..5u64 {
+                let gv = data(n, 80 + t, 1.0);
+                let hv = data(n, 90 + t, 1.0);
+                let so = variant.second_order();
+                let (ha, hb) = (cpu.upload(&hv).unwrap(), dev.upload(&hv).unwrap());
+                a.step(&mut wa, &cpu.upload(&gv).unwrap(), so.then_some(&ha))
+                    .unwrap();
+                b.step(&mut wb, &dev.upload(&gv).unwrap(), so.then_some(&hb))
+                    .unwrap();
+                if t == 2 {
+                    // Save and restore mid-run: the next step must still scale by this one.
+                    b = Upgd::restore(dev, &b.save().unwrap()).unwrap();
+                    assert!(b.one_pass());
+                }
+                let got: Vec<f64> = wb
+                    .download()
+                    .unwrap()
+                    .iter()
+                    .map(|&x| f64::from(x))
+                    .collect();
+                let want: Vec<f64> = wa
+                    .download()
+                    .unwrap()
+                    .iter()
+                    .map(|&x| f64::from(x))
+                    .collect();
+                let e = trainkern::check::scaled_max_error(&got, &want);
+                assert!(
+                    e <= 1e-5,
+                    "{name} {} one-pass step {}: {e:e}",
+                    variant.name(),
+                    t + 1
+                );
+            }
+        }
+    }
 }

@@ -37,15 +37,19 @@ pub(super) fn run(
     let w = vec![0.5f32; n];
     let g = dev.upload(&vec![0.25f32; n])?;
     let h = dev.upload(&vec![0.125f32; n])?;
-    for (name, op, transfers) in [
-        ("first-global-protect", "upgd first-global", 8u64),
-        ("first-local-protect", "upgd first-local", 8),
-        ("second-global-protect", "upgd second-global", 9),
-        ("adaptive", "upgd adaptive", 12),
+    // Minimum element transfers per weight: g, w, u read and u, w written in each of the two
+    // passes but shared (8), h (9), m and v (12); one pass reads g, w, u and writes u, w (5).
+    for (name, op, transfers, one_pass) in [
+        ("first-global-protect", "upgd first-global", 8u64, false),
+        ("first-global-protect", "upgd 1-pass global", 5, true),
+        ("first-local-protect", "upgd first-local", 8, false),
+        ("second-global-protect", "upgd second-global", 9, false),
+        ("adaptive", "upgd adaptive", 12, false),
     ] {
         progress(&format!("{op} {n}"));
         let variant = Variant::parse(name)?;
         let mut opt = Upgd::new(dev, variant, hp, &specs, n, 1)?;
+        opt.set_one_pass(one_pass)?;
         let mut wb = dev.upload(&w)?;
         let hh = variant.second_order().then_some(&h);
         let t = time(dev, || opt.step(&mut wb, &g, hh))?;

@@ -35,7 +35,13 @@ fn values(n: usize, salt: u64) -> Vec<f32> {
     w.iter().map(|&x| 2.0 * rng::uniform(x) - 1.0).collect()
 }
 
-fn run(dev: &Device, variant: Variant, specs: &[TensorSpec], n: usize) -> Result<(f64, f64)> {
+fn run(
+    dev: &Device,
+    variant: Variant,
+    one_pass: bool,
+    specs: &[TensorSpec],
+    n: usize,
+) -> Result<(f64, f64)> {
     let cpu = Device::cpu();
     let hp = Hyper {
         lr: 0.01,
@@ -45,6 +51,8 @@ fn run(dev: &Device, variant: Variant, specs: &[TensorSpec], n: usize) -> Result
     };
     let mut want = Upgd::new(&cpu, variant, hp, specs, n, 7)?;
     let mut got = Upgd::new(dev, variant, hp, specs, n, 7)?;
+    want.set_one_pass(one_pass)?;
+    got.set_one_pass(one_pass)?;
     let w0 = values(n, 1);
     let mut wa = cpu.upload(&w0)?;
     let mut wb = dev.upload(&w0)?;
@@ -66,6 +74,10 @@ fn run(dev: &Device, variant: Variant, specs: &[TensorSpec], n: usize) -> Result
     ))
 }
 
+fn two_pass(v: Vec<Variant>) -> Vec<(Variant, bool)> {
+    v.into_iter().map(|v| (v, false)).collect()
+}
+
 pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec<Row>) {
     let largest = match dev.backend() {
         Backend::PtxEmu => 1 << 16,
@@ -73,37 +85,28 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
         Backend::Wgpu => 1 << 24,
         _ => 1 << 26,
     };
-    let mut classes = vec![
-        (
-            "one",
-            vec![TensorSpec {
-                offset: 0,
-                len: 1,
-                last_dim: 1,
-            }],
-            1usize,
-            Variant::all(),
-        ),
-        {
-            let (s, n) = model(100_000, 7);
-            ("ragged", s, n, Variant::all())
-        },
-        {
-            let (s, n) = model(300_000, 100);
-            (
-                "100-tensors",
-                s,
-                n,
-                vec![Variant::all()[0], Variant::all()[2]],
-            )
-        },
+    let one = vec![TensorSpec {
+        offset: 0,
+        len: 1,
+        last_dim: 1,
+    }];
+    let (ragged, nr) = model(100_000, 7);
+    let (many, nm) = model(300_000, 100);
+    let (big, nb) = model(largest, 20);
+    let first = [Variant::all()[0], Variant::all()[2]];
+    let mut ragged_cases = two_pass(Variant::all());
+    ragged_cases.extend(first.map(|v| (v, true)));
+    let classes = vec![
+        ("one", one, 1usize, two_pass(Variant::all())),
+        ("ragged", ragged, nr, ragged_cases),
+        ("100-tensors", many, nm, two_pass(first.to_vec())),
+        ("largest", big, nb, two_pass(vec![Variant::all()[0]])),
     ];
-    let (s, n) = model(largest, 20);
-    classes.push(("largest", s, n, vec![Variant::all()[0]]));
     for (size, specs, n, variants) in classes {
-        for variant in variants {
-            let op = match variant.name().as_str() {
-                "adaptive" => "upgd adaptive",
+        for (variant, one_pass) in variants {
+            let op = match (variant.name().as_str(), one_pass) {
+                ("adaptive", _) => "upgd adaptive",
+                (_, true) => "upgd one-pass",
                 _ => "upgd",
             };
             progress(&format!("upgd {} {size}", variant.name()));
@@ -119,7 +122,7 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
                 pass: false,
                 note: variant.name(),
             };
-            match run(dev, variant, &specs, n) {
+            match run(dev, variant, one_pass, &specs, n) {
                 Ok((ew, eu)) => {
                     row.error = ew.max(eu);
                     row.pass = row.error <= row.tolerance;

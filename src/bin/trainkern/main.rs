@@ -103,6 +103,10 @@ enum RunCommand {
         /// Step scale of the adaptive variant (the authors' RL code uses 2).
         #[arg(long, default_value_t = 1.0)]
         k: f32,
+        /// The one-pass mode: from step 2, scale by the previous step's maximum or row norms
+        /// (a change of semantics, one fused launch per step).
+        #[arg(long)]
+        one_pass: bool,
         #[arg(long)]
         params: std::path::PathBuf,
         #[arg(long)]
@@ -288,6 +292,7 @@ fn run_upgd(cmd: RunCommand) -> Result<ExitCode> {
     let RunCommand::Upgd {
         variant,
         k,
+        one_pass,
         params,
         grads,
         hess,
@@ -312,6 +317,7 @@ fn run_upgd(cmd: RunCommand) -> Result<ExitCode> {
     let args = upgd::Args {
         variant,
         k,
+        one_pass,
         params,
         grads,
         hess,

@@ -82,6 +82,7 @@ fn read_npz(path: &Path) -> Result<Vec<Array>> {
 pub struct Args {
     pub variant: String,
     pub k: f32,
+    pub one_pass: bool,
     pub params: PathBuf,
     pub grads: PathBuf,
     pub hess: Option<PathBuf>,
@@ -152,6 +153,7 @@ pub fn run(dev: &Device, a: &Args) -> Result<String> {
         v
     };
     let mut opt = Upgd::new(dev, variant, a.hyper, &specs, total, a.seed)?;
+    opt.set_one_pass(a.one_pass)?;
     let w0: Vec<f32> = params.iter().flat_map(|p| p.data.iter().copied()).collect();
     let mut w = dev.upload(&w0)?;
     for t in 0..steps {

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{Role, Rule, Scalars, Scaling, TensorSpec, Variant};
+use super::{Role, Rule, Scalars, Scale, Scaling, TensorSpec, Variant};
 use crate::buffer::Float;
 use crate::rng;
 
@@ -59,7 +59,8 @@ pub(super) fn step<W: Float, G: Float>(
     g: &[G],
     h: Option<&[G]>,
     st: State<'_>,
-) -> u64 {
+    prev: Option<&Scale>,
+) -> (u64, Scale) {
     let State { u, mut m, mut v } = st;
     // Pass 1: traces, the maximum raw trace, non-finite inputs.
     let mut eta = f32::NEG_INFINITY;
@@ -95,11 +96,20 @@ pub(super) fn step<W: Float, G: Float>(
         eta = eta.max(mx);
         nonfinite += bad;
     }
-    // Row norms of the bias-corrected trace, for local scaling.
-    let norms: Vec<Vec<f32>> = if variant.scaling() == Scaling::Local {
+    // Per-row sums of squares of the bias-corrected trace (accumulated in f64), for local
+    // scaling; the norm is then max(sqrt(ss), 1e-12) in f32, as on the devices.
+    let row_base: Vec<usize> = tensors
+        .iter()
+        .scan(0, |acc, s| {
+            let b = *acc;
+            *acc += s.len / s.last_dim;
+            Some(b)
+        })
+        .collect();
+    let rowsq: Vec<f32> = if variant.scaling() == Scaling::Local {
         tensors
             .iter()
-            .map(|s| {
+            .flat_map(|s| {
                 u[s.offset..s.offset + s.len]
                     .par_chunks(s.last_dim)
                     .map(|row| {
@@ -110,14 +120,19 @@ pub(super) fn step<W: Float, G: Float>(
                                 x * x
                             })
                             .sum();
-                        (ss.sqrt() as f32).max(1e-12)
+                        ss as f32
                     })
-                    .collect()
+                    .collect::<Vec<f32>>()
             })
             .collect()
     } else {
         Vec::new()
     };
+    let current = Scale { eta, rowsq };
+    // The one-pass mode scales by the previous step's reductions.
+    let scale = prev.unwrap_or(&current);
+    let (eta, rowsq) = (scale.eta, &scale.rowsq);
+    let norm_of = |row: usize| rowsq.get(row).map(|ss| ss.sqrt().max(1e-12));
     // Pass 2: noise and the update (and the adaptive moments).
     let u_all: &[f32] = u;
     for (ti, s) in tensors.iter().enumerate() {
@@ -164,10 +179,10 @@ pub(super) fn step<W: Float, G: Float>(
                     let gi = g[i].to_f32();
                     // The trace that gates this weight: its own, or its unit's gate.
                     let (ut, norm) = match role {
-                        None => (u[j], norms.get(ti).map(|n| n[j / s.last_dim])),
+                        None => (u[j], norm_of(row_base[ti] + j / s.last_dim)),
                         Some(Role::Gated { gate }) => (
                             u_all[tensors[gate].offset + j / s.last_dim],
-                            norms.get(gate).map(|n| n[0]),
+                            norm_of(row_base[gate]),
                         ),
                         _ => {
                             // No gate: plain SGD with weight decay, no noise.
@@ -209,5 +224,5 @@ pub(super) fn step<W: Float, G: Float>(
             },
         );
     }
-    nonfinite
+    (nonfinite, current)
 }

@@ -256,6 +256,39 @@ pub struct TensorSpec {
     pub last_dim: usize,
 }
 
+/// A step's reductions: the maximum raw trace and the per-row sums of squares of the
+/// bias-corrected trace (rows of all tensors in order; empty for global scaling).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Scale {
+    pub eta: f32,
+    pub rowsq: Vec<f32>,
+}
+
+/// The rotating accumulator slots of a step on a device: step t reduces into `cur` = t % 3,
+/// scales by `scale` (= `cur`, or t - 1's slot in the one-pass mode) and resets `next` for
+/// step t + 1. Three slots, so that nothing read in a launch is reset in it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slots {
+    pub cur: usize,
+    pub scale: usize,
+    pub next: usize,
+    /// One fused launch instead of two (the one-pass mode, from step 2).
+    pub fused: bool,
+}
+
+impl Slots {
+    fn of(t: u64, one_pass: bool) -> Slots {
+        let cur = (t % 3) as usize;
+        let fused = one_pass && t >= 2;
+        Slots {
+            cur,
+            scale: if fused { (cur + 2) % 3 } else { cur },
+            next: (cur + 1) % 3,
+            fused,
+        }
+    }
+}
+
 /// The per-step scalars every backend uses, computed once on the host in f64 and rounded to
 /// f32 as PyTorch rounds its Python-float scalars.
 #[derive(Clone, Copy, Debug)]
@@ -285,6 +318,10 @@ pub struct Upgd {
     tensors: Vec<TensorSpec>,
     /// Feature-level UPGD: the role of each tensor (`None`: weight-level).
     roles: Option<Vec<Role>>,
+    /// Scale step t by step t - 1's reductions, in one pass (see [`Upgd::set_one_pass`]).
+    one_pass: bool,
+    /// The last step's reductions, kept by the CPU backend for the one-pass mode.
+    scale: Option<Scale>,
     len: usize,
     seed: u64,
     t: u64,
@@ -305,12 +342,11 @@ pub(crate) struct DeviceState {
     pub nchunks: usize,
     /// Rows over all tensors.
     pub rows: usize,
-    /// `[eta key slot 0, eta key slot 1, non-finite count, 0]`: two slots of the
-    /// order-preserving key of the maximum trace (step t uses slot t % 2 and resets the other
-    /// for step t + 1), then the counter. One buffer, so a WGSL kernel stays within eight
-    /// storage bindings.
+    /// `[eta key slot 0, 1, 2, non-finite count]`: three slots (see [`Slots`]) of the
+    /// order-preserving key of the maximum trace, then the counter, in one buffer so a WGSL
+    /// kernel needs fewer storage bindings.
     pub state: Buffer<u32>,
-    /// Two slots of per-row sums of squares of the bias-corrected trace, as `eta`.
+    /// Three slots of per-row sums of squares of the bias-corrected trace, as `eta`.
     pub rowsq: Buffer<f32>,
     /// One element bound where a kernel declares the adaptive moments but the variant has none.
     #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
@@ -455,8 +491,8 @@ impl Upgd {
                 chunks: dev.upload(&table)?,
                 nchunks,
                 rows,
-                state: dev.upload(&[KEY_NEG_INF, KEY_NEG_INF, 0, 0])?,
-                rowsq: dev.zeros(2 * rows.max(1))?,
+                state: dev.upload(&[KEY_NEG_INF, KEY_NEG_INF, KEY_NEG_INF, 0])?,
+                rowsq: dev.zeros(3 * rows.max(1))?,
                 scratch: dev.zeros(1)?,
             })
         };
@@ -466,6 +502,8 @@ impl Upgd {
             hyper,
             tensors: tensors.to_vec(),
             roles: roles.map(<[Role]>::to_vec),
+            one_pass: false,
+            scale: None,
             len,
             seed,
             t: 0,
@@ -489,6 +527,28 @@ impl Upgd {
         self.variant
     }
 
+    /// The opt-in one-pass mode. It changes the semantics: from step 2 on, step t scales its
+    /// utilities by step t - 1's maximum raw trace (global) or row norms (local) instead of its
+    /// own, so the trace update, the scaling and the weight update fuse into one launch that
+    /// reads `g`, `w`, `u` and writes `u`, `w` (5 transfers per weight instead of 8). Step 1
+    /// and every step in the default mode are exact. Not for feature-level UPGD, whose gated
+    /// tensors read their gate's trace of the same step.
+    pub fn set_one_pass(&mut self, on: bool) -> Result<()> {
+        if on && self.roles.is_some() {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "the one-pass mode is not available for feature-level UPGD".into(),
+            });
+        }
+        self.one_pass = on;
+        Ok(())
+    }
+
+    /// Whether the one-pass mode is on.
+    pub fn one_pass(&self) -> bool {
+        self.one_pass
+    }
+
     pub fn hyper(&self) -> Hyper {
         self.hyper
     }
@@ -502,7 +562,7 @@ impl Upgd {
     /// counter back, so it waits for the steps enqueued).
     pub fn nonfinite(&self) -> Result<u64> {
         let dev = match &self.gpu {
-            Some(st) => u64::from(st.state.download()?[2]),
+            Some(st) => u64::from(st.state.download()?[3]),
             None => 0,
         };
         Ok(self.nonfinite + dev)
@@ -577,6 +637,7 @@ impl Upgd {
             });
         }
         let sc = self.scalars(t);
+        let slots = Slots::of(t, self.one_pass);
         if let (Some(st), Some(pdev)) = (&self.gpu, PtxDevice::of(&self.dev)) {
             ptx::step(
                 &pdev,
@@ -584,7 +645,7 @@ impl Upgd {
                 self.variant,
                 &sc,
                 self.seed,
-                t,
+                slots,
                 w,
                 g,
                 h,
@@ -602,7 +663,7 @@ impl Upgd {
                 self.variant,
                 &sc,
                 self.seed,
-                t,
+                slots,
                 w,
                 g,
                 h,
@@ -634,6 +695,11 @@ impl Upgd {
                     gv,
                     hv,
                     state,
+                    if self.one_pass {
+                        self.scale.as_ref()
+                    } else {
+                        None
+                    },
                 )
             }
             #[allow(unreachable_patterns)]
@@ -645,6 +711,8 @@ impl Upgd {
                 });
             }
         };
+        let (nonfinite, scale) = nonfinite;
+        self.scale = Some(scale);
         self.nonfinite += nonfinite;
         self.t = t;
         Ok(())
@@ -714,6 +782,13 @@ impl Upgd {
             };
             out.extend_from_slice(&code.to_le_bytes());
         }
+        // The mode and the last step's reductions, which the one-pass mode scales the next
+        // step by: a flag, eta, then the row sums.
+        out.extend_from_slice(&u64::from(self.one_pass).to_le_bytes());
+        let scale = self.last_scale()?.unwrap_or_default();
+        out.extend_from_slice(&scale.eta.to_le_bytes());
+        out.extend_from_slice(&(scale.rowsq.len() as u64).to_le_bytes());
+        out.extend_from_slice(bytemuck::cast_slice(&scale.rowsq));
         for buf in [Some(&self.u), self.m.as_ref(), self.v.as_ref()]
             .into_iter()
             .flatten()
@@ -805,6 +880,17 @@ impl Upgd {
         let len = usize::try_from(len).map_err(|_| bad("corrupt length"))?;
         let roles = (nroles > 0).then_some(roles.as_slice());
         let mut opt = Upgd::build(dev, variant, hyper, &tensors, roles, len, seed)?;
+        let one_pass = r.u64().ok_or_else(|| bad("truncated"))? != 0;
+        let eta = r.f32().ok_or_else(|| bad("truncated"))?;
+        let nrows = r.u64().ok_or_else(|| bad("truncated"))?;
+        if nrows > bytes.len() as u64 {
+            return Err(bad("corrupt row count"));
+        }
+        let raw = r.take(4 * nrows as usize).ok_or_else(|| bad("truncated"))?;
+        let scale = Scale {
+            eta,
+            rowsq: bytemuck::pod_collect_to_vec(raw),
+        };
         let traces = 1 + 2 * usize::from(opt.m.is_some());
         if r.b.len() - r.at != traces * 4 * len {
             return Err(bad("trace bytes do not match the layout"));
@@ -819,7 +905,76 @@ impl Upgd {
         }
         opt.t = t;
         opt.nonfinite = nonfinite;
+        opt.set_one_pass(one_pass)?;
+        if t > 0 {
+            opt.set_last_scale(scale)?;
+        }
         Ok(opt)
+    }
+
+    /// The last step's reductions: kept on the host by the CPU backend, read back from the slot
+    /// step t reduced into on a device. `None` before the first step.
+    fn last_scale(&self) -> Result<Option<Scale>> {
+        if self.t == 0 {
+            return Ok(None);
+        }
+        let Some(st) = &self.gpu else {
+            return Ok(self.scale.clone());
+        };
+        let slot = (self.t % 3) as usize;
+        let rows = st.rows.max(1);
+        let eta = unkey(st.state.download()?[slot]);
+        let rowsq = if self.variant.scaling() == Scaling::Local {
+            st.rowsq.download()?[slot * rows..(slot + 1) * rows].to_vec()
+        } else {
+            Vec::new()
+        };
+        Ok(Some(Scale { eta, rowsq }))
+    }
+
+    /// Put the last step's reductions back where the next step reads them.
+    fn set_last_scale(&mut self, scale: Scale) -> Result<()> {
+        let Some(st) = &mut self.gpu else {
+            self.scale = Some(scale);
+            return Ok(());
+        };
+        let slot = (self.t % 3) as usize;
+        let mut state = st.state.download()?;
+        state[slot] = key(scale.eta);
+        st.state.write(&state)?;
+        if !scale.rowsq.is_empty() {
+            let rows = st.rows.max(1);
+            if scale.rowsq.len() != rows {
+                return Err(Error::InvalidArgument {
+                    op: "upgd restore",
+                    what: "the saved row sums do not match the layout".into(),
+                });
+            }
+            let mut all = st.rowsq.download()?;
+            all[slot * rows..(slot + 1) * rows].copy_from_slice(&scale.rowsq);
+            st.rowsq.write(&all)?;
+        }
+        Ok(())
+    }
+}
+
+/// The order-preserving key the kernels reduce the maximum with (NaN maps to 0).
+fn key(x: f32) -> u32 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        0
+    } else if b >> 31 == 1 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
+}
+
+fn unkey(k: u32) -> f32 {
+    if k >> 31 == 1 {
+        f32::from_bits(k & 0x7fff_ffff)
+    } else {
+        f32::from_bits(!k)
     }
 }
 

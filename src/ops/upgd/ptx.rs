@@ -1,7 +1,8 @@
 //! PTX glue of UPGD (`kernels/upgd.ptx`), shared by CUDA and the PTX emulator: two launches per
-//! step over the chunk table, with the maximum and the row sums double-buffered on the device.
+//! step over the chunk table (one, fused, in the one-pass mode), with the maximum and the row
+//! sums in three rotating slots on the device.
 
-use super::{DeviceState, Scalars, Variant};
+use super::{DeviceState, Scalars, Slots, Variant};
 use crate::Result;
 use crate::backend::ptx::{BLOCK_SIZE, KernelArg, PtxDevice, ptr_of};
 use crate::buffer::{Buffer, Float};
@@ -15,7 +16,7 @@ pub(super) fn step<W: Float, G: Float>(
     variant: Variant,
     sc: &Scalars,
     seed: u64,
-    t: u64,
+    slots: Slots,
     w: &mut Buffer<W>,
     g: &Buffer<G>,
     h: Option<&Buffer<G>>,
@@ -24,8 +25,6 @@ pub(super) fn step<W: Float, G: Float>(
     v: Option<&mut Buffer<f32>>,
 ) -> Result<()> {
     let n = w.len();
-    let cur = (t % 2) as usize;
-    let next = 1 - cur;
     let rows = st.rows;
     let ptr = |b: &Buffer<f32>| ptr_of(OP, b, 0, n);
     let (wp, gp, up) = (ptr_of(OP, w, 0, n)?, ptr_of(OP, g, 0, n)?, ptr(u)?);
@@ -33,35 +32,7 @@ pub(super) fn step<W: Float, G: Float>(
         Some(h) => ptr_of(OP, h, 0, n)?,
         None => gp,
     };
-    let chunks = ptr_of(OP, &st.chunks, 0, st.chunks.len())?;
-    let eta = ptr_of(OP, &st.state, cur, 1)?;
-    let eta_next = ptr_of(OP, &st.state, next, 1)?;
-    let rowsq = ptr_of(OP, &st.rowsq, cur * rows, rows)?;
-    let rowsq_next = ptr_of(OP, &st.rowsq, next * rows, rows)?;
-    let nonfinite = ptr_of(OP, &st.state, 2, 1)?;
-    let kv = variant.kernel();
-    let (wtype, gtype) = (W::DTYPE.kernel_code(), G::DTYPE.kernel_code());
-    let threads = st.nchunks as u64 * u64::from(BLOCK_SIZE);
-    let trace = [
-        wp,
-        gp,
-        hp,
-        up,
-        chunks,
-        eta,
-        rowsq,
-        nonfinite,
-        KernelArg::F32(sc.beta),
-        KernelArg::F32(sc.one_minus_beta),
-        KernelArg::F32(sc.bc),
-        KernelArg::U32(wtype),
-        KernelArg::U32(gtype),
-        KernelArg::U32(kv.trace_flags),
-    ];
-    // SAFETY: the list matches `trace` in upgd.ptx; every chunk of the table lies inside the
-    // flat buffers of `n` elements and its rows inside `rows` (built and checked by the host).
-    unsafe { dev.launch_1d("upgd", "trace", OP, &trace, threads) }?;
-    // Without moments the kernel never touches m and v; any valid pointer fills the slots.
+    // Without moments the kernels never touch m and v; any valid pointer fills the slots.
     let mp = match m {
         Some(m) => ptr(m)?,
         None => up,
@@ -70,34 +41,90 @@ pub(super) fn step<W: Float, G: Float>(
         Some(v) => ptr(v)?,
         None => up,
     };
-    let update = [
+    let chunks = ptr_of(OP, &st.chunks, 0, st.chunks.len())?;
+    let eta = |slot: usize| ptr_of(OP, &st.state, slot, 1);
+    let rowsq = |slot: usize| ptr_of(OP, &st.rowsq, slot * rows, rows);
+    let nonfinite = ptr_of(OP, &st.state, 3, 1)?;
+    let kv = variant.kernel();
+    let (wtype, gtype) = (W::DTYPE.kernel_code(), G::DTYPE.kernel_code());
+    let threads = st.nchunks as u64 * u64::from(BLOCK_SIZE);
+    let f = KernelArg::F32;
+    let scalars = [
+        f(sc.decay),
+        f(sc.neg_lr),
+        f(sc.sigma),
+        f(kv.beta1),
+        f(sc.one_minus_beta1),
+        f(kv.beta2),
+        f(sc.one_minus_beta2),
+        f(kv.eps),
+        f(sc.bc1),
+        f(sc.sqrt_bc2),
+    ];
+    let mut trace = vec![
+        wp,
+        gp,
+        hp,
+        up,
+        mp,
+        vp,
+        chunks,
+        eta(slots.cur)?,
+        eta(slots.scale)?,
+        eta(slots.next)?,
+        rowsq(slots.cur)?,
+        rowsq(slots.scale)?,
+        rowsq(slots.next)?,
+        nonfinite,
+        KernelArg::U64(seed),
+        KernelArg::U64(sc.stream),
+        f(sc.beta),
+        f(sc.one_minus_beta),
+        f(sc.bc),
+    ];
+    trace.extend(scalars);
+    trace.extend([
+        KernelArg::U32(wtype),
+        KernelArg::U32(gtype),
+        KernelArg::U32(kv.trace_flags | (u32::from(slots.fused) << 2)),
+        KernelArg::U32(kv.update_flags),
+    ]);
+    // SAFETY: the list matches `trace` in upgd.ptx; every chunk of the table lies inside the
+    // flat buffers of `n` elements and its rows inside `rows` (built and checked by the host).
+    unsafe { dev.launch_1d("upgd", "trace", OP, &trace, threads) }?;
+    if slots.fused {
+        return Ok(());
+    }
+    let mut update = vec![
         wp,
         gp,
         up,
         mp,
         vp,
         chunks,
-        eta,
-        eta_next,
-        rowsq,
-        rowsq_next,
+        eta(slots.scale)?,
+        eta(slots.next)?,
+        rowsq(slots.scale)?,
+        rowsq(slots.next)?,
         KernelArg::U64(seed),
         KernelArg::U64(sc.stream),
-        KernelArg::F32(sc.bc),
-        KernelArg::F32(sc.decay),
-        KernelArg::F32(sc.neg_lr),
-        KernelArg::F32(sc.sigma),
-        KernelArg::F32(kv.beta1),
-        KernelArg::F32(sc.one_minus_beta1),
-        KernelArg::F32(kv.beta2),
-        KernelArg::F32(sc.one_minus_beta2),
-        KernelArg::F32(kv.eps),
-        KernelArg::F32(sc.bc1),
-        KernelArg::F32(sc.sqrt_bc2),
+        f(sc.bc),
+    ];
+    update.extend([
+        f(sc.decay),
+        f(sc.neg_lr),
+        f(sc.sigma),
+        f(kv.beta1),
+        f(sc.one_minus_beta1),
+        f(kv.beta2),
+        f(sc.one_minus_beta2),
+        f(kv.eps),
+        f(sc.bc1),
+        f(sc.sqrt_bc2),
         KernelArg::U32(wtype),
         KernelArg::U32(gtype),
         KernelArg::U32(kv.update_flags),
-    ];
+    ]);
     // SAFETY: as above, for `update`.
     unsafe { dev.launch_1d("upgd", "update", OP, &update, threads) }
 }

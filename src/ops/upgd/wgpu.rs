@@ -2,7 +2,7 @@
 //! Each flat buffer is bound whole, so it must fit one binding (128 MiB on lavapipe); larger
 //! models are refused with a clear error until the kernels learn to walk binding windows.
 
-use super::{DeviceState, Scalars, Variant};
+use super::{DeviceState, Scalars, Slots, Variant};
 use crate::backend::wgpu::{Dispatch, Range, WgpuStorage};
 use crate::buffer::{Buffer, Element, Float, Storage};
 use crate::{Error, Result};
@@ -34,7 +34,10 @@ struct Params {
     cur: u32,
     rows: u32,
     nchunks: u32,
-    pad: u32,
+    scale: u32,
+    next: u32,
+    uflags: u32,
+    pad: [u32; 2],
 }
 
 fn storage<T: Element>(b: &Buffer<T>) -> Result<&WgpuStorage> {
@@ -67,7 +70,7 @@ pub(super) fn step<W: Float, G: Float>(
     variant: Variant,
     sc: &Scalars,
     seed: u64,
-    t: u64,
+    slots: Slots,
     w: &mut Buffer<W>,
     g: &Buffer<G>,
     h: Option<&Buffer<G>>,
@@ -94,11 +97,14 @@ pub(super) fn step<W: Float, G: Float>(
         omb: sc.one_minus_beta,
         wtype: W::DTYPE.kernel_code(),
         gtype: G::DTYPE.kernel_code(),
-        flags: kv.trace_flags,
-        cur: (t % 2) as u32,
+        flags: kv.trace_flags | (u32::from(slots.fused) << 2),
+        cur: slots.cur as u32,
         rows: st.rows.max(1) as u32,
         nchunks: st.nchunks as u32,
-        pad: 0,
+        scale: slots.scale as u32,
+        next: slots.next as u32,
+        uflags: kv.update_flags,
+        pad: [0; 2],
     };
     let update = Params {
         flags: kv.update_flags,
@@ -115,6 +121,8 @@ pub(super) fn step<W: Float, G: Float>(
         whole(&st.chunks, 5)?,
         whole(&st.state, 6)?,
         whole(&st.rowsq, 7)?,
+        whole(mb.unwrap_or(&st.scratch), 8)?,
+        whole(vb.unwrap_or(&st.scratch), 9)?,
     ];
     dev.dispatch(
         "upgd",
@@ -125,6 +133,9 @@ pub(super) fn step<W: Float, G: Float>(
             invocations,
         }],
     )?;
+    if slots.fused {
+        return Ok(());
+    }
     let update_buffers = vec![
         whole(w, 1)?,
         whole(g, 2)?,
