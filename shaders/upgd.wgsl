@@ -7,8 +7,9 @@
 //            (with flag 4 it also updates w, the one-pass mode, and update is not dispatched)
 //   update   bindings 0 params, 1 w, 2 g, 4 u, 5 chunks, 6 state, 7 rowsq, 8 m, 9 v
 // Accumulators rotate over three slots: reduce into p.cur, scale by p.scale, reset p.next.
-// w is atomic<u32> because two invocations may share a word of 16-bit weights; each changes
-// only its own half (atomicAnd then atomicOr). Float sums use compare-and-swap loops, since
+// w, u, m and v are atomic<u32> because two invocations may share a word of 16-bit values; each
+// changes only its own half (atomicAnd then atomicOr). A trace is rounded to its storage type
+// when stored and every later use reads the stored value. Float sums use compare-and-swap loops, since
 // WGSL has no portable float atomics. state = [eta key slots 0, 1, 2, non-finite count].
 
 struct Params {
@@ -38,20 +39,20 @@ struct Params {
     scale: u32,     // the slot this step scales by (cur, or the previous step's when fused)
     next: u32,      // the slot reset for the next step
     uflags: u32,    // update: 1 non-protecting, 2 local, 4 adaptive
-    pad0: u32,
-    pad1: u32,
+    utype: u32,     // the traces' storage type (u, m, v): DT_F32 or DT_BF16
+    pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> w: array<atomic<u32>>;
 @group(0) @binding(2) var<storage, read> g: array<u32>;
 @group(0) @binding(3) var<storage, read> h: array<u32>;
-@group(0) @binding(4) var<storage, read_write> u: array<f32>;
+@group(0) @binding(4) var<storage, read_write> u: array<atomic<u32>>;
 @group(0) @binding(5) var<storage, read> chunks: array<u32>;
 @group(0) @binding(6) var<storage, read_write> state: array<atomic<u32>>;
 @group(0) @binding(7) var<storage, read_write> rowsq: array<atomic<u32>>;
-@group(0) @binding(8) var<storage, read_write> m: array<f32>;
-@group(0) @binding(9) var<storage, read_write> v: array<f32>;
+@group(0) @binding(8) var<storage, read_write> m: array<atomic<u32>>;
+@group(0) @binding(9) var<storage, read_write> v: array<atomic<u32>>;
 
 var<workgroup> sred: array<atomic<u32>, 256>;
 
@@ -110,6 +111,65 @@ fn store_w(i: u32, x: f32) {
     let shift = (i & 1u) * 16u;
     atomicAnd(&w[i >> 1u], ~(0xffffu << shift));
     atomicOr(&w[i >> 1u], f32_to_half(x, p.wtype) << shift);
+}
+
+// x rounded to dtype and widened back: what a store of x would leave.
+fn round_to(x: f32, dt: u32) -> f32 {
+    if (dt == DT_F32) {
+        return x;
+    }
+    return half_to_f32(f32_to_half(x, dt), dt);
+}
+
+fn load_u(i: u32) -> f32 {
+    if (p.utype == DT_F32) {
+        return bitcast<f32>(atomicLoad(&u[i]));
+    }
+    return half_of(atomicLoad(&u[i >> 1u]), i, p.utype);
+}
+
+fn store_u(i: u32, x: f32) {
+    if (p.utype == DT_F32) {
+        atomicStore(&u[i], bitcast<u32>(x));
+        return;
+    }
+    let shift = (i & 1u) * 16u;
+    atomicAnd(&u[i >> 1u], ~(0xffffu << shift));
+    atomicOr(&u[i >> 1u], f32_to_half(x, p.utype) << shift);
+}
+
+fn load_m(i: u32) -> f32 {
+    if (p.utype == DT_F32) {
+        return bitcast<f32>(atomicLoad(&m[i]));
+    }
+    return half_of(atomicLoad(&m[i >> 1u]), i, p.utype);
+}
+
+fn store_m(i: u32, x: f32) {
+    if (p.utype == DT_F32) {
+        atomicStore(&m[i], bitcast<u32>(x));
+        return;
+    }
+    let shift = (i & 1u) * 16u;
+    atomicAnd(&m[i >> 1u], ~(0xffffu << shift));
+    atomicOr(&m[i >> 1u], f32_to_half(x, p.utype) << shift);
+}
+
+fn load_v(i: u32) -> f32 {
+    if (p.utype == DT_F32) {
+        return bitcast<f32>(atomicLoad(&v[i]));
+    }
+    return half_of(atomicLoad(&v[i >> 1u]), i, p.utype);
+}
+
+fn store_v(i: u32, x: f32) {
+    if (p.utype == DT_F32) {
+        atomicStore(&v[i], bitcast<u32>(x));
+        return;
+    }
+    let shift = (i & 1u) * 16u;
+    atomicAnd(&v[i >> 1u], ~(0xffffu << shift));
+    atomicOr(&v[i >> 1u], f32_to_half(x, p.utype) << shift);
 }
 
 fn is_finite(x: f32) -> bool {
@@ -180,10 +240,10 @@ fn apply(i: u32, oms: f32) {
     let gi = load_g(i);
     var d: f32;
     if ((p.uflags & 4u) != 0u) {
-        let mi = m[i] * p.b1 + p.omb1 * gi;
-        let vi = v[i] * p.b2 + p.omb2 * (gi * gi);
-        m[i] = mi;
-        v[i] = vi;
+        let mi = round_to(load_m(i) * p.b1 + p.omb1 * gi, p.utype);
+        let vi = round_to(load_v(i) * p.b2 + p.omb2 * (gi * gi), p.utype);
+        store_m(i, mi);
+        store_v(i, vi);
         let denom = sqrt(vi) / p.sqrt_bc2 + p.eps;
         d = (mi / denom / p.bc1 + noise) * oms;
     } else if ((p.uflags & 1u) != 0u) {
@@ -242,8 +302,8 @@ fn trace(
         if (bad != 0u) {
             atomicAdd(&state[3], bad);
         }
-        ui = u[i] * p.beta + p.omb * big_u;
-        u[i] = ui;
+        ui = round_to(load_u(i) * p.beta + p.omb * big_u, p.utype);
+        store_u(i, ui);
         key = key_of(ui);
         if (fused) {
             // One pass: scaled by the previous step's reductions, the weight updated now.
@@ -302,7 +362,7 @@ fn update(
     }
     let gated = ch.kind == 1u;
     let unit = (ch.row_first + tx) / ch.last_dim;
-    let x = u[select(i, ch.gate_offset + unit, gated)] / p.bc;
+    let x = load_u(select(i, ch.gate_offset + unit, gated)) / p.bc;
     let s = scaled(x, local, select(ch.row_base + unit, ch.gate_row, gated));
     apply(i, 1.0 - s);
 }

@@ -983,3 +983,136 @@ fn one_pass_mode_on_every_backend_and_across_save_restore() {
         }
     }
 }
+
+#[test]
+fn bf16_traces_on_every_backend() {
+    use trainkern::DType;
+    let (specs, n) = device_layout();
+    let hp = Hyper {
+        lr: 0.05,
+        weight_decay: 0.01,
+        beta_utility: 0.9,
+        sigma: 0.3,
+    };
+    for (name, dev) in common::devices() {
+        #[cfg(feature = "wgpu")]
+        if let Device::Wgpu(w) = dev {
+            if w.chunk_bytes() < 4 * n as u64 {
+                continue; // past one binding: refused, as every_backend_matches_the_reference checks
+            }
+        }
+        for (variant, one_pass) in Variant::all()
+            .into_iter()
+            .map(|v| (v, false))
+            .chain([(Variant::all()[2], true)])
+        {
+            let cpu = Device::cpu();
+            let mut a = Upgd::new(&cpu, variant, hp, &specs, n, 9).unwrap();
+            let mut b = Upgd::new(dev, variant, hp, &specs, n, 9).unwrap();
+            for o in [&mut a, &mut b] {
+                o.set_trace_dtype(DType::BF16).unwrap();
+                o.set_one_pass(one_pass).unwrap();
+            }
+            let w0 = data(n, 6, 1.0);
+            let (mut wa, mut wb) = (cpu.upload(&w0).unwrap(), dev.upload(&w0).unwrap());
+            for t in 0..4u64 {
+                let gv = data(n, 30 + t, 1.0);
+                let hv = data(n, 50 + t, 1.0);
+                let so = variant.second_order();
+                let (ha, hb) = (cpu.upload(&hv).unwrap(), dev.upload(&hv).unwrap());
+                a.step(&mut wa, &cpu.upload(&gv).unwrap(), so.then_some(&ha))
+                    .unwrap();
+                b.step(&mut wb, &dev.upload(&gv).unwrap(), so.then_some(&hb))
+                    .unwrap();
+                if t == 1 {
+                    b = Upgd::restore(dev, &b.save().unwrap()).unwrap();
+                    assert_eq!(b.trace_dtype(), DType::BF16);
+                }
+            }
+            // 16-bit storage: relative L2 (testing.md), on the traces and on the weights' moves.
+            let f = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+            let e = trainkern::check::rel_l2(&f(b.utility().unwrap()), &f(a.utility().unwrap()));
+            assert!(
+                e <= 1e-2,
+                "{name} {}: bf16 traces relative L2 {e:e}",
+                variant.name()
+            );
+            let mv = |w: Vec<f32>| {
+                w.iter()
+                    .zip(&w0)
+                    .map(|(x, y)| f64::from(x - y))
+                    .collect::<Vec<_>>()
+            };
+            let e =
+                trainkern::check::rel_l2(&mv(wb.download().unwrap()), &mv(wa.download().unwrap()));
+            assert!(
+                e <= 1e-2,
+                "{name} {}: weight moves relative L2 {e:e}",
+                variant.name()
+            );
+        }
+    }
+    let mut o = Upgd::new(&Device::cpu(), Variant::all()[0], hp, &specs, n, 1).unwrap();
+    assert!(o.set_trace_dtype(DType::F16).is_err());
+    o.step(
+        &mut Device::cpu().upload(&vec![0f32; n]).unwrap(),
+        &Device::cpu().upload(&vec![0f32; n]).unwrap(),
+        None,
+    )
+    .unwrap();
+    assert!(
+        o.set_trace_dtype(DType::BF16).is_err(),
+        "only before the first step"
+    );
+}
+
+#[test]
+fn bf16_traces_cost_against_f32_is_measured() {
+    // 200 steps with the README's hyperparameters on a 100-tensor model with gradients that
+    // drift: how far do bf16 traces move the weights from the f32-trace run? The figure is
+    // printed and recorded in BENCHMARKS.md; the bound only catches a broken rounding path.
+    use trainkern::DType;
+    let specs: Vec<TensorSpec> = (0..100)
+        .map(|k| TensorSpec {
+            offset: k * 640,
+            len: 640,
+            last_dim: 64,
+        })
+        .collect();
+    let n = 64_000;
+    let hp = Hyper {
+        lr: 0.01,
+        weight_decay: 0.001,
+        beta_utility: 0.999,
+        sigma: 0.001,
+    };
+    let dev = Device::cpu();
+    for name in ["first-global-protect", "first-local-protect", "adaptive"] {
+        let variant = Variant::parse(name).unwrap();
+        let w0 = data(n, 1, 1.0);
+        let mut runs = Vec::new();
+        for dtype in [DType::F32, DType::BF16] {
+            let mut o = Upgd::new(&dev, variant, hp, &specs, n, 21).unwrap();
+            o.set_trace_dtype(dtype).unwrap();
+            let mut w = dev.upload(&w0).unwrap();
+            let base = data(n, 2, 1.0);
+            for t in 0..200u64 {
+                let jitter = data(n, 1000 + t, 0.5);
+                let g: Vec<f32> = base.iter().zip(&jitter).map(|(b, j)| b + j).collect();
+                o.step(&mut w, &dev.upload(&g).unwrap(), None).unwrap();
+            }
+            runs.push(w.download().unwrap());
+        }
+        let mv = |w: &[f32]| {
+            w.iter()
+                .zip(&w0)
+                .map(|(x, y)| f64::from(x - y))
+                .collect::<Vec<_>>()
+        };
+        let e = trainkern::check::rel_l2(&mv(&runs[1]), &mv(&runs[0]));
+        println!(
+            "{name}: bf16 traces move the weights {e:.3e} (relative L2 of the moves) from f32 traces after 200 steps"
+        );
+        assert!(e < 0.05, "{name}: {e}");
+    }
+}

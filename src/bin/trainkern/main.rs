@@ -107,6 +107,9 @@ enum RunCommand {
         /// (a change of semantics, one fused launch per step).
         #[arg(long)]
         one_pass: bool,
+        /// Store the traces (u, and m, v for adaptive) in bf16 instead of f32.
+        #[arg(long)]
+        bf16_traces: bool,
         #[arg(long)]
         params: std::path::PathBuf,
         #[arg(long)]
@@ -293,6 +296,7 @@ fn run_upgd(cmd: RunCommand) -> Result<ExitCode> {
         variant,
         k,
         one_pass,
+        bf16_traces,
         params,
         grads,
         hess,
@@ -318,6 +322,7 @@ fn run_upgd(cmd: RunCommand) -> Result<ExitCode> {
         variant,
         k,
         one_pass,
+        bf16_traces,
         params,
         grads,
         hess,

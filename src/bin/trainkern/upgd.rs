@@ -83,6 +83,7 @@ pub struct Args {
     pub variant: String,
     pub k: f32,
     pub one_pass: bool,
+    pub bf16_traces: bool,
     pub params: PathBuf,
     pub grads: PathBuf,
     pub hess: Option<PathBuf>,
@@ -154,6 +155,9 @@ pub fn run(dev: &Device, a: &Args) -> Result<String> {
     };
     let mut opt = Upgd::new(dev, variant, a.hyper, &specs, total, a.seed)?;
     opt.set_one_pass(a.one_pass)?;
+    if a.bf16_traces {
+        opt.set_trace_dtype(trainkern::DType::BF16)?;
+    }
     let w0: Vec<f32> = params.iter().flat_map(|p| p.data.iter().copied()).collect();
     let mut w = dev.upload(&w0)?;
     for t in 0..steps {

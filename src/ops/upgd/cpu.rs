@@ -11,16 +11,18 @@ use crate::rng;
 const CHUNK: usize = 1 << 14;
 
 /// A chunk of the weights and, for adaptive, of the moments.
-struct Lane<'a, W> {
+struct Lane<'a, W, U> {
     w: &'a mut [W],
-    m: Option<&'a mut [f32]>,
-    v: Option<&'a mut [f32]>,
+    m: Option<&'a mut [U]>,
+    v: Option<&'a mut [U]>,
 }
 
-pub(super) struct State<'a> {
-    pub u: &'a mut [f32],
-    pub m: Option<&'a mut [f32]>,
-    pub v: Option<&'a mut [f32]>,
+/// The traces in their storage type `U` (f32 or bf16). A value is rounded to `U` when stored,
+/// and every later use reads the stored value.
+pub(super) struct State<'a, U> {
+    pub u: &'a mut [U],
+    pub m: Option<&'a mut [U]>,
+    pub v: Option<&'a mut [U]>,
 }
 
 /// `U`, the instantaneous utility of one weight.
@@ -49,7 +51,7 @@ pub(crate) fn scaled_global(u: f32, bc: f32, eta: f32) -> f32 {
 
 /// One step over every tensor; returns the number of non-finite `g` and `h` entries.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn step<W: Float, G: Float>(
+pub(super) fn step<W: Float, G: Float, U: Float>(
     variant: Variant,
     sc: &Scalars,
     tensors: &[TensorSpec],
@@ -58,7 +60,7 @@ pub(super) fn step<W: Float, G: Float>(
     w: &mut [W],
     g: &[G],
     h: Option<&[G]>,
-    st: State<'_>,
+    st: State<'_, U>,
     prev: Option<&Scale>,
 ) -> (u64, Scale) {
     let State { u, mut m, mut v } = st;
@@ -84,10 +86,11 @@ pub(super) fn step<W: Float, G: Float>(
                     bad +=
                         u64::from(!gi.is_finite()) + u64::from(hi.is_some_and(|x| !x.is_finite()));
                     let big_u = utility(gi, w[i].to_f32(), hi);
-                    *ui = *ui * sc.beta + sc.one_minus_beta * big_u;
+                    *ui = U::from_f32(ui.to_f32() * sc.beta + sc.one_minus_beta * big_u);
+                    let stored = ui.to_f32();
                     // NaN traces are left out of the maximum (see the module docs).
-                    if *ui > mx {
-                        mx = *ui;
+                    if stored > mx {
+                        mx = stored;
                     }
                 }
                 (mx, bad)
@@ -116,7 +119,7 @@ pub(super) fn step<W: Float, G: Float>(
                         let ss: f64 = row
                             .iter()
                             .map(|&x| {
-                                let x = f64::from(x / sc.bc);
+                                let x = f64::from(x.to_f32() / sc.bc);
                                 x * x
                             })
                             .sum();
@@ -134,7 +137,7 @@ pub(super) fn step<W: Float, G: Float>(
     let (eta, rowsq) = (scale.eta, &scale.rowsq);
     let norm_of = |row: usize| rowsq.get(row).map(|ss| ss.sqrt().max(1e-12));
     // Pass 2: noise and the update (and the adaptive moments).
-    let u_all: &[f32] = u;
+    let u_all: &[U] = u;
     for (ti, s) in tensors.iter().enumerate() {
         let role = roles.map(|r| r[ti]);
         if role == Some(Role::Gate) {
@@ -143,7 +146,7 @@ pub(super) fn step<W: Float, G: Float>(
         let r = s.offset..s.offset + s.len;
         let u = &u_all[r.clone()];
         // One lane per chunk: its weights and, for adaptive, its moments.
-        let mut lanes: Vec<Lane<'_, W>> = w[r.clone()]
+        let mut lanes: Vec<Lane<'_, W, U>> = w[r.clone()]
             .chunks_mut(CHUNK)
             .map(|w| Lane {
                 w,
@@ -179,9 +182,9 @@ pub(super) fn step<W: Float, G: Float>(
                     let gi = g[i].to_f32();
                     // The trace that gates this weight: its own, or its unit's gate.
                     let (ut, norm) = match role {
-                        None => (u[j], norm_of(row_base[ti] + j / s.last_dim)),
+                        None => (u[j].to_f32(), norm_of(row_base[ti] + j / s.last_dim)),
                         Some(Role::Gated { gate }) => (
-                            u_all[tensors[gate].offset + j / s.last_dim],
+                            u_all[tensors[gate].offset + j / s.last_dim].to_f32(),
                             norm_of(row_base[gate]),
                         ),
                         _ => {
@@ -211,10 +214,11 @@ pub(super) fn step<W: Float, G: Float>(
                             else {
                                 unreachable!("adaptive state exists")
                             };
-                            let mi = mk[k] * beta1 + sc.one_minus_beta1 * gi;
-                            let vi = vk[k] * beta2 + sc.one_minus_beta2 * (gi * gi);
-                            mk[k] = mi;
-                            vk[k] = vi;
+                            mk[k] = U::from_f32(mk[k].to_f32() * beta1 + sc.one_minus_beta1 * gi);
+                            vk[k] = U::from_f32(
+                                vk[k].to_f32() * beta2 + sc.one_minus_beta2 * (gi * gi),
+                            );
+                            let (mi, vi) = (mk[k].to_f32(), vk[k].to_f32());
                             let denom = vi.sqrt() / sc.sqrt_bc2 + eps;
                             (mi / denom / sc.bc1 + noise) * (1.0 - s_util)
                         }

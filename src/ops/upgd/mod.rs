@@ -28,7 +28,7 @@ mod wgpu;
 
 use crate::backend::Device;
 use crate::backend::ptx::{BLOCK_SIZE, PtxDevice};
-use crate::buffer::{Buffer, Float, Storage};
+use crate::buffer::{Buffer, DType, Float, Storage};
 use crate::{Error, Result, validate};
 
 /// The high half of every UPGD noise stream ("UPGD"); the low half is the step count.
@@ -325,13 +325,84 @@ pub struct Upgd {
     len: usize,
     seed: u64,
     t: u64,
-    u: Buffer<f32>,
-    m: Option<Buffer<f32>>,
-    v: Option<Buffer<f32>>,
+    traces: TraceStore,
     /// Non-finite inputs counted on the host (CPU backend, and the count restored from a save).
     nonfinite: u64,
     /// The chunk table and reduction buffers of the GPU backends.
     gpu: Option<DeviceState>,
+}
+
+/// The traces `u` and, for adaptive, the moments `m` and `v`, in one storage type.
+pub(crate) struct Traces<U: Float> {
+    pub u: Buffer<U>,
+    pub m: Option<Buffer<U>>,
+    pub v: Option<Buffer<U>>,
+}
+
+impl<U: Float> Traces<U> {
+    fn new(dev: &Device, len: usize, moments: bool) -> Result<Self> {
+        Ok(Traces {
+            u: dev.zeros(len)?,
+            m: if moments { Some(dev.zeros(len)?) } else { None },
+            v: if moments { Some(dev.zeros(len)?) } else { None },
+        })
+    }
+
+    fn buffers(&self) -> impl Iterator<Item = &Buffer<U>> {
+        [Some(&self.u), self.m.as_ref(), self.v.as_ref()]
+            .into_iter()
+            .flatten()
+    }
+
+    fn buffers_mut(&mut self) -> impl Iterator<Item = &mut Buffer<U>> {
+        [Some(&mut self.u), self.m.as_mut(), self.v.as_mut()]
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// The traces in f32 (the default) or bf16 ([`Upgd::set_trace_dtype`]).
+enum TraceStore {
+    F32(Traces<f32>),
+    BF16(Traces<half::bf16>),
+}
+
+impl TraceStore {
+    fn dtype(&self) -> DType {
+        match self {
+            TraceStore::F32(_) => DType::F32,
+            TraceStore::BF16(_) => DType::BF16,
+        }
+    }
+
+    /// Every trace buffer (u, then m and v), widened to f32.
+    fn download(&self) -> Result<Vec<Vec<f32>>> {
+        match self {
+            TraceStore::F32(t) => t.buffers().map(|b| b.download()).collect(),
+            TraceStore::BF16(t) => t
+                .buffers()
+                .map(|b| Ok(b.download()?.iter().map(|x| x.to_f32()).collect()))
+                .collect(),
+        }
+    }
+
+    /// Overwrite every trace buffer from f32 values, rounded to the storage type.
+    fn write(&mut self, values: &[Vec<f32>]) -> Result<()> {
+        match self {
+            TraceStore::F32(t) => {
+                for (b, v) in t.buffers_mut().zip(values) {
+                    b.write(v)?;
+                }
+            }
+            TraceStore::BF16(t) => {
+                for (b, v) in t.buffers_mut().zip(values) {
+                    let r: Vec<half::bf16> = v.iter().map(|&x| half::bf16::from_f32(x)).collect();
+                    b.write(&r)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What the device kernels keep besides the traces.
@@ -483,6 +554,7 @@ impl Upgd {
             check_roles(variant, tensors, roles)?;
         }
         let adaptive = matches!(variant, Variant::Adaptive { .. });
+        let traces = TraceStore::F32(Traces::new(dev, len, adaptive)?);
         let gpu = if dev.backend() == crate::Backend::Cpu {
             None
         } else {
@@ -507,17 +579,7 @@ impl Upgd {
             len,
             seed,
             t: 0,
-            u: dev.zeros(len)?,
-            m: if adaptive {
-                Some(dev.zeros(len)?)
-            } else {
-                None
-            },
-            v: if adaptive {
-                Some(dev.zeros(len)?)
-            } else {
-                None
-            },
+            traces,
             nonfinite: 0,
             gpu,
         })
@@ -568,9 +630,39 @@ impl Upgd {
         Ok(self.nonfinite + dev)
     }
 
-    /// The utility trace `u` (raw, not bias-corrected), in the flat layout.
+    /// The utility trace `u` (raw, not bias-corrected), in the flat layout, widened to f32.
     pub fn utility(&self) -> Result<Vec<f32>> {
-        self.u.download()
+        Ok(self.traces.download()?.swap_remove(0))
+    }
+
+    /// Store the traces (`u`, and `m`, `v` for adaptive) in `dtype`: f32 (the default) or bf16,
+    /// which halves the optimizer's state and its traffic. Each trace is rounded to nearest
+    /// even when stored and every later use reads the stored value; the cost against f32 is
+    /// measured in `tests/upgd.rs` and stated in BENCHMARKS.md. Only before the first step.
+    pub fn set_trace_dtype(&mut self, dtype: DType) -> Result<()> {
+        if self.t != 0 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "the trace type can only be chosen before the first step".into(),
+            });
+        }
+        let moments = matches!(self.variant, Variant::Adaptive { .. });
+        self.traces = match dtype {
+            DType::F32 => TraceStore::F32(Traces::new(&self.dev, self.len, moments)?),
+            DType::BF16 => TraceStore::BF16(Traces::new(&self.dev, self.len, moments)?),
+            other => {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    what: format!("traces are f32 or bf16, not {other}"),
+                });
+            }
+        };
+        Ok(())
+    }
+
+    /// The type the traces are stored in.
+    pub fn trace_dtype(&self) -> DType {
+        self.traces.dtype()
     }
 
     fn scalars(&self, t: u64) -> Scalars {
@@ -637,83 +729,29 @@ impl Upgd {
             });
         }
         let sc = self.scalars(t);
-        let slots = Slots::of(t, self.one_pass);
-        if let (Some(st), Some(pdev)) = (&self.gpu, PtxDevice::of(&self.dev)) {
-            ptx::step(
-                &pdev,
-                st,
-                self.variant,
-                &sc,
-                self.seed,
-                slots,
-                w,
-                g,
-                h,
-                &mut self.u,
-                self.m.as_mut(),
-                self.v.as_mut(),
-            )?;
-            self.t = t;
-            return Ok(());
-        }
-        #[cfg(feature = "wgpu")]
-        if let (Some(st), Device::Wgpu(_)) = (&self.gpu, &self.dev) {
-            wgpu::step(
-                st,
-                self.variant,
-                &sc,
-                self.seed,
-                slots,
-                w,
-                g,
-                h,
-                &mut self.u,
-                self.m.as_mut(),
-                self.v.as_mut(),
-            )?;
-            self.t = t;
-            return Ok(());
-        }
-        let nonfinite = match (&mut w.storage, &g.storage) {
-            (Storage::Cpu(wv), Storage::Cpu(gv)) => {
-                let hv = match h.map(|h| &h.storage) {
-                    Some(Storage::Cpu(hv)) => Some(hv.as_slice()),
-                    _ => None,
-                };
-                let state = cpu::State {
-                    u: cpu_mut(&mut self.u)?,
-                    m: self.m.as_mut().map(cpu_mut).transpose()?,
-                    v: self.v.as_mut().map(cpu_mut).transpose()?,
-                };
-                cpu::step(
-                    self.variant,
-                    &sc,
-                    &self.tensors,
-                    self.roles.as_deref(),
-                    self.seed,
-                    wv,
-                    gv,
-                    hv,
-                    state,
-                    if self.one_pass {
-                        self.scale.as_ref()
-                    } else {
-                        None
-                    },
-                )
-            }
-            #[allow(unreachable_patterns)]
-            _ => {
-                return Err(Error::Unsupported {
-                    op: OP,
-                    backend: self.dev.backend().name(),
-                    what: "internal: no UPGD kernels for this backend".into(),
-                });
-            }
+        let run = Run {
+            dev: &self.dev,
+            gpu: self.gpu.as_ref(),
+            variant: self.variant,
+            sc: &sc,
+            seed: self.seed,
+            slots: Slots::of(t, self.one_pass),
+            tensors: &self.tensors,
+            roles: self.roles.as_deref(),
+            prev: if self.one_pass {
+                self.scale.as_ref()
+            } else {
+                None
+            },
         };
-        let (nonfinite, scale) = nonfinite;
-        self.scale = Some(scale);
-        self.nonfinite += nonfinite;
+        let host = match &mut self.traces {
+            TraceStore::F32(tr) => run.step(w, g, h, tr)?,
+            TraceStore::BF16(tr) => run.step(w, g, h, tr)?,
+        };
+        if let Some((nonfinite, scale)) = host {
+            self.scale = Some(scale);
+            self.nonfinite += nonfinite;
+        }
         self.t = t;
         Ok(())
     }
@@ -789,11 +827,9 @@ impl Upgd {
         out.extend_from_slice(&scale.eta.to_le_bytes());
         out.extend_from_slice(&(scale.rowsq.len() as u64).to_le_bytes());
         out.extend_from_slice(bytemuck::cast_slice(&scale.rowsq));
-        for buf in [Some(&self.u), self.m.as_ref(), self.v.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            out.extend_from_slice(bytemuck::cast_slice(&buf.download()?));
+        out.extend_from_slice(&u64::from(self.traces.dtype() == DType::BF16).to_le_bytes());
+        for values in self.traces.download()? {
+            out.extend_from_slice(bytemuck::cast_slice(&values));
         }
         Ok(out)
     }
@@ -891,18 +927,19 @@ impl Upgd {
             eta,
             rowsq: bytemuck::pod_collect_to_vec(raw),
         };
-        let traces = 1 + 2 * usize::from(opt.m.is_some());
+        if r.u64().ok_or_else(|| bad("truncated"))? != 0 {
+            opt.set_trace_dtype(DType::BF16)?;
+        }
+        let traces = 1 + 2 * usize::from(matches!(variant, Variant::Adaptive { .. }));
         if r.b.len() - r.at != traces * 4 * len {
             return Err(bad("trace bytes do not match the layout"));
         }
-        for buf in [Some(&mut opt.u), opt.m.as_mut(), opt.v.as_mut()]
-            .into_iter()
-            .flatten()
-        {
+        let mut values = Vec::new();
+        for _ in 0..traces {
             let raw = r.take(4 * len).ok_or_else(|| bad("truncated"))?;
-            let vals: Vec<f32> = bytemuck::pod_collect_to_vec(raw);
-            buf.write(&vals)?;
+            values.push(bytemuck::pod_collect_to_vec::<u8, f32>(raw));
         }
+        opt.traces.write(&values)?;
         opt.t = t;
         opt.nonfinite = nonfinite;
         opt.set_one_pass(one_pass)?;
@@ -978,7 +1015,74 @@ fn unkey(k: u32) -> f32 {
     }
 }
 
-const MAGIC: &[u8] = b"TKUPGD2\0";
+/// One step's inputs besides the buffers, borrowed from the optimizer.
+struct Run<'a> {
+    dev: &'a Device,
+    gpu: Option<&'a DeviceState>,
+    variant: Variant,
+    sc: &'a Scalars,
+    seed: u64,
+    slots: Slots,
+    tensors: &'a [TensorSpec],
+    roles: Option<&'a [Role]>,
+    prev: Option<&'a Scale>,
+}
+
+impl Run<'_> {
+    /// The step on whichever backend holds the buffers; on the CPU it returns the non-finite
+    /// count and the step's reductions (the devices keep theirs in their slots).
+    fn step<W: Float, G: Float, U: Float>(
+        &self,
+        w: &mut Buffer<W>,
+        g: &Buffer<G>,
+        h: Option<&Buffer<G>>,
+        tr: &mut Traces<U>,
+    ) -> Result<Option<(u64, Scale)>> {
+        let (variant, sc, seed, slots) = (self.variant, self.sc, self.seed, self.slots);
+        if let (Some(st), Some(pdev)) = (self.gpu, PtxDevice::of(self.dev)) {
+            ptx::step(&pdev, st, variant, sc, seed, slots, w, g, h, tr)?;
+            return Ok(None);
+        }
+        #[cfg(feature = "wgpu")]
+        if let (Some(st), Device::Wgpu(_)) = (self.gpu, self.dev) {
+            wgpu::step(st, variant, sc, seed, slots, w, g, h, tr)?;
+            return Ok(None);
+        }
+        match (&mut w.storage, &g.storage) {
+            (Storage::Cpu(wv), Storage::Cpu(gv)) => {
+                let hv = match h.map(|h| &h.storage) {
+                    Some(Storage::Cpu(hv)) => Some(hv.as_slice()),
+                    _ => None,
+                };
+                let state = cpu::State {
+                    u: cpu_mut(&mut tr.u)?,
+                    m: tr.m.as_mut().map(cpu_mut).transpose()?,
+                    v: tr.v.as_mut().map(cpu_mut).transpose()?,
+                };
+                Ok(Some(cpu::step(
+                    variant,
+                    sc,
+                    self.tensors,
+                    self.roles,
+                    seed,
+                    wv,
+                    gv,
+                    hv,
+                    state,
+                    self.prev,
+                )))
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(Error::Unsupported {
+                op: OP,
+                backend: self.dev.backend().name(),
+                what: "internal: no UPGD kernels for this backend".into(),
+            }),
+        }
+    }
+}
+
+const MAGIC: &[u8] = b"TKUPGD3\0";
 
 /// `x^t` for a step count (as Python's `beta ** step` in f64).
 fn powt(x: f64, t: u64) -> f64 {
@@ -1007,7 +1111,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn cpu_mut(b: &mut Buffer<f32>) -> Result<&mut [f32]> {
+fn cpu_mut<U: Float>(b: &mut Buffer<U>) -> Result<&mut [U]> {
     match &mut b.storage {
         Storage::Cpu(v) => Ok(v.as_mut_slice()),
         #[allow(unreachable_patterns)]

@@ -2,7 +2,7 @@
 //! step over the chunk table (one, fused, in the one-pass mode), with the maximum and the row
 //! sums in three rotating slots on the device.
 
-use super::{DeviceState, Scalars, Slots, Variant};
+use super::{DeviceState, Scalars, Slots, Traces, Variant};
 use crate::Result;
 use crate::backend::ptx::{BLOCK_SIZE, KernelArg, PtxDevice, ptr_of};
 use crate::buffer::{Buffer, Float};
@@ -10,7 +10,7 @@ use crate::buffer::{Buffer, Float};
 const OP: &str = "upgd";
 
 #[allow(clippy::too_many_arguments)]
-pub(super) fn step<W: Float, G: Float>(
+pub(super) fn step<W: Float, G: Float, U: Float>(
     dev: &PtxDevice,
     st: &DeviceState,
     variant: Variant,
@@ -20,13 +20,12 @@ pub(super) fn step<W: Float, G: Float>(
     w: &mut Buffer<W>,
     g: &Buffer<G>,
     h: Option<&Buffer<G>>,
-    u: &mut Buffer<f32>,
-    m: Option<&mut Buffer<f32>>,
-    v: Option<&mut Buffer<f32>>,
+    tr: &mut Traces<U>,
 ) -> Result<()> {
+    let (u, m, v) = (&tr.u, tr.m.as_ref(), tr.v.as_ref());
     let n = w.len();
     let rows = st.rows;
-    let ptr = |b: &Buffer<f32>| ptr_of(OP, b, 0, n);
+    let ptr = |b: &Buffer<U>| ptr_of(OP, b, 0, n);
     let (wp, gp, up) = (ptr_of(OP, w, 0, n)?, ptr_of(OP, g, 0, n)?, ptr(u)?);
     let hp = match h {
         Some(h) => ptr_of(OP, h, 0, n)?,
@@ -46,7 +45,11 @@ pub(super) fn step<W: Float, G: Float>(
     let rowsq = |slot: usize| ptr_of(OP, &st.rowsq, slot * rows, rows);
     let nonfinite = ptr_of(OP, &st.state, 3, 1)?;
     let kv = variant.kernel();
-    let (wtype, gtype) = (W::DTYPE.kernel_code(), G::DTYPE.kernel_code());
+    let (wtype, gtype, utype) = (
+        W::DTYPE.kernel_code(),
+        G::DTYPE.kernel_code(),
+        U::DTYPE.kernel_code(),
+    );
     let threads = st.nchunks as u64 * u64::from(BLOCK_SIZE);
     let f = KernelArg::F32;
     let scalars = [
@@ -86,6 +89,7 @@ pub(super) fn step<W: Float, G: Float>(
     trace.extend([
         KernelArg::U32(wtype),
         KernelArg::U32(gtype),
+        KernelArg::U32(utype),
         KernelArg::U32(kv.trace_flags | (u32::from(slots.fused) << 2)),
         KernelArg::U32(kv.update_flags),
     ]);
@@ -123,6 +127,7 @@ pub(super) fn step<W: Float, G: Float>(
         f(sc.sqrt_bc2),
         KernelArg::U32(wtype),
         KernelArg::U32(gtype),
+        KernelArg::U32(utype),
         KernelArg::U32(kv.update_flags),
     ]);
     // SAFETY: as above, for `update`.

@@ -2,7 +2,7 @@
 //! Each flat buffer is bound whole, so it must fit one binding (128 MiB on lavapipe); larger
 //! models are refused with a clear error until the kernels learn to walk binding windows.
 
-use super::{DeviceState, Scalars, Slots, Variant};
+use super::{DeviceState, Scalars, Slots, Traces, Variant};
 use crate::backend::wgpu::{Dispatch, Range, WgpuStorage};
 use crate::buffer::{Buffer, Element, Float, Storage};
 use crate::{Error, Result};
@@ -37,7 +37,8 @@ struct Params {
     scale: u32,
     next: u32,
     uflags: u32,
-    pad: [u32; 2],
+    utype: u32,
+    pad: u32,
 }
 
 fn storage<T: Element>(b: &Buffer<T>) -> Result<&WgpuStorage> {
@@ -64,8 +65,20 @@ fn whole<'a, T: Element>(b: &'a Buffer<T>, binding: u32) -> Result<Range<'a>> {
     Ok(s.range(0, b.len().max(1), T::DTYPE.size()).at(binding))
 }
 
+/// A moment buffer, or the one-element scratch where the variant has none.
+fn moments<'a, U: Element>(
+    b: Option<&'a Buffer<U>>,
+    scratch: &'a Buffer<f32>,
+    binding: u32,
+) -> Result<Range<'a>> {
+    match b {
+        Some(b) => whole(b, binding),
+        None => whole(scratch, binding),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
-pub(super) fn step<W: Float, G: Float>(
+pub(super) fn step<W: Float, G: Float, U: Float>(
     st: &DeviceState,
     variant: Variant,
     sc: &Scalars,
@@ -74,10 +87,9 @@ pub(super) fn step<W: Float, G: Float>(
     w: &mut Buffer<W>,
     g: &Buffer<G>,
     h: Option<&Buffer<G>>,
-    u: &mut Buffer<f32>,
-    m: Option<&mut Buffer<f32>>,
-    v: Option<&mut Buffer<f32>>,
+    tr: &mut Traces<U>,
 ) -> Result<()> {
+    let (u, m, v) = (&tr.u, tr.m.as_ref(), tr.v.as_ref());
     let kv = variant.kernel();
     let base = Params {
         seed: [seed as u32, (seed >> 32) as u32],
@@ -104,7 +116,8 @@ pub(super) fn step<W: Float, G: Float>(
         scale: slots.scale as u32,
         next: slots.next as u32,
         uflags: kv.update_flags,
-        pad: [0; 2],
+        utype: U::DTYPE.kernel_code(),
+        pad: 0,
     };
     let update = Params {
         flags: kv.update_flags,
@@ -112,7 +125,6 @@ pub(super) fn step<W: Float, G: Float>(
     };
     let dev = &storage(w)?.dev;
     let invocations = st.nchunks as u64 * 256;
-    let (mb, vb) = (m.map(|b| &*b), v.map(|b| &*b));
     let trace_buffers = vec![
         whole(w, 1)?,
         whole(g, 2)?,
@@ -121,8 +133,8 @@ pub(super) fn step<W: Float, G: Float>(
         whole(&st.chunks, 5)?,
         whole(&st.state, 6)?,
         whole(&st.rowsq, 7)?,
-        whole(mb.unwrap_or(&st.scratch), 8)?,
-        whole(vb.unwrap_or(&st.scratch), 9)?,
+        moments(m, &st.scratch, 8)?,
+        moments(v, &st.scratch, 9)?,
     ];
     dev.dispatch(
         "upgd",
@@ -143,8 +155,8 @@ pub(super) fn step<W: Float, G: Float>(
         whole(&st.chunks, 5)?,
         whole(&st.state, 6)?,
         whole(&st.rowsq, 7)?,
-        whole(mb.unwrap_or(&st.scratch), 8)?,
-        whole(vb.unwrap_or(&st.scratch), 9)?,
+        moments(m, &st.scratch, 8)?,
+        moments(v, &st.scratch, 9)?,
     ];
     dev.dispatch(
         "upgd",
