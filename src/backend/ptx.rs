@@ -38,6 +38,10 @@ impl PtxDevice {
     /// # Safety
     /// On CUDA the arguments must match the entry's parameters and the kernel must stay inside
     /// the buffers they name for every thread index below `threads` (the emulator checks both).
+    #[cfg_attr(
+        not(any(feature = "cuda", feature = "ptx-emu")),
+        allow(unused_variables)
+    )]
     pub(crate) unsafe fn launch_1d(
         &self,
         module: &'static str,
@@ -55,7 +59,6 @@ impl PtxDevice {
                 max,
             });
         }
-        let _ = (module, entry, args);
         match *self {
             #[cfg(feature = "cuda")]
             // SAFETY: forwarded from the caller.
@@ -78,6 +81,10 @@ impl PtxDevice {
 
 /// Run `f` with the PTX device of a buffer and its pointer argument (`len` elements). Keeps
 /// cudarc's stream bookkeeping for the pointer alive until `f` returns.
+#[cfg_attr(
+    not(any(feature = "cuda", feature = "ptx-emu")),
+    allow(unused_variables)
+)]
 pub(crate) fn with_buffer<T: Element, R>(
     op: &'static str,
     storage: &mut Storage<T>,
@@ -85,7 +92,6 @@ pub(crate) fn with_buffer<T: Element, R>(
     f: impl FnOnce(&PtxDevice, KernelArg) -> Result<R>,
 ) -> Result<R> {
     let bytes = (len * T::DTYPE.size()) as u64;
-    let _ = (&f, bytes);
     match storage {
         #[cfg(feature = "cuda")]
         Storage::Cuda(s) => {
@@ -130,6 +136,10 @@ impl PtxDevice {
 /// On CUDA this reads the address without holding cudarc's stream bookkeeping past the call:
 /// every op of the crate runs on the device's one stream, so stream order already orders the
 /// kernels that use the address. Ops that need the bookkeeping use [`with_buffer`].
+#[cfg_attr(
+    not(any(feature = "cuda", feature = "ptx-emu")),
+    allow(unused_variables)
+)]
 pub(crate) fn ptr_of<T: Element>(
     op: &'static str,
     buf: &crate::Buffer<T>,
@@ -138,7 +148,6 @@ pub(crate) fn ptr_of<T: Element>(
 ) -> Result<KernelArg> {
     let size = T::DTYPE.size() as u64;
     let (bytes, skip_bytes) = (len as u64 * size, skip as u64 * size);
-    let _ = (bytes, skip_bytes);
     match &buf.storage {
         #[cfg(feature = "cuda")]
         Storage::Cuda(s) => {
