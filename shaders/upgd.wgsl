@@ -7,6 +7,9 @@
 //            (with flag 4 it also updates w, the one-pass mode, and update is not dispatched)
 //   update   bindings 0 params, 1 w, 2 g, 4 u, 5 chunks, 6 state, 7 rowsq, 8 m, 9 v
 // Accumulators rotate over three slots: reduce into p.cur, scale by p.scale, reset p.next.
+// A model larger than one binding runs as several dispatches, each binding a window of the flat
+// buffers from element p.base (a multiple of 256) over chunks p.chunk0 ..; element i of the model
+// is at index i - p.base of the bindings, and draws the noise of global index i.
 // w, u, m and v are atomic<u32> because two invocations may share a word of 16-bit values; each
 // changes only its own half (atomicAnd then atomicOr). A trace is rounded to its storage type
 // when stored and every later use reads the stored value. Float sums use compare-and-swap loops, since
@@ -40,7 +43,11 @@ struct Params {
     next: u32,      // the slot reset for the next step
     uflags: u32,    // update: 1 non-protecting, 2 local, 4 adaptive
     utype: u32,     // the traces' storage type (u, m, v): DT_F32 or DT_BF16
-    pad: u32,
+    base: u32,      // the element of the model at index 0 of this dispatch's bindings
+    chunk0: u32,    // this dispatch's first chunk (nchunks counts this dispatch's chunks)
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -233,17 +240,17 @@ fn reset_next(c: u32, tx: u32, ch: Chunk, local: bool) {
 
 // One weight's update given 1 - s: noise drawn in registers, d by the rule in p.uflags
 // (protecting, non-protecting, adaptive with its moments), then w = w*decay + neg_lr*d.
-fn apply(i: u32, oms: f32) {
+fn apply(i: u32, li: u32, oms: f32) {
     let blk = philox_block_of(vec2<u32>(i, 0u));
     let z = philox_gaussians(philox_block(blk, vec2<u32>(p.stream_lo, p.stream_hi), vec2<u32>(p.seed_lo, p.seed_hi)));
     let noise = z[i & 3u] * p.sigma;
-    let gi = load_g(i);
+    let gi = load_g(li);
     var d: f32;
     if ((p.uflags & 4u) != 0u) {
-        let mi = round_to(load_m(i) * p.b1 + p.omb1 * gi, p.utype);
-        let vi = round_to(load_v(i) * p.b2 + p.omb2 * (gi * gi), p.utype);
-        store_m(i, mi);
-        store_v(i, vi);
+        let mi = round_to(load_m(li) * p.b1 + p.omb1 * gi, p.utype);
+        let vi = round_to(load_v(li) * p.b2 + p.omb2 * (gi * gi), p.utype);
+        store_m(li, mi);
+        store_v(li, vi);
         let denom = sqrt(vi) / p.sqrt_bc2 + p.eps;
         d = (mi / denom / p.bc1 + noise) * oms;
     } else if ((p.uflags & 1u) != 0u) {
@@ -251,7 +258,7 @@ fn apply(i: u32, oms: f32) {
     } else {
         d = (gi + noise) * oms;
     }
-    store_w(i, load_w(i) * p.decay + p.neg_lr * d);
+    store_w(li, load_w(li) * p.decay + p.neg_lr * d);
 }
 
 // s from the trace x = u / bc and the scale slot: global by the maximum (0.5 where it is 0),
@@ -274,8 +281,8 @@ fn trace(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let c = wid.x + wid.y * nwg.x;
-    if (c >= p.nchunks) {
+    let c = p.chunk0 + wid.x + wid.y * nwg.x;
+    if (c >= p.chunk0 + p.nchunks) {
         return;
     }
     let ch = chunk_at(c);
@@ -290,25 +297,26 @@ fn trace(
     var ui = 0.0;
     if (live) {
         let i = ch.start + tx;
-        let gi = load_g(i);
-        let wi = load_w(i);
+        let li = i - p.base;
+        let gi = load_g(li);
+        let wi = load_w(li);
         var big_u = -(gi * wi);
         var bad = u32(!is_finite(gi));
         if ((p.flags & 1u) != 0u) {
-            let hi = load_h(i);
+            let hi = load_h(li);
             bad += u32(!is_finite(hi));
             big_u = (0.5 * hi) * (wi * wi) - gi * wi;
         }
         if (bad != 0u) {
             atomicAdd(&state[3], bad);
         }
-        ui = round_to(load_u(i) * p.beta + p.omb * big_u, p.utype);
-        store_u(i, ui);
+        ui = round_to(load_u(li) * p.beta + p.omb * big_u, p.utype);
+        store_u(li, ui);
         key = key_of(ui);
         if (fused) {
             // One pass: scaled by the previous step's reductions, the weight updated now.
             let row = ch.row_base + (ch.row_first + tx) / ch.last_dim;
-            apply(i, 1.0 - scaled(ui / p.bc, (p.flags & 2u) != 0u, row));
+            apply(i, li, 1.0 - scaled(ui / p.bc, (p.flags & 2u) != 0u, row));
         }
     }
     if ((p.flags & 2u) == 0u) {
@@ -344,8 +352,8 @@ fn update(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let c = wid.x + wid.y * nwg.x;
-    if (c >= p.nchunks) {
+    let c = p.chunk0 + wid.x + wid.y * nwg.x;
+    if (c >= p.chunk0 + p.nchunks) {
         return;
     }
     let ch = chunk_at(c);
@@ -355,14 +363,15 @@ fn update(
         return;
     }
     let i = ch.start + tx;
+    let li = i - p.base;
     if (ch.kind == 2u) {
         // No gate after this tensor: plain SGD with weight decay, no noise.
-        store_w(i, load_w(i) * p.decay + p.neg_lr * load_g(i));
+        store_w(li, load_w(li) * p.decay + p.neg_lr * load_g(li));
         return;
     }
     let gated = ch.kind == 1u;
     let unit = (ch.row_first + tx) / ch.last_dim;
-    let x = load_u(select(i, ch.gate_offset + unit, gated)) / p.bc;
+    let x = load_u(select(li, ch.gate_offset + unit - p.base, gated)) / p.bc;
     let s = scaled(x, local, select(ch.row_base + unit, ch.gate_row, gated));
-    apply(i, 1.0 - s);
+    apply(i, li, 1.0 - s);
 }

@@ -81,8 +81,6 @@ fn two_pass(v: Vec<Variant>) -> Vec<(Variant, bool)> {
 pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec<Row>) {
     let largest = match dev.backend() {
         Backend::PtxEmu => 1 << 16,
-        // One flat buffer must fit one binding on wgpu (128 MiB on lavapipe).
-        Backend::Wgpu => 1 << 24,
         _ => 1 << 26,
     };
     let one = vec![TensorSpec {

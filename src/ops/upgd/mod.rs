@@ -422,6 +422,9 @@ pub(crate) struct DeviceState {
     /// One element bound where a kernel declares the adaptive moments but the variant has none.
     #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
     pub scratch: Buffer<f32>,
+    /// wgpu: the binding windows the chunks are dispatched in (empty elsewhere).
+    #[cfg(feature = "wgpu")]
+    pub windows: Vec<wgpu::Window>,
 }
 
 /// The key of -inf under the order-preserving map the kernels reduce with.
@@ -559,6 +562,11 @@ impl Upgd {
             None
         } else {
             let (table, nchunks, rows) = chunk_table(tensors, roles)?;
+            #[cfg(feature = "wgpu")]
+            let windows = match dev {
+                Device::Wgpu(d) => wgpu::windows(&table, wgpu::span(d.chunk_bytes()))?,
+                _ => Vec::new(),
+            };
             Some(DeviceState {
                 chunks: dev.upload(&table)?,
                 nchunks,
@@ -566,6 +574,8 @@ impl Upgd {
                 state: dev.upload(&[KEY_NEG_INF, KEY_NEG_INF, KEY_NEG_INF, 0])?,
                 rowsq: dev.zeros(3 * rows.max(1))?,
                 scratch: dev.zeros(1)?,
+                #[cfg(feature = "wgpu")]
+                windows,
             })
         };
         Ok(Upgd {

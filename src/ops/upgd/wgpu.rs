@@ -1,6 +1,6 @@
-//! wgpu glue of UPGD (`shaders/upgd.wgsl`): two dispatches per step over the chunk table.
-//! Each flat buffer is bound whole, so it must fit one binding (128 MiB on lavapipe); larger
-//! models are refused with a clear error until the kernels learn to walk binding windows.
+//! wgpu glue of UPGD (`shaders/upgd.wgsl`): two dispatches per step over the chunk table (one
+//! fused in the one-pass mode). A model larger than one storage binding runs as one dispatch per
+//! window of the flat buffers (see [`windows`]), all windows of a pass in one submission.
 
 use super::{DeviceState, Scalars, Slots, Traces, Variant};
 use crate::backend::wgpu::{Dispatch, Range, WgpuStorage};
@@ -38,7 +38,9 @@ struct Params {
     next: u32,
     uflags: u32,
     utype: u32,
-    pad: u32,
+    base: u32,
+    chunk0: u32,
+    pad: [u32; 3],
 }
 
 fn storage<T: Element>(b: &Buffer<T>) -> Result<&WgpuStorage> {
@@ -51,13 +53,14 @@ fn storage<T: Element>(b: &Buffer<T>) -> Result<&WgpuStorage> {
     }
 }
 
-/// The whole buffer as one binding, refused past the binding limit.
+/// A small buffer bound whole (the chunk table, the state, the row sums), refused past one
+/// binding.
 fn whole<'a, T: Element>(b: &'a Buffer<T>, binding: u32) -> Result<Range<'a>> {
     let s = storage(b)?;
     let bytes = (b.len() * T::DTYPE.size()) as u64;
     if bytes > s.dev.chunk_bytes() {
         return Err(Error::LimitExceeded {
-            what: "upgd on wgpu: bytes of one flat buffer (one binding)".into(),
+            what: "upgd on wgpu: bytes of the chunk table or row sums (one binding)".into(),
             requested: bytes,
             max: s.dev.chunk_bytes(),
         });
@@ -65,16 +68,85 @@ fn whole<'a, T: Element>(b: &'a Buffer<T>, binding: u32) -> Result<Range<'a>> {
     Ok(s.range(0, b.len().max(1), T::DTYPE.size()).at(binding))
 }
 
-/// A moment buffer, or the one-element scratch where the variant has none.
+/// A window of a flat buffer: `span` elements from `base`, cut at the buffer's end.
+fn window<'a, T: Element>(
+    b: &'a Buffer<T>,
+    w: &Window,
+    span: usize,
+    binding: u32,
+) -> Result<Range<'a>> {
+    let s = storage(b)?;
+    let count = span.min(b.len() - w.base).max(1);
+    Ok(s.range(w.base, count, T::DTYPE.size()).at(binding))
+}
+
+/// A moment buffer's window, or the one-element scratch where the variant has none.
 fn moments<'a, U: Element>(
     b: Option<&'a Buffer<U>>,
     scratch: &'a Buffer<f32>,
+    w: &Window,
+    span: usize,
     binding: u32,
 ) -> Result<Range<'a>> {
     match b {
-        Some(b) => whole(b, binding),
+        Some(b) => window(b, w, span, binding),
         None => whole(scratch, binding),
     }
+}
+
+/// Chunks `chunk0 .. chunk0 + count` and the element `base` their binding windows start at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub base: usize,
+    pub chunk0: usize,
+    pub count: usize,
+}
+
+/// Elements a window spans on `dev`: the binding limit in 4-byte elements, in whole chunks.
+pub(crate) fn span(chunk_bytes: u64) -> usize {
+    (chunk_bytes as usize / 4) / 256 * 256
+}
+
+/// Group the chunk table (8 u32 per chunk) into binding windows of `span` elements. Each window
+/// starts at the 256-element boundary below its first chunk (so 16-bit halves and the storage
+/// offset alignment line up) and takes chunks while they end inside it. A gated chunk's gate must
+/// lie in the same window.
+pub(crate) fn windows(table: &[u32], span: usize) -> Result<Vec<Window>> {
+    if span < 512 {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            what: format!(
+                "a binding window of {span} elements is too small for UPGD (512 at least)"
+            ),
+        });
+    }
+    let mut out: Vec<Window> = Vec::new();
+    for (c, e) in table.chunks_exact(8).enumerate() {
+        let (start, count) = (e[0] as usize, e[1] as usize);
+        match out.last_mut() {
+            Some(w) if start + count <= w.base + span => w.count += 1,
+            _ => out.push(Window {
+                base: start / 256 * 256,
+                chunk0: c,
+                count: 1,
+            }),
+        }
+        let w = out[out.len() - 1];
+        if e[7] == 1 {
+            let gate = e[5] as usize;
+            let units = (e[4] as usize + count - 1) / e[3] as usize + 1;
+            if gate < w.base || gate + units > w.base + span {
+                return Err(Error::Unsupported {
+                    op: OP,
+                    backend: "wgpu",
+                    what: "feature-level UPGD with a gate outside its tensor's binding window \
+                           (the model exceeds one storage binding)"
+                        .into(),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -112,59 +184,69 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
         flags: kv.trace_flags | (u32::from(slots.fused) << 2),
         cur: slots.cur as u32,
         rows: st.rows.max(1) as u32,
-        nchunks: st.nchunks as u32,
+        nchunks: 0,
         scale: slots.scale as u32,
         next: slots.next as u32,
         uflags: kv.update_flags,
         utype: U::DTYPE.kernel_code(),
-        pad: 0,
-    };
-    let update = Params {
-        flags: kv.update_flags,
-        ..base
+        base: 0,
+        chunk0: 0,
+        pad: [0; 3],
     };
     let dev = &storage(w)?.dev;
-    let invocations = st.nchunks as u64 * 256;
-    let trace_buffers = vec![
-        whole(w, 1)?,
-        whole(g, 2)?,
-        whole(h.unwrap_or(g), 3)?,
-        whole(u, 4)?,
-        whole(&st.chunks, 5)?,
-        whole(&st.state, 6)?,
-        whole(&st.rowsq, 7)?,
-        moments(m, &st.scratch, 8)?,
-        moments(v, &st.scratch, 9)?,
-    ];
-    dev.dispatch(
-        "upgd",
-        "trace",
-        &[Dispatch {
-            params: bytemuck::bytes_of(&base),
-            buffers: trace_buffers,
-            invocations,
-        }],
-    )?;
+    let span = span(dev.chunk_bytes());
+    let per_window = |flags: u32| -> Vec<Params> {
+        st.windows
+            .iter()
+            .map(|win| Params {
+                flags,
+                nchunks: win.count as u32,
+                base: win.base as u32,
+                chunk0: win.chunk0 as u32,
+                ..base
+            })
+            .collect()
+    };
+    let trace_params = per_window(base.flags);
+    let mut work = Vec::new();
+    for (win, p) in st.windows.iter().zip(&trace_params) {
+        work.push(Dispatch {
+            params: bytemuck::bytes_of(p),
+            buffers: vec![
+                window(w, win, span, 1)?,
+                window(g, win, span, 2)?,
+                window(h.unwrap_or(g), win, span, 3)?,
+                window(u, win, span, 4)?,
+                whole(&st.chunks, 5)?,
+                whole(&st.state, 6)?,
+                whole(&st.rowsq, 7)?,
+                moments(m, &st.scratch, win, span, 8)?,
+                moments(v, &st.scratch, win, span, 9)?,
+            ],
+            invocations: win.count as u64 * 256,
+        });
+    }
+    dev.dispatch("upgd", "trace", &work)?;
     if slots.fused {
         return Ok(());
     }
-    let update_buffers = vec![
-        whole(w, 1)?,
-        whole(g, 2)?,
-        whole(u, 4)?,
-        whole(&st.chunks, 5)?,
-        whole(&st.state, 6)?,
-        whole(&st.rowsq, 7)?,
-        moments(m, &st.scratch, 8)?,
-        moments(v, &st.scratch, 9)?,
-    ];
-    dev.dispatch(
-        "upgd",
-        "update",
-        &[Dispatch {
-            params: bytemuck::bytes_of(&update),
-            buffers: update_buffers,
-            invocations,
-        }],
-    )
+    let update_params = per_window(kv.update_flags);
+    let mut work = Vec::new();
+    for (win, p) in st.windows.iter().zip(&update_params) {
+        work.push(Dispatch {
+            params: bytemuck::bytes_of(p),
+            buffers: vec![
+                window(w, win, span, 1)?,
+                window(g, win, span, 2)?,
+                window(u, win, span, 4)?,
+                whole(&st.chunks, 5)?,
+                whole(&st.state, 6)?,
+                whole(&st.rowsq, 7)?,
+                moments(m, &st.scratch, win, span, 8)?,
+                moments(v, &st.scratch, win, span, 9)?,
+            ],
+            invocations: win.count as u64 * 256,
+        });
+    }
+    dev.dispatch("upgd", "update", &work)
 }
