@@ -572,7 +572,12 @@ impl Upgd {
                 nchunks,
                 rows,
                 state: dev.upload(&[KEY_NEG_INF, KEY_NEG_INF, KEY_NEG_INF, 0])?,
-                rowsq: dev.zeros(3 * rows.max(1))?,
+                // Row sums exist for local scaling only; global kernels never index them.
+                rowsq: dev.zeros(if variant.scaling() == Scaling::Local {
+                    3 * rows.max(1)
+                } else {
+                    3
+                })?,
                 scratch: dev.zeros(1)?,
                 #[cfg(feature = "wgpu")]
                 windows,

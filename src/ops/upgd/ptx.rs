@@ -42,7 +42,12 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
     };
     let chunks = ptr_of(OP, &st.chunks, 0, st.chunks.len())?;
     let eta = |slot: usize| ptr_of(OP, &st.state, slot, 1);
-    let rowsq = |slot: usize| ptr_of(OP, &st.rowsq, slot * rows, rows);
+    // Global scaling keeps no row sums (a 3-element placeholder the kernels never index).
+    let local = variant.scaling() == super::Scaling::Local;
+    let rowsq = |slot: usize| match local {
+        true => ptr_of(OP, &st.rowsq, slot * rows, rows),
+        false => ptr_of(OP, &st.rowsq, slot, 1),
+    };
     let nonfinite = ptr_of(OP, &st.state, 3, 1)?;
     let kv = variant.kernel();
     let (wtype, gtype, utype) = (
