@@ -9,6 +9,33 @@
 //! noise from the crate's RNG and updates `w`. The step count, the traces and the seed live in
 //! the optimizer, so [`Upgd::save`] and [`Upgd::restore`] continue a run exactly.
 //!
+//! Options: [`Upgd::set_one_pass`] fuses the two passes (a documented change of semantics:
+//! each step scales by the previous step's reductions); [`Upgd::set_trace_dtype`] stores the
+//! traces in bf16. On wgpu a model larger than one storage binding runs in binding windows.
+//!
+//! A minimal loop:
+//!
+//! ```
+//! use trainkern::{Device, upgd::{Hyper, TensorSpec, Upgd, Variant}};
+//!
+//! let dev = Device::cpu();
+//! // A 4x3 Linear weight and its bias, one flat buffer of 15 elements.
+//! let tensors = [
+//!     TensorSpec { offset: 0, len: 12, last_dim: 3 },
+//!     TensorSpec { offset: 12, len: 3, last_dim: 3 },
+//! ];
+//! let hyper = Hyper { lr: 0.01, weight_decay: 0.001, beta_utility: 0.999, sigma: 0.001 };
+//! let variant = Variant::parse("first-global-protect")?;
+//! let mut opt = Upgd::new(&dev, variant, hyper, &tensors, 15, 42)?;
+//! let mut w = dev.upload(&[0.1f32; 15])?;
+//! for _ in 0..3 {
+//!     let g = dev.upload(&[0.01f32; 15])?; // the trainer's flat gradient
+//!     opt.step(&mut w, &g, None)?;
+//! }
+//! assert_eq!(opt.steps(), 3);
+//! # Ok::<(), trainkern::Error>(())
+//! ```
+//!
 //! Noise: element `i` of the flat buffer at step `t` (from 1) uses the Gaussian of global index
 //! `i` in stream `STREAM_TAG | t`, so it is independent of how the model is split into tensors
 //! and reproducible on every backend. It cannot match PyTorch's generator; compare with the
