@@ -128,6 +128,8 @@ fn round_to(x: f32, dt: u32) -> f32 {
     return half_to_f32(f32_to_half(x, dt), dt);
 }
 
+// One load and one store per trace buffer: a function cannot take a storage pointer without
+// the unrestricted_pointer_parameters extension, which naga 30 does not implement.
 fn load_u(i: u32) -> f32 {
     if (p.utype == DT_F32) {
         return bitcast<f32>(atomicLoad(&u[i]));
