@@ -270,3 +270,132 @@ fn run_upgd_steps_the_files_like_the_library() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn run_upgd_feature_level_follows_the_gate_naming_rule() {
+    use trainkern::upgd::{Hyper, Role, TensorSpec, Upgd, Variant};
+    let dir = std::env::temp_dir().join(format!("trainkern-upgd-feature-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let vals = |n: usize, s: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| s * ((i * 29 % 13) as f32 - 6.0) / 6.0)
+            .collect()
+    };
+    let shapes: [(&str, Vec<u64>, usize); 5] = [
+        ("fc1.weight", vec![4, 3], 12),
+        ("fc1.bias", vec![4], 4),
+        ("gate1", vec![1, 4], 4),
+        ("fc2.weight", vec![2, 4], 8),
+        ("fc2.bias", vec![2], 2),
+    ];
+    let w: Vec<(&str, Vec<u64>, Vec<f32>)> = shapes
+        .iter()
+        .map(|(n, s, l)| (*n, s.clone(), vals(*l, 1.0)))
+        .collect();
+    let g: Vec<(&str, Vec<u64>, Vec<f32>)> = shapes
+        .iter()
+        .map(|(n, s, l)| {
+            let mut sh = vec![2u64];
+            sh.extend(s);
+            (*n, sh, vals(2 * l, 0.4))
+        })
+        .collect();
+    write_npz(&dir.join("w.npz"), &w);
+    write_npz(&dir.join("g.npz"), &g);
+    let out = dir.join("out.npz");
+    let o = trainkern()
+        .args([
+            "run",
+            "upgd",
+            "--feature",
+            "--variant",
+            "first-global-protect",
+            "--lr",
+            "0.1",
+            "--sigma",
+            "0.05",
+        ])
+        .args(["--seed", "8", "--params"])
+        .arg(dir.join("w.npz"))
+        .arg("--grads")
+        .arg(dir.join("g.npz"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The library with the roles the rule implies: fc1.weight and fc1.bias gated by gate1 (the
+    // bias one unit per row), fc2 ungated.
+    let specs = [
+        TensorSpec {
+            offset: 0,
+            len: 12,
+            last_dim: 3,
+        },
+        TensorSpec {
+            offset: 12,
+            len: 4,
+            last_dim: 1,
+        },
+        TensorSpec {
+            offset: 16,
+            len: 4,
+            last_dim: 4,
+        },
+        TensorSpec {
+            offset: 20,
+            len: 8,
+            last_dim: 4,
+        },
+        TensorSpec {
+            offset: 28,
+            len: 2,
+            last_dim: 2,
+        },
+    ];
+    let roles = [
+        Role::Gated { gate: 2 },
+        Role::Gated { gate: 2 },
+        Role::Gate,
+        Role::Param,
+        Role::Param,
+    ];
+    let hp = Hyper {
+        lr: 0.1,
+        weight_decay: 0.0,
+        beta_utility: 0.0,
+        sigma: 0.05,
+    };
+    let dev = Device::cpu();
+    let mut opt = Upgd::new_feature(
+        &dev,
+        Variant::parse("first-global-protect").unwrap(),
+        hp,
+        &specs,
+        &roles,
+        30,
+        8,
+    )
+    .unwrap();
+    let flat_w: Vec<f32> = w.iter().flat_map(|(_, _, v)| v.iter().copied()).collect();
+    let mut wb = dev.upload(&flat_w).unwrap();
+    for t in 0..2 {
+        let flat_g: Vec<f32> = g
+            .iter()
+            .zip(&shapes)
+            .flat_map(|((_, _, v), (_, _, l))| v[t * l..(t + 1) * l].to_vec())
+            .collect();
+        opt.step(&mut wb, &dev.upload(&flat_g).unwrap(), None)
+            .unwrap();
+    }
+    let want = wb.download().unwrap();
+    let mut z = npyz::npz::NpzArchive::open(&out).unwrap();
+    let mut got = Vec::new();
+    for (n, _, _) in &shapes {
+        let v: Vec<f32> = z.by_name(n).unwrap().unwrap().into_vec().unwrap();
+        got.extend(v);
+    }
+    assert_eq!(got, want);
+    assert_eq!(got[16..20], flat_w[16..20], "gates are not updated");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -110,6 +110,10 @@ enum RunCommand {
         /// Store the traces (u, and m, v for adaptive) in bf16 instead of f32.
         #[arg(long)]
         bf16_traces: bool,
+        /// Feature-level UPGD: tensors named "*gate*" are gates, gating the weight and biases
+        /// before them (the public optimizers' naming rule); the rest take plain SGD.
+        #[arg(long)]
+        feature: bool,
         #[arg(long)]
         params: std::path::PathBuf,
         #[arg(long)]
@@ -297,6 +301,7 @@ fn run_upgd(cmd: RunCommand) -> Result<ExitCode> {
         k,
         one_pass,
         bf16_traces,
+        feature,
         params,
         grads,
         hess,
@@ -323,6 +328,7 @@ fn run_upgd(cmd: RunCommand) -> Result<ExitCode> {
         k,
         one_pass,
         bf16_traces,
+        feature,
         params,
         grads,
         hess,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use npyz::WriterBuilder;
-use trainkern::upgd::{Hyper, TensorSpec, Upgd, Variant};
+use trainkern::upgd::{Hyper, Role, TensorSpec, Upgd, Variant};
 use trainkern::{Device, Error, Result};
 
 /// One named tensor from an `.npz`, as f32.
@@ -83,6 +83,7 @@ pub struct Args {
     pub variant: String,
     pub k: f32,
     pub one_pass: bool,
+    pub feature: bool,
     pub bf16_traces: bool,
     pub params: PathBuf,
     pub grads: PathBuf,
@@ -134,6 +135,11 @@ pub fn run(dev: &Device, a: &Args) -> Result<String> {
         offset += p.data.len();
     }
     let total = offset;
+    let roles = if a.feature {
+        Some(feature_roles(&params, &mut specs)?)
+    } else {
+        None
+    };
     // Steps: the leading axis of every gradient array, the same for all.
     let g_arrays = per_step(&params, &grads, "--grads")?;
     let h_arrays = match &hess {
@@ -153,7 +159,10 @@ pub fn run(dev: &Device, a: &Args) -> Result<String> {
         }
         v
     };
-    let mut opt = Upgd::new(dev, variant, a.hyper, &specs, total, a.seed)?;
+    let mut opt = match &roles {
+        Some(r) => Upgd::new_feature(dev, variant, a.hyper, &specs, r, total, a.seed)?,
+        None => Upgd::new(dev, variant, a.hyper, &specs, total, a.seed)?,
+    };
     opt.set_one_pass(a.one_pass)?;
     if a.bf16_traces {
         opt.set_trace_dtype(trainkern::DType::BF16)?;
@@ -178,6 +187,37 @@ pub fn run(dev: &Device, a: &Args) -> Result<String> {
         opt.nonfinite()?,
         dev.backend()
     ))
+}
+
+/// Feature-level roles by the public optimizers' naming rule: a tensor whose name contains
+/// "gate" is a gate; walking backwards from a gate, the 1-D tensors (biases) before it and the
+/// first tensor of two or more dimensions (the weight) are gated by it, and the weight ends its
+/// reach; every other tensor is ungated. A gated bias's rows become single elements, one per unit.
+fn feature_roles(params: &[Array], specs: &mut [TensorSpec]) -> Result<Vec<Role>> {
+    let mut roles = vec![Role::Param; params.len()];
+    let mut gate: Option<usize> = None;
+    for k in (0..params.len()).rev() {
+        if params[k].name.contains("gate") {
+            roles[k] = Role::Gate;
+            specs[k].last_dim = specs[k].len;
+            gate = Some(k);
+            continue;
+        }
+        if let Some(gk) = gate {
+            roles[k] = Role::Gated { gate: gk };
+            if params[k].shape.len() <= 1 {
+                specs[k].last_dim = 1;
+            } else {
+                gate = None;
+            }
+        }
+    }
+    if !roles.contains(&Role::Gate) {
+        return Err(bad(
+            "--feature needs tensors whose names contain \"gate\"".into()
+        ));
+    }
+    Ok(roles)
 }
 
 /// The array of each parameter's name in `arrays`, checked to be `(T, *shape)`.
