@@ -31,6 +31,8 @@ struct Inner {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+    /// Functions looked up once per (module, entry), not at every launch.
+    functions: Mutex<HashMap<(&'static str, String), CudaFunction>>,
 }
 
 fn driver_present() -> std::result::Result<(), String> {
@@ -83,6 +85,7 @@ impl CudaDevice {
             ctx,
             stream,
             modules: Mutex::new(HashMap::new()),
+            functions: Mutex::new(HashMap::new()),
         })))
     }
 
@@ -105,6 +108,16 @@ impl CudaDevice {
 
     /// The function `entry` of PTX module `module`, loading the module on first use.
     pub(crate) fn function(&self, module: &'static str, entry: &str) -> Result<CudaFunction> {
+        let key = (module, entry.to_string());
+        if let Some(f) = self
+            .0
+            .functions
+            .lock()
+            .map_err(|_| Error::Cuda("function cache lock poisoned".into()))?
+            .get(&key)
+        {
+            return Ok(f.clone());
+        }
         let mut cache = self
             .0
             .modules
@@ -123,7 +136,13 @@ impl CudaDevice {
                 m
             }
         };
-        Ok(m.load_function(entry)?)
+        let f = m.load_function(entry)?;
+        self.0
+            .functions
+            .lock()
+            .map_err(|_| Error::Cuda("function cache lock poisoned".into()))?
+            .insert(key, f.clone());
+        Ok(f)
     }
 
     pub(crate) fn zeros<T: Element>(&self, len: usize) -> Result<CudaStorage<T>> {
