@@ -119,17 +119,8 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
         KernelArg::U64(sc.stream),
         f(sc.bc),
     ];
+    update.extend(scalars);
     update.extend([
-        f(sc.decay),
-        f(sc.neg_lr),
-        f(sc.sigma),
-        f(kv.beta1),
-        f(sc.one_minus_beta1),
-        f(kv.beta2),
-        f(sc.one_minus_beta2),
-        f(kv.eps),
-        f(sc.bc1),
-        f(sc.sqrt_bc2),
         KernelArg::U32(wtype),
         KernelArg::U32(gtype),
         KernelArg::U32(utype),

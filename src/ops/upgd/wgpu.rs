@@ -208,45 +208,42 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
             .collect()
     };
     let trace_params = per_window(base.flags);
-    let mut work = Vec::new();
-    for (win, p) in st.windows.iter().zip(&trace_params) {
-        work.push(Dispatch {
-            params: bytemuck::bytes_of(p),
-            buffers: vec![
-                window(w, win, span, 1)?,
-                window(g, win, span, 2)?,
-                window(h.unwrap_or(g), win, span, 3)?,
-                window(u, win, span, 4)?,
-                whole(&st.chunks, 5)?,
-                whole(&st.state, 6)?,
-                whole(&st.rowsq, 7)?,
-                moments(m, &st.scratch, win, span, 8)?,
-                moments(v, &st.scratch, win, span, 9)?,
-            ],
-            invocations: win.count as u64 * 256,
-        });
-    }
-    dev.dispatch("upgd", "trace", &work)?;
+    let update_params = per_window(kv.update_flags);
+    // One dispatch per window; the update entry declares no h (binding 3).
+    let passes = |with_h: bool| -> Result<Vec<Dispatch<'_>>> {
+        let params = if with_h {
+            &trace_params
+        } else {
+            &update_params
+        };
+        st.windows
+            .iter()
+            .zip(params)
+            .map(|(win, p)| {
+                let mut buffers = vec![window(w, win, span, 1)?, window(g, win, span, 2)?];
+                if with_h {
+                    buffers.push(window(h.unwrap_or(g), win, span, 3)?);
+                }
+                buffers.extend([
+                    window(u, win, span, 4)?,
+                    whole(&st.chunks, 5)?,
+                    whole(&st.state, 6)?,
+                    whole(&st.rowsq, 7)?,
+                    moments(m, &st.scratch, win, span, 8)?,
+                    moments(v, &st.scratch, win, span, 9)?,
+                ]);
+                Ok(Dispatch {
+                    params: bytemuck::bytes_of(p),
+                    buffers,
+                    invocations: win.count as u64 * 256,
+                })
+            })
+            .collect()
+    };
+    dev.dispatch("upgd", "trace", &passes(true)?)?;
     if slots.fused {
         return Ok(());
     }
-    let update_params = per_window(kv.update_flags);
-    let mut work = Vec::new();
-    for (win, p) in st.windows.iter().zip(&update_params) {
-        work.push(Dispatch {
-            params: bytemuck::bytes_of(p),
-            buffers: vec![
-                window(w, win, span, 1)?,
-                window(g, win, span, 2)?,
-                window(u, win, span, 4)?,
-                whole(&st.chunks, 5)?,
-                whole(&st.state, 6)?,
-                whole(&st.rowsq, 7)?,
-                moments(m, &st.scratch, win, span, 8)?,
-                moments(v, &st.scratch, win, span, 9)?,
-            ],
-            invocations: win.count as u64 * 256,
-        });
-    }
+    let work = passes(false)?;
     dev.dispatch("upgd", "update", &work)
 }
