@@ -34,7 +34,7 @@ mod validate;
 pub use backend::{Backend, Device};
 pub use buffer::{Buffer, DType, Element, Float};
 pub use error::{Error, Result};
-pub use ops::{noise, upgd};
+pub use ops::{clip, noise, upgd};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
