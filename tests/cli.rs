@@ -399,3 +399,157 @@ fn run_upgd_feature_level_follows_the_gate_naming_rule() {
     assert_eq!(got[16..20], flat_w[16..20], "gates are not updated");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn write_npy<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
+    path: &std::path::Path,
+    shape: &[u64],
+    data: &[T],
+) {
+    use npyz::WriterBuilder;
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(std::fs::File::create(path).unwrap())
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+}
+
+#[test]
+fn run_clip_writes_the_library_values() {
+    use trainkern::clip::{Bounds, ClipNoise, ClipOptions, ClipRule, Clipper};
+    let dir = std::env::temp_dir().join(format!("trainkern-clip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (b, d) = (4usize, 6usize);
+    let g: Vec<f32> = (0..b * d).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
+    let mut bad = g.clone();
+    bad[d + 2] = f32::NAN;
+    write_npy(&dir.join("g.npy"), &[b as u64, 2, 3], &bad);
+    write_npy(&dir.join("o.npy"), &[3], &[0i64, 2, 6]);
+    write_npy(&dir.join("c.npy"), &[2], &[1.5f32, 4.0]);
+    let (sum, norms) = (dir.join("s.npy"), dir.join("n.npy"));
+    let o = trainkern()
+        .args(["run", "clip", "--grads"])
+        .arg(dir.join("g.npy"))
+        .args([
+            "--rule",
+            "opacus",
+            "--noise-multiplier",
+            "0.5",
+            "--seed",
+            "9",
+        ])
+        .args(["--stream", "2", "--scale", "0.25", "--groups"])
+        .arg(dir.join("o.npy"))
+        .arg("--group-norms")
+        .arg(dir.join("c.npy"))
+        .arg("--out-sum")
+        .arg(&sum)
+        .arg("--out-norms")
+        .arg(&norms)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+
+    let dev = Device::cpu();
+    let mut c = Clipper::grouped(&dev, b, &[0, 2, 6]).unwrap();
+    let opts = ClipOptions {
+        rule: ClipRule::Opacus,
+        noise: Some(ClipNoise {
+            multiplier: 0.5,
+            seed: 9,
+            stream: 2,
+            offset: 0,
+        }),
+        scale: 0.25,
+    };
+    let (mut s, mut n) = (dev.zeros(d).unwrap(), dev.zeros(b * 2).unwrap());
+    let grads = dev.upload(&bad).unwrap();
+    c.run(&grads, Bounds::Host(&[1.5, 4.0]), &opts, &mut s, &mut n)
+        .unwrap();
+    let counts = c.counts().unwrap();
+    assert_eq!(counts.nonfinite, 1);
+    let line = format!("{{\"clipped\": {}, \"nonfinite\": 1}}", counts.clipped);
+    assert_eq!(stdout.trim(), line);
+    let (shape, got) = read_npy::<f32>(&sum);
+    assert_eq!(shape, [d as u64]);
+    assert_eq!(got, s.download().unwrap());
+    let (shape, got) = read_npy::<f32>(&norms);
+    assert_eq!(shape, [b as u64, 2]);
+    let want = n.download().unwrap();
+    for (x, y) in got.iter().zip(&want) {
+        assert!(x == y || (x.is_nan() && y.is_nan()), "{x} vs {y}");
+    }
+
+    // Offsets that do not end at d, and a missing bound, are errors naming the flag.
+    write_npy(&dir.join("o2.npy"), &[3], &[0i64, 2, 5]);
+    let o = trainkern()
+        .args(["run", "clip", "--clip-norm", "1", "--grads"])
+        .arg(dir.join("g.npy"))
+        .arg("--groups")
+        .arg(dir.join("o2.npy"))
+        .arg("--out-sum")
+        .arg(&sum)
+        .arg("--out-norms")
+        .arg(&norms)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--groups must end at d = 6"));
+    let o = trainkern()
+        .args(["run", "clip", "--grads"])
+        .arg(dir.join("g.npy"))
+        .arg("--out-sum")
+        .arg(&sum)
+        .arg("--out-norms")
+        .arg(&norms)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--clip-norm"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_ghost_norms_matches_explicit_gradients() {
+    let dir = std::env::temp_dir().join(format!("trainkern-ghost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (b, t, p, q) = (3usize, 4usize, 5usize, 2usize);
+    let a: Vec<f32> = (0..b * t * p)
+        .map(|i| ((i * 13) % 7) as f32 - 3.0)
+        .collect();
+    let g: Vec<f32> = (0..b * t * q).map(|i| ((i * 5) % 9) as f32 - 4.0).collect();
+    write_npy(&dir.join("a.npy"), &[b as u64, t as u64, p as u64], &a);
+    write_npy(&dir.join("g.npy"), &[b as u64, t as u64, q as u64], &g);
+    let out = dir.join("n2.npy");
+    let o = trainkern()
+        .args(["run", "ghost-norms", "--bias", "--activations"])
+        .arg(dir.join("a.npy"))
+        .arg("--output-grads")
+        .arg(dir.join("g.npy"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (shape, got) = read_npy::<f32>(&out);
+    assert_eq!(shape, [b as u64]);
+    for i in 0..b {
+        // Integer data: the explicit sums are exact in f64.
+        let mut want = 0.0f64;
+        for r in 0..q {
+            for c in 0..p {
+                let m: f64 = (0..t)
+                    .map(|s| f64::from(g[(i * t + s) * q + r]) * f64::from(a[(i * t + s) * p + c]))
+                    .sum();
+                want += m * m;
+            }
+            let s: f64 = (0..t).map(|s| f64::from(g[(i * t + s) * q + r])).sum();
+            want += s * s;
+        }
+        assert_eq!(f64::from(got[i]), want, "example {i}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,6 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
+mod clip;
+mod npy;
 mod upgd;
 
 use clap::{Args, Parser, Subcommand};
@@ -140,6 +142,64 @@ enum RunCommand {
         #[arg(long)]
         state_out: Option<std::path::PathBuf>,
     },
+    /// Per-example clipping of g.npy (B rows; trailing axes flattened into d columns): writes
+    /// the clipped (noised, scaled) sum as a (d,) .npy and the norms as (B,) or, with --groups,
+    /// (B, L), both f32, and prints {"clipped": N, "nonfinite": M}. f16 files run in f16;
+    /// --dtype bf16 rounds the gradients to bf16 first.
+    Clip {
+        #[arg(long)]
+        grads: std::path::PathBuf,
+        /// The bound C of every group (or give --group-norms).
+        #[arg(long)]
+        clip_norm: Option<f32>,
+        /// exact (min(1, C/n), the default) or opacus (min(1, C/(n + 1e-6))).
+        #[arg(long, default_value = "exact")]
+        rule: trainkern::clip::ClipRule,
+        /// Gaussian noise of std Z * C (grouped: Z * sqrt(sum C_l^2)); needs --seed.
+        #[arg(long, requires = "seed")]
+        noise_multiplier: Option<f32>,
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, default_value_t = 0)]
+        stream: u64,
+        /// The final factor on the sum (e.g. 1 / expected batch size).
+        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+        scale: f32,
+        /// Integer column offsets 0 = o[0] < ... < o[L] = d, one group per parameter tensor.
+        #[arg(long)]
+        groups: Option<std::path::PathBuf>,
+        /// One bound per group (L floats).
+        #[arg(long, requires = "groups")]
+        group_norms: Option<std::path::PathBuf>,
+        /// Storage type of the gradients: f32, f16 or bf16 (default: the file's).
+        #[arg(long)]
+        dtype: Option<DType>,
+        #[command(flatten)]
+        backend: BackendArg,
+        #[arg(long)]
+        out_sum: std::path::PathBuf,
+        #[arg(long)]
+        out_norms: std::path::PathBuf,
+    },
+    /// Per-example squared gradient norms of one linear layer from its activations a.npy
+    /// (B, T, p) or (B, p) and output gradients g.npy (B, T, q) or (B, q), without building
+    /// per-example gradients; writes (B,) f32 and prints the method used.
+    GhostNorms {
+        #[arg(long)]
+        activations: std::path::PathBuf,
+        #[arg(long)]
+        output_grads: std::path::PathBuf,
+        /// Add the bias gradient's squared norm.
+        #[arg(long)]
+        bias: bool,
+        /// Storage type: f32, f16 or bf16 (default: the activations file's).
+        #[arg(long)]
+        dtype: Option<DType>,
+        #[command(flatten)]
+        backend: BackendArg,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 /// Progress lines on stderr, overwritten in place, only when stderr is a terminal.
@@ -240,6 +300,56 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(cmd @ RunCommand::Upgd { .. }) => run_upgd(cmd),
+        Command::Run(RunCommand::Clip {
+            grads,
+            clip_norm,
+            rule,
+            noise_multiplier,
+            seed,
+            stream,
+            scale,
+            groups,
+            group_norms,
+            dtype,
+            backend,
+            out_sum,
+            out_norms,
+        }) => {
+            let dev = backend.device()?;
+            let noise = noise_multiplier.map(|multiplier| trainkern::clip::ClipNoise {
+                multiplier,
+                seed: seed.unwrap_or(0),
+                stream,
+                offset: 0,
+            });
+            let args = clip::ClipArgs {
+                grads,
+                clip_norm,
+                rule,
+                noise,
+                scale,
+                groups,
+                group_norms,
+                dtype,
+                out_sum,
+                out_norms,
+            };
+            println!("{}", clip::run_clip(&dev, &args)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(RunCommand::GhostNorms {
+            activations,
+            output_grads,
+            bias,
+            dtype,
+            backend,
+            out,
+        }) => {
+            let dev = backend.device()?;
+            let line = clip::run_ghost(&dev, &activations, &output_grads, bias, dtype, &out)?;
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run(RunCommand::Noise {
             len,
             std,

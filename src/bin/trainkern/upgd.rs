@@ -7,18 +7,13 @@ use npyz::WriterBuilder;
 use trainkern::upgd::{Hyper, Role, TensorSpec, Upgd, Variant};
 use trainkern::{Device, Error, Result};
 
+use crate::npy::{self, io};
+
 /// One named tensor from an `.npz`, as f32.
 struct Array {
     name: String,
     shape: Vec<u64>,
     data: Vec<f32>,
-}
-
-fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    }
 }
 
 fn bad(what: String) -> Error {
@@ -44,35 +39,8 @@ fn read_npz(path: &Path) -> Result<Vec<Array>> {
         };
         let name = name.to_string();
         let npy = npyz::NpyFile::new(entry).map_err(io(path))?;
-        let shape = npy.shape().to_vec();
-        let dtype = npy.dtype().descr().trim_matches('\'').to_string();
-        let data: Vec<f32> = match dtype.as_str() {
-            "<f4" => npy.into_vec::<f32>().map_err(io(path))?,
-            "<f8" => npy
-                .into_vec::<f64>()
-                .map_err(io(path))?
-                .into_iter()
-                .map(|x| x as f32)
-                .collect(),
-            "<f2" => npy
-                .into_vec::<half::f16>()
-                .map_err(io(path))?
-                .into_iter()
-                .map(f32::from)
-                .collect(),
-            "<i8" | "<i4" => npy
-                .into_vec::<i64>()
-                .map_err(io(path))?
-                .into_iter()
-                .map(|x| x as f32)
-                .collect(),
-            other => {
-                return Err(bad(format!(
-                    "{}: array {name} has dtype {other}; expected f32, f64 or f16",
-                    path.display()
-                )));
-            }
-        };
+        let a = npy::values(npy, path, &format!("array {name}"))?;
+        let (shape, data) = (a.shape, a.data.into_iter().map(|x| x as f32).collect());
         out.push(Array { name, shape, data });
     }
     Ok(out)

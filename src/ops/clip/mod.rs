@@ -88,6 +88,22 @@ pub enum ClipRule {
     Opacus,
 }
 
+impl std::str::FromStr for ClipRule {
+    type Err = Error;
+
+    /// `exact` or `opacus`.
+    fn from_str(s: &str) -> Result<ClipRule> {
+        match s {
+            "exact" => Ok(ClipRule::Exact),
+            "opacus" => Ok(ClipRule::Opacus),
+            _ => Err(Error::InvalidArgument {
+                op: OP,
+                what: format!("clip rule must be exact or opacus, got {s:?}"),
+            }),
+        }
+    }
+}
+
 impl ClipRule {
     pub(crate) fn kernel_code(self) -> u32 {
         match self {
