@@ -1,6 +1,7 @@
 //! `trainkern bench`: time, minimum bytes moved and the fraction of a plain device copy measured
 //! in the same run, per op, backend and size (`design/testing.md`, "Benchmarks").
 
+mod clip;
 mod noise;
 mod upgd;
 
@@ -128,6 +129,7 @@ pub fn run(dev: &Device, sizes: &[usize], progress: &mut dyn FnMut(&str)) -> Res
             rows.push(cpu_write_row(dev, len, copy_gbps)?);
         }
         noise::run(dev, len, copy_gbps, progress, &mut rows)?;
+        clip::run(dev, len, copy_gbps, progress, &mut rows)?;
         upgd::run(dev, len, copy_gbps, progress, &mut rows)?;
     }
     Ok(rows)

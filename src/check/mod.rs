@@ -1,6 +1,7 @@
 //! `trainkern check`: every op on one device against the CPU reference, at every size class of
 //! `design/testing.md`, as a table of errors and tolerances.
 
+mod clip;
 mod compare;
 mod noise;
 mod upgd;
@@ -67,6 +68,7 @@ pub fn size_classes(dtype: DType, backend: Backend) -> Vec<SizeClass> {
 pub fn run(dev: &Device, progress: &mut dyn FnMut(&str)) -> Vec<Row> {
     let mut rows = Vec::new();
     noise::cases(dev, progress, &mut rows);
+    clip::cases(dev, progress, &mut rows);
     upgd::cases(dev, progress, &mut rows);
     rows
 }
