@@ -365,6 +365,25 @@ fn noise_is_add_gaussian_of_the_noiseless_sum() {
     }
 }
 
+/// A clipper copies host bounds to the device only when they change; every change must count.
+#[test]
+fn host_bounds_follow_every_change() {
+    for (name, dev) in common::devices() {
+        let (b, d) = (6, 40);
+        let g = gradients::<f32>(b, d, 23);
+        let grads = dev.upload(&g).unwrap();
+        let mut c = Clipper::flat(dev, b, d).unwrap();
+        let (mut s, mut n) = (dev.zeros(d).unwrap(), dev.zeros(b).unwrap());
+        for bound in [1.3f32, 0.5, 0.5, 1.3, f32::INFINITY] {
+            let opts = ClipOptions::default();
+            c.run(&grads, Bounds::Host(&[bound]), &opts, &mut s, &mut n)
+                .unwrap();
+            let fresh = clip_on::<f32>(dev, &g, b, &[0, d], &[bound], &opts);
+            assert_eq!(s.download().unwrap(), fresh.sum, "{name}: C = {bound}");
+        }
+    }
+}
+
 /// The weight gradient of example i explicitly: (G_i^T A_i)[r, c] = sum_t g[t, r] a[t, c].
 fn explicit_sq_norm(a: &[f32], g: &[f32], t: usize, p: usize, q: usize, bias: bool) -> f64 {
     let mut total = 0.0;

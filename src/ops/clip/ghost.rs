@@ -47,7 +47,8 @@
 use rayon::prelude::*;
 
 use super::{
-    Bounds, ClipCounts, ClipRule, FactorPass, STATS_LEN, cpu, host_mut, internal, ptx, read_stats,
+    Bounds, ClipCounts, ClipRule, FactorPass, HostBounds, STATS_LEN, cpu, host_mut, internal, ptx,
+    read_stats, zero_stats,
 };
 use crate::backend::Device;
 use crate::backend::ptx::PtxDevice;
@@ -286,7 +287,7 @@ pub struct GhostReducer {
     layers: usize,
     table: Buffer<u32>,
     stats: Buffer<u32>,
-    bounds: Buffer<f32>,
+    bounds: HostBounds,
 }
 
 impl GhostReducer {
@@ -303,7 +304,7 @@ impl GhostReducer {
             // The factor pass's group section: one group whose tiles are the layers.
             table: dev.upload(&[0, layers as u32])?,
             stats: dev.zeros(STATS_LEN)?,
-            bounds: dev.zeros(1)?,
+            bounds: HostBounds::new(dev, 1)?,
             dev: dev.clone(),
             batch,
             layers,
@@ -330,10 +331,8 @@ impl GhostReducer {
         validate::len(OP, "norms", b, norms.len())?;
         validate::len(OP, "factors", b, factors.len())?;
         let bound = bound.resolve(OP, &self.dev, 1, &mut self.bounds)?;
-        if !matches!(self.dev, Device::Cpu) {
-            self.stats.write(&[0; STATS_LEN])?; // the factor pass adds to it
-        }
-        let bound = bound.unwrap_or(&self.bounds);
+        zero_stats(&self.dev, &mut self.stats)?;
+        let bound = bound.unwrap_or(&self.bounds.buf);
         if matches!(self.dev, Device::Cpu) {
             let (Some(s), Some(c)) = (sq.as_host_slice(), bound.as_host_slice()) else {
                 return Err(internal("CPU ghost reduction with buffers elsewhere"));

@@ -147,8 +147,10 @@ impl Default for ClipOptions {
 /// The clip bounds: one per group (one for flat clipping).
 #[derive(Clone, Copy, Debug)]
 pub enum Bounds<'a> {
-    /// Values checked on the host (`>= 0`, not NaN; `+inf` means no clipping) and written to
-    /// the clipper's own device buffer without waiting.
+    /// Values checked on the host (`>= 0`, not NaN; `+inf` means no clipping) and copied to
+    /// the clipper's own device buffer when they differ from the last run's (on CUDA that copy
+    /// waits for the stream, so a loop that changes `C` every step should keep it on the
+    /// device).
     Host(&'a [f32]),
     /// A device buffer, e.g. the one [`AdaptiveClip::update`] writes. Its values cannot be
     /// checked without a host round trip: a negative or NaN bound makes every output of the
@@ -157,20 +159,20 @@ pub enum Bounds<'a> {
 }
 
 impl<'a> Bounds<'a> {
-    /// Check the `count` bounds. Host values are written to `own` (`None` returned); a
-    /// caller's device buffer is returned.
+    /// Check the `count` bounds. Host values go to `own` (`None` returned); a caller's device
+    /// buffer is returned.
     pub(crate) fn resolve(
         self,
         op: &'static str,
         dev: &Device,
         count: usize,
-        own: &mut Buffer<f32>,
+        own: &mut HostBounds,
     ) -> Result<Option<&'a Buffer<f32>>> {
         match self {
             Bounds::Host(v) => {
                 validate::len(op, "bounds (one per group)", count, v.len())?;
                 check_bounds(v)?;
-                own.write(v)?;
+                own.set(v)?;
                 Ok(None)
             }
             Bounds::Device(buf) => {
@@ -181,6 +183,53 @@ impl<'a> Bounds<'a> {
                 }
                 Ok(Some(buf))
             }
+        }
+    }
+}
+
+/// A clipper's own device copy of host bounds. It is written only when the values change: a
+/// host-to-device copy from pageable memory waits for the CUDA stream, and a training loop with
+/// a fixed `C` should not wait every step.
+pub(crate) struct HostBounds {
+    pub buf: Buffer<f32>,
+    last: Option<Vec<f32>>,
+}
+
+impl HostBounds {
+    pub fn new(dev: &Device, count: usize) -> Result<HostBounds> {
+        Ok(HostBounds {
+            buf: dev.zeros(count)?,
+            last: None,
+        })
+    }
+
+    fn set(&mut self, v: &[f32]) -> Result<()> {
+        let same = self
+            .last
+            .as_deref()
+            .is_some_and(|l| l.iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits()));
+        if !same {
+            self.buf.write(v)?;
+            self.last = Some(v.to_vec());
+        }
+        Ok(())
+    }
+}
+
+/// Zero a stats buffer before a factor pass adds to it, without waiting for the device.
+pub(crate) fn zero_stats(dev: &Device, stats: &mut Buffer<u32>) -> Result<()> {
+    match &mut stats.storage {
+        Storage::Cpu(v) => {
+            v.fill(0);
+            Ok(())
+        }
+        // A queued write: ordered before the next submission, nothing waits.
+        #[cfg(feature = "wgpu")]
+        Storage::Wgpu(_) => stats.write(&[0; STATS_LEN]),
+        #[allow(unreachable_patterns)]
+        _ => {
+            let dev = PtxDevice::of(dev).ok_or_else(|| internal("no PTX device"))?;
+            ptx::zero(&dev, stats)
         }
     }
 }
@@ -207,7 +256,7 @@ pub struct Clipper {
     partials: Buffer<f32>,
     factors: Buffer<f32>,
     stats: Buffer<u32>,
-    bounds: Buffer<f32>,
+    bounds: HostBounds,
 }
 
 impl Clipper {
@@ -239,7 +288,7 @@ impl Clipper {
             partials: dev.zeros(partial_cells)?,
             factors: dev.zeros(cells)?,
             stats: dev.zeros(STATS_LEN)?,
-            bounds: dev.zeros(groups)?,
+            bounds: HostBounds::new(dev, groups)?,
             dev: dev.clone(),
             batch,
             layout,
@@ -290,10 +339,8 @@ impl Clipper {
             None => None,
         };
         let bounds = bounds.resolve(OP, &self.dev, l, &mut self.bounds)?;
-        if !matches!(self.dev, Device::Cpu) {
-            self.stats.write(&[0; STATS_LEN])?; // the factor pass adds to it
-        }
-        let bounds = bounds.unwrap_or(&self.bounds);
+        zero_stats(&self.dev, &mut self.stats)?;
+        let bounds = bounds.unwrap_or(&self.bounds.buf);
         let run = Run {
             rule: opts.rule,
             noise,

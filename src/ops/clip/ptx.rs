@@ -96,6 +96,13 @@ pub(super) fn factors(dev: &PtxDevice, f: &FactorPass<'_>) -> Result<()> {
     unsafe { dev.launch_1d("clip", "clip_factors", OP, &args, u64::from(f.batch)) }
 }
 
+/// Zero the four stats words (one thread), so nothing waits for the stream.
+pub(super) fn zero(dev: &PtxDevice, stats: &Buffer<u32>) -> Result<()> {
+    let args = [ptr(stats)?];
+    // SAFETY: the list matches clip_zero; thread 0 writes the four words of stats.
+    unsafe { dev.launch_1d("clip", "clip_zero", OP, &args, 1) }
+}
+
 pub(super) fn ghost<T: Float>(
     dev: &PtxDevice,
     a: &Buffer<T>,
