@@ -24,6 +24,7 @@ pub mod bench;
 pub mod buffer;
 pub mod check;
 mod error;
+pub mod mf;
 pub mod ops;
 #[cfg(feature = "ptx-emu")]
 pub mod ptx;
