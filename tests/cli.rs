@@ -553,3 +553,86 @@ fn run_ghost_norms_matches_explicit_gradients() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn mf_plan_prints_the_table_and_writes_the_json() {
+    let dir = std::env::temp_dir().join(format!("trainkern-mf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("plan.json");
+    let o = trainkern()
+        .args([
+            "mf",
+            "plan",
+            "--strategy",
+            "bandmf",
+            "--steps",
+            "512",
+            "--epochs",
+            "4",
+        ])
+        .args([
+            "--min-sep",
+            "128",
+            "--bands",
+            "64",
+            "--epsilon",
+            "2",
+            "--delta",
+            "1e-6",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("bandmf") && table.contains("yes"), "{table}");
+
+    use trainkern::mf::{Objective, Participation, Plan, Strategy};
+    let part = Participation::new(512, 4, 128).unwrap();
+    let mut plan = Plan::new(Strategy::banded_sqrt(64), &part, Objective::Mean).unwrap();
+    plan.calibrate(2.0, 1e-6).unwrap();
+    let text = std::fs::read_to_string(&json).unwrap();
+    assert_eq!(text, plan.labelled("bandmf").to_json());
+    for key in [
+        "\"sensitivity_squared\": 4.0",
+        "\"sensitivity_exact\": true",
+        "\"k\": 4",
+    ] {
+        assert!(text.contains(key), "{key} not in {text}");
+    }
+
+    // A strategy that needs what is not given is an error naming it; so is k = 0.
+    let o = trainkern()
+        .args([
+            "mf",
+            "plan",
+            "--strategy",
+            "blt",
+            "--steps",
+            "10",
+            "--epochs",
+            "1",
+        ])
+        .args(["--min-sep", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--theta"));
+    let o = trainkern()
+        .args([
+            "mf",
+            "compare",
+            "--steps",
+            "10",
+            "--epochs",
+            "0",
+            "--min-sep",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("k (epochs) must be at least 1"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -19,7 +19,7 @@ fn list(v: &[f64]) -> String {
 pub(super) fn plan(p: &Plan) -> String {
     let part = &p.participation;
     let mut f = vec![
-        format!("\"strategy\": \"{}\"", p.strategy.name()),
+        format!("\"strategy\": \"{}\"", p.label),
         format!("\"n\": {}", part.n),
         format!("\"k\": {}", part.k),
         format!("\"min_sep\": {}", part.min_sep),

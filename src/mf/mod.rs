@@ -64,6 +64,8 @@ impl Objective {
 /// A strategy evaluated for one participation pattern.
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// The strategy's name in tables and JSON (`sqrt`, `bandmf`, ...; see [`Plan::labelled`]).
+    pub label: String,
     pub strategy: Strategy,
     pub participation: Participation,
     pub objective: Objective,
@@ -102,6 +104,7 @@ impl Plan {
         let (m, x) = reduce(&sqrt.errors(part.n));
         let ratio_to_sqrt = loss / loss_of(sqrt_s2, m, x);
         Ok(Plan {
+            label: strategy.name().to_string(),
             rmse: (sens.squared * mean_error).sqrt(),
             ratio_to_dpsgd: loss / dpsgd,
             ratio_to_sqrt,
@@ -115,6 +118,12 @@ impl Plan {
             loss,
             noise_multiplier: None,
         })
+    }
+
+    /// The plan under another name (the Toeplitz strategy is `sqrt` when it is the square root).
+    pub fn labelled(mut self, label: &str) -> Plan {
+        self.label = label.to_string();
+        self
     }
 
     /// Set the noise multiplier for `(epsilon, delta)` without amplification: the whole run is

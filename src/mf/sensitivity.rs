@@ -277,11 +277,15 @@ fn dp_bound(gram: &Gram, p: &Participation) -> f64 {
     let (k, b) = (p.k_eff(), p.min_sep);
     let mut r = vec![0.0; n];
     gram.rows(|i, row| {
-        let v: Vec<f64> = row.iter().map(|x| x.abs()).collect();
+        // Only the row's non-zero window matters (a band of width 2p - 1 for BandMF).
+        let lo = row.iter().position(|x| *x != 0.0).unwrap_or(i).min(i);
+        let hi = row.iter().rposition(|x| *x != 0.0).unwrap_or(i).max(i);
+        let v: Vec<f64> = row[lo..=hi].iter().map(|x| x.abs()).collect();
+        let (ii, len) = (i - lo, v.len());
         // Right of i: positions >= i + b; left of i: positions <= i - b (reversed).
-        let right = suffix_best(&v[(i + b).min(n)..], k - 1, b);
-        let left_v: Vec<f64> = if i >= b {
-            v[..=i - b].iter().rev().copied().collect()
+        let right = suffix_best(&v[(ii + b).min(len)..], k - 1, b);
+        let left_v: Vec<f64> = if ii >= b {
+            v[..=ii - b].iter().rev().copied().collect()
         } else {
             vec![]
         };
@@ -289,7 +293,7 @@ fn dp_bound(gram: &Gram, p: &Participation) -> f64 {
         let best = (0..k)
             .map(|kl| left[kl] + right[k - 1 - kl])
             .fold(0.0f64, f64::max);
-        r[i] = v[i] + best;
+        r[i] = v[ii] + best;
     });
     let best = suffix_best(&r, k, b);
     best[k]

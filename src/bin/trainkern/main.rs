@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 mod clip;
+mod mf;
 mod npy;
 mod upgd;
 
@@ -45,6 +46,109 @@ enum Command {
     /// Run one op on files, for comparing with your own code. These flags are stable.
     #[command(subcommand)]
     Run(RunCommand),
+    /// Matrix-factorization (correlated noise) planning on the CPU, in f64.
+    #[command(subcommand)]
+    Mf(MfCommand),
+}
+
+#[derive(Subcommand)]
+enum MfCommand {
+    /// One strategy: a table (sensitivity and whether exact, loss, RMSE, ratio to DP-SGD, noise
+    /// multiplier, state vectors per coordinate) and, with --json, the plan the noise kernels
+    /// read.
+    Plan {
+        /// sqrt, bandmf, bisr, blt, dense or fourier.
+        #[arg(long)]
+        strategy: String,
+        #[command(flatten)]
+        setting: MfArgs,
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
+    /// Several strategies for the same setting, side by side.
+    Compare {
+        /// Comma list of strategies.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "sqrt,bandmf,bisr,fourier"
+        )]
+        strategies: Vec<String>,
+        #[command(flatten)]
+        setting: MfArgs,
+    },
+}
+
+#[derive(Args)]
+struct MfArgs {
+    /// n, the number of steps.
+    #[arg(long)]
+    steps: usize,
+    /// k, the most participations of one example.
+    #[arg(long)]
+    epochs: usize,
+    /// b, the fewest steps between two participations.
+    #[arg(long)]
+    min_sep: usize,
+    /// Fixed epoch order (n = k b, participations at q, q + b, ...) instead of b-min-sep.
+    #[arg(long)]
+    fixed_epochs: bool,
+    /// p, bands of BandMF and BISR (default: min(b, n)).
+    #[arg(long)]
+    bands: Option<usize>,
+    /// m, BLT buffers (the length of --theta and --omega).
+    #[arg(long)]
+    buffers: Option<usize>,
+    /// BLT decays, comma separated, each in (0, 1).
+    #[arg(long, value_delimiter = ',')]
+    theta: Option<Vec<f64>>,
+    /// BLT scales, comma separated, each > 0.
+    #[arg(long, value_delimiter = ',')]
+    omega: Option<Vec<f64>>,
+    /// Momentum of the SGD workload the square root factors (0: the prefix sum).
+    #[arg(long, default_value_t = 0.0)]
+    momentum: f64,
+    /// mean or max error.
+    #[arg(long, default_value = "mean")]
+    objective: trainkern::mf::Objective,
+    #[arg(long)]
+    epsilon: Option<f64>,
+    #[arg(long)]
+    delta: Option<f64>,
+    /// Use this noise multiplier instead of calibrating one (with --delta: report its epsilon).
+    #[arg(long)]
+    noise_multiplier: Option<f64>,
+    /// Poisson sampling rate q: amplified BandMF (needs bands <= b).
+    #[arg(long)]
+    sample_rate: Option<f64>,
+}
+
+impl MfArgs {
+    fn setting(&self) -> Result<mf::Setting> {
+        if let (Some(m), Some(t)) = (self.buffers, &self.theta)
+            && m != t.len()
+        {
+            return Err(Error::InvalidArgument {
+                op: "mf",
+                what: format!("--buffers {m} but --theta has {} values", t.len()),
+            });
+        }
+        Ok(mf::Setting {
+            steps: self.steps,
+            epochs: self.epochs,
+            min_sep: self.min_sep,
+            fixed_epochs: self.fixed_epochs,
+            bands: self.bands,
+            theta: self.theta.clone(),
+            omega: self.omega.clone(),
+            momentum: self.momentum,
+            objective: self.objective,
+            epsilon: self.epsilon,
+            delta: self.delta,
+            noise_multiplier: self.noise_multiplier,
+            sample_rate: self.sample_rate,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -300,6 +404,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(cmd @ RunCommand::Upgd { .. }) => run_upgd(cmd),
+        Command::Mf(MfCommand::Plan {
+            strategy,
+            setting,
+            json,
+        }) => {
+            print!(
+                "{}",
+                mf::run_plan(&strategy, &setting.setting()?, json.as_ref())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mf(MfCommand::Compare {
+            strategies,
+            setting,
+        }) => {
+            print!("{}", mf::run_compare(&strategies, &setting.setting()?)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run(RunCommand::Clip {
             grads,
             clip_norm,
