@@ -588,10 +588,13 @@ fn mf_plan_prints_the_table_and_writes_the_json() {
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("bandmf") && table.contains("yes"), "{table}");
 
-    use trainkern::mf::{Objective, Participation, Plan, Strategy};
+    use trainkern::mf::{Objective, Participation, Plan, Strategy, optimize};
     let part = Participation::new(512, 4, 128).unwrap();
-    let mut plan = Plan::new(Strategy::banded_sqrt(64), &part, Objective::Mean).unwrap();
+    let (best, _) = optimize::bandmf(&part, 64, Objective::Mean).unwrap();
+    let mut plan = Plan::new(best, &part, Objective::Mean).unwrap();
     plan.calibrate(2.0, 1e-6).unwrap();
+    let truncated = Plan::new(Strategy::banded_sqrt(64), &part, Objective::Mean).unwrap();
+    assert!(plan.loss < truncated.loss, "{} vs {}", plan.loss, truncated.loss);
     let text = std::fs::read_to_string(&json).unwrap();
     assert_eq!(text, plan.labelled("bandmf").to_json());
     for key in [
@@ -614,11 +617,11 @@ fn mf_plan_prints_the_table_and_writes_the_json() {
             "--epochs",
             "1",
         ])
-        .args(["--min-sep", "10"])
+        .args(["--min-sep", "10", "--theta", "0.5"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--theta"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--theta and --omega"));
     let o = trainkern()
         .args([
             "mf",

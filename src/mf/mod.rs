@@ -21,6 +21,8 @@ pub mod blt;
 pub mod calibrate;
 pub mod fourier;
 mod json;
+pub mod lbfgs;
+pub mod optimize;
 pub mod sensitivity;
 mod strategy;
 pub mod toeplitz;

@@ -142,9 +142,27 @@ impl Strategy {
             Strategy::Fourier => fourier::errors(n),
             Strategy::Bisr(r) => toeplitz_errors(&pad(r, n)),
             Strategy::Blt { theta, omega } => toeplitz_errors(&blt::inverse(theta, omega, n)),
-            Strategy::Toeplitz(c) => toeplitz_errors(&toeplitz::inverse(&pad(c, n), c.len())),
+            Strategy::Toeplitz(c) => toeplitz_errors(&toeplitz_inverse(c, n)),
         }
     }
+}
+
+/// The first `n` coefficients of `C^{-1}` for Toeplitz `C`: for the square root of the prefix
+/// sum the closed form `r_j = -c_j / (2j - 1)` (`O(n)`), otherwise the recurrence (`O(n^2)`).
+fn toeplitz_inverse(c: &[f64], n: usize) -> Vec<f64> {
+    let c = pad(c, n);
+    if c == toeplitz::sqrt_prefix_sum(n) {
+        return (0..n)
+            .map(|j| {
+                if j == 0 {
+                    1.0
+                } else {
+                    -c[j] / (2 * j - 1) as f64
+                }
+            })
+            .collect();
+    }
+    toeplitz::inverse(&c, n)
 }
 
 /// `c` cut or zero-padded to `n` coefficients.

@@ -96,9 +96,12 @@ struct MfArgs {
     /// p, bands of BandMF and BISR (default: min(b, n)).
     #[arg(long)]
     bands: Option<usize>,
-    /// m, BLT buffers (the length of --theta and --omega).
+    /// m, BLT buffers (optimized; default 2), or the length of --theta and --omega.
     #[arg(long)]
     buffers: Option<usize>,
+    /// BandMF from the truncated square root instead of optimized coefficients.
+    #[arg(long)]
+    truncated: bool,
     /// BLT decays, comma separated, each in (0, 1).
     #[arg(long, value_delimiter = ',')]
     theta: Option<Vec<f64>>,
@@ -139,6 +142,8 @@ impl MfArgs {
             min_sep: self.min_sep,
             fixed_epochs: self.fixed_epochs,
             bands: self.bands,
+            buffers: self.buffers,
+            truncated: self.truncated,
             theta: self.theta.clone(),
             omega: self.omega.clone(),
             momentum: self.momentum,

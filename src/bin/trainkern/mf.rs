@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use trainkern::mf::{Objective, Participation, Plan, Strategy, calibrate};
+use trainkern::mf::{Objective, Participation, Plan, Strategy, calibrate, optimize};
 use trainkern::{Error, Result};
 
 /// The settings both commands share.
@@ -13,6 +13,8 @@ pub struct Setting {
     pub min_sep: usize,
     pub fixed_epochs: bool,
     pub bands: Option<usize>,
+    pub buffers: Option<usize>,
+    pub truncated: bool,
     pub theta: Option<Vec<f64>>,
     pub omega: Option<Vec<f64>>,
     pub momentum: f64,
@@ -50,7 +52,11 @@ fn strategy(name: &str, s: &Setting) -> Result<Strategy> {
     }
     match name {
         "sqrt" => Ok(Strategy::sqrt(s.steps, s.momentum)),
-        "bandmf" => Ok(Strategy::banded_sqrt(bands)),
+        "bandmf" if s.truncated => Ok(Strategy::banded_sqrt(bands)),
+        "bandmf" => {
+            let part = participation(s)?;
+            Ok(optimize::bandmf(&part, bands, s.objective)?.0)
+        }
         "bisr" => Ok(Strategy::bisr(bands)),
         "fourier" => Ok(Strategy::Fourier),
         "blt" => match (&s.theta, &s.omega) {
@@ -58,12 +64,14 @@ fn strategy(name: &str, s: &Setting) -> Result<Strategy> {
                 theta: t.clone(),
                 omega: w.clone(),
             }),
-            _ => Err(bad(
-                "blt needs --theta and --omega (the BLT optimizer is not built yet)".into(),
-            )),
+            (None, None) => {
+                let part = participation(s)?;
+                Ok(optimize::blt(&part, s.buffers.unwrap_or(2), s.objective)?.0)
+            }
+            _ => Err(bad("blt takes both --theta and --omega, or neither".into())),
         },
         "dense" => Err(bad(
-            "dense needs the optimizer over X = C^T C, which is not built yet".into(),
+            "the dense optimizer over X = C^T C is not built yet".into()
         )),
         other => Err(bad(format!(
             "unknown strategy {other:?}: sqrt, bandmf, bisr, blt, dense or fourier"
