@@ -594,7 +594,12 @@ fn mf_plan_prints_the_table_and_writes_the_json() {
     let mut plan = Plan::new(best, &part, Objective::Mean).unwrap();
     plan.calibrate(2.0, 1e-6).unwrap();
     let truncated = Plan::new(Strategy::banded_sqrt(64), &part, Objective::Mean).unwrap();
-    assert!(plan.loss < truncated.loss, "{} vs {}", plan.loss, truncated.loss);
+    assert!(
+        plan.loss < truncated.loss,
+        "{} vs {}",
+        plan.loss,
+        truncated.loss
+    );
     let text = std::fs::read_to_string(&json).unwrap();
     assert_eq!(text, plan.labelled("bandmf").to_json());
     for key in [

@@ -15,19 +15,20 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Minimize `f` (returning the value and the gradient) from `x0`. Stops when the gradient's
+/// Minimize `f` from `x0`. `f(x, true)` returns the value and the gradient; `f(x, false)` may
+/// leave the gradient empty (the line search's trials need only values). Stops when the gradient's
 /// max norm falls below `gtol` times `max(1, |f|)`, when a step no longer lowers `f` by a
 /// relative 1e-15, or after `max_iter` iterations. Non-finite values count as "too far" in the
 /// line search.
 pub fn minimize(
-    mut f: impl FnMut(&[f64]) -> (f64, Vec<f64>),
+    mut f: impl FnMut(&[f64], bool) -> (f64, Vec<f64>),
     x0: &[f64],
     max_iter: usize,
     gtol: f64,
 ) -> Minimum {
     const HISTORY: usize = 10;
     let mut x = x0.to_vec();
-    let (mut fx, mut g) = f(&x);
+    let (mut fx, mut g) = f(&x, true);
     let mut evaluations = 1;
     let mut s_hist: Vec<Vec<f64>> = Vec::new();
     let mut y_hist: Vec<Vec<f64>> = Vec::new();
@@ -74,9 +75,11 @@ pub fn minimize(
         let mut accepted = None;
         for _ in 0..60 {
             let xn: Vec<f64> = x.iter().zip(&d).map(|(a, b)| a + step * b).collect();
-            let (fn_, gn) = f(&xn);
+            let (fn_, _) = f(&xn, false);
             evaluations += 1;
             if fn_.is_finite() && fn_ <= fx + 1e-4 * step * slope {
+                let (fn_, gn) = f(&xn, true);
+                evaluations += 1;
                 accepted = Some((xn, fn_, gn));
                 break;
             }
@@ -124,7 +127,7 @@ mod tests {
 
     #[test]
     fn finds_the_rosenbrock_minimum() {
-        let rosen = |x: &[f64]| {
+        let rosen = |x: &[f64], _: bool| {
             let (a, b) = (x[0], x[1]);
             let f = (1.0 - a).powi(2) + 100.0 * (b - a * a).powi(2);
             let g = vec![

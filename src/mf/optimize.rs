@@ -82,7 +82,7 @@ pub fn bandmf(
     }
     let start = toeplitz::sqrt_prefix_sum(bands);
     let m = minimize(
-        |x| bandmf_loss(x, part.n, objective),
+        |x, _| bandmf_loss(x, part.n, objective),
         &start[1..],
         2000,
         1e-12,
@@ -166,8 +166,11 @@ pub fn blt(
         blt_loss(&t, &w, part, objective)
     };
     let m = minimize(
-        |y| {
+        |y, want_grad| {
             let fy = f(y);
+            if !want_grad {
+                return (fy, Vec::new());
+            }
             let grad = (0..y.len())
                 .map(|i| {
                     let h = 1e-6 * y[i].abs().max(1.0);
