@@ -270,6 +270,27 @@ fn plans_compare_with_dpsgd_and_the_square_root() {
     }
 }
 
+/// Under SGD with momentum the square root's errors are those of the momentum workload: its
+/// `A C^{-1} = C` (since `C^2 = A`), so `e_t` is the sum of the first `t + 1` squared
+/// coefficients of `C`.
+#[test]
+fn momentum_workload_errors() {
+    let n = 300;
+    let p = Participation::new(n, 1, n).unwrap();
+    let s = Strategy::sqrt(n, 0.9);
+    let plan = Plan::with_momentum(s.clone(), &p, Objective::Max, 0.9).unwrap();
+    let c = s.toeplitz_column(n).unwrap();
+    let mut want = 0.0;
+    for (t, e) in plan.errors.iter().enumerate() {
+        want += c[t] * c[t];
+        assert!((e - want).abs() <= 1e-10 * want, "{t}: {e} vs {want}");
+    }
+    assert!((plan.ratio_to_sqrt - 1.0).abs() < 1e-12);
+    assert!(plan.ratio_to_dpsgd < 1.0);
+    // BandMF's errors are for the prefix sum only.
+    assert!(Plan::with_momentum(Strategy::banded_sqrt(4), &p, Objective::Max, 0.9).is_err());
+}
+
 #[test]
 fn calibration_round_trips() {
     let p = Participation::new(100, 1, 100).unwrap();

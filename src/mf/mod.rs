@@ -80,7 +80,7 @@ pub struct Plan {
     pub loss: f64,
     /// `sqrt(sens^2 * mean(e))`.
     pub rmse: f64,
-    /// `loss` over DP-SGD's (`C = I`: `sens^2 = k_eff`, `e_t = t + 1`).
+    /// `loss` over DP-SGD's (`C = I`: `sens^2 = k_eff`, `e_t = t + 1` for the prefix sum).
     pub ratio_to_dpsgd: f64,
     /// `loss` over the square root's under the same participation.
     pub ratio_to_sqrt: f64,
@@ -89,21 +89,47 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan for the prefix-sum workload.
     pub fn new(strategy: Strategy, part: &Participation, objective: Objective) -> Result<Plan> {
+        Plan::with_momentum(strategy, part, objective, 0.0)
+    }
+
+    /// The plan for SGD with `momentum` (`0` is the prefix sum): errors, the DP-SGD baseline
+    /// (`e_t = sum_{j <= t} a_j^2`) and the square root are all of that workload.
+    pub fn with_momentum(
+        strategy: Strategy,
+        part: &Participation,
+        objective: Objective,
+        momentum: f64,
+    ) -> Result<Plan> {
+        if !(0.0..1.0).contains(&momentum) {
+            return Err(Error::InvalidArgument {
+                op: "mf",
+                what: format!("momentum must lie in [0, 1), got {momentum}"),
+            });
+        }
+        let a = toeplitz::workload(part.n, momentum);
         let sens = sensitivity(&strategy, part)?;
-        let errors = strategy.errors(part.n);
+        let errors = strategy.errors_for(&a)?;
         let (mean_error, max_error) = reduce(&errors);
         let loss_of = |s2: f64, mean: f64, max: f64| match objective {
             Objective::Mean => s2 * mean,
             Objective::Max => s2 * max,
         };
         let loss = loss_of(sens.squared, mean_error, max_error);
-        let n = part.n as f64;
-        let k = part.k_eff() as f64;
-        let dpsgd = loss_of(k, (n + 1.0) / 2.0, n);
-        let sqrt = Strategy::sqrt(part.n, 0.0);
+        let mut acc = 0.0;
+        let plain: Vec<f64> = a
+            .iter()
+            .map(|x| {
+                acc += x * x;
+                acc
+            })
+            .collect();
+        let (dm, dx) = reduce(&plain);
+        let dpsgd = loss_of(part.k_eff() as f64, dm, dx);
+        let sqrt = Strategy::sqrt(part.n, momentum);
         let sqrt_s2 = sensitivity(&sqrt, part)?.squared;
-        let (m, x) = reduce(&sqrt.errors(part.n));
+        let (m, x) = reduce(&sqrt.errors_for(&a)?);
         let ratio_to_sqrt = loss / loss_of(sqrt_s2, m, x);
         Ok(Plan {
             label: strategy.name().to_string(),

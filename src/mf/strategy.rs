@@ -147,6 +147,41 @@ impl Strategy {
     }
 }
 
+impl Strategy {
+    /// The per-query errors for the Toeplitz workload with first column `a` (the prefix sum when
+    /// all ones; see [`toeplitz::workload`]). Other workloads need `C^{-1}` Toeplitz (the square
+    /// root, Toeplitz, BISR, BLT strategies): `A C^{-1}` is then Toeplitz with first column
+    /// `a * r`, `O(n^2)`.
+    pub fn errors_for(&self, a: &[f64]) -> Result<Vec<f64>> {
+        let n = a.len();
+        if a.iter().all(|&x| x == 1.0) {
+            return Ok(self.errors(n));
+        }
+        let r = match self {
+            Strategy::Bisr(r) => pad(r, n),
+            Strategy::Blt { theta, omega } => blt::inverse(theta, omega, n),
+            Strategy::Toeplitz(c) => toeplitz_inverse(c, n),
+            _ => {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    what: format!(
+                        "errors under a workload other than the prefix sum are computed for                          Toeplitz strategies (sqrt, bisr, blt), not {}",
+                        self.name()
+                    ),
+                });
+            }
+        };
+        let w = toeplitz::multiply(a, &r, n);
+        let mut e = 0.0;
+        Ok(w.iter()
+            .map(|x| {
+                e += x * x;
+                e
+            })
+            .collect())
+    }
+}
+
 /// The first `n` coefficients of `C^{-1}` for Toeplitz `C`: for the square root of the prefix
 /// sum the closed form `r_j = -c_j / (2j - 1)` (`O(n)`), otherwise the recurrence (`O(n^2)`).
 fn toeplitz_inverse(c: &[f64], n: usize) -> Vec<f64> {

@@ -82,7 +82,8 @@ fn strategy(name: &str, s: &Setting) -> Result<Strategy> {
 /// Build, evaluate and calibrate one plan.
 fn plan(name: &str, s: &Setting) -> Result<(Plan, Option<f64>)> {
     let part = participation(s)?;
-    let mut p = Plan::new(strategy(name, s)?, &part, s.objective)?.labelled(name);
+    let mut p =
+        Plan::with_momentum(strategy(name, s)?, &part, s.objective, s.momentum)?.labelled(name);
     let mut epsilon = None;
     match (s.epsilon, s.delta, s.noise_multiplier) {
         (Some(e), Some(d), None) => {
