@@ -313,6 +313,18 @@ fn calibration_round_trips() {
     assert!(sq.calibrate_amplified(1.0, 1e-5, 0.05).is_err());
 }
 
+/// TensorFlow Privacy's published RDP values of the Poisson-subsampled Gaussian
+/// (rdp_accountant_test.py: `compute_rdp(q, sigma, steps, orders)`), at the integer orders.
+#[test]
+fn rdp_matches_tensorflow_privacy_values() {
+    let got = 10.0 * calibrate::subsampled_rdp(0.1, 2.0, 5);
+    assert!((got - 0.07737).abs() < 5e-6, "{got}");
+    for (alpha, want) in [(5, 0.00218075), (50, 0.023846), (100, 167.416307)] {
+        let got = 50.0 * calibrate::subsampled_rdp(0.01, 2.5, alpha);
+        assert!((got - want).abs() < 1e-5, "order {alpha}: {got} vs {want}");
+    }
+}
+
 #[test]
 fn bad_input_is_a_clear_error() {
     let msg = |e: Error| e.to_string();
