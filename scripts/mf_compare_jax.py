@@ -10,7 +10,8 @@ loss and sensitivity functions, so the losses compare the strategies, not two im
 of the loss:
   1. BandMF (banded Toeplitz), n = 2000, p = 100, mean error (jax: toeplitz.optimize_banded_toeplitz)
   2. BLT, n = 10^5, 2 buffers, single participation, max error (jax: buffered_toeplitz.optimize)
-  3. Sensitivities under (k, b)-min-sep of our plans (jax: toeplitz.minsep_sensitivity_squared)
+  3. Dense, n = 256, single participation, mean error (jax: dense.optimize)
+  4. Sensitivities under (k, b)-min-sep of our plans (jax: toeplitz.minsep_sensitivity_squared)
 """
 import argparse
 import json
@@ -73,7 +74,24 @@ def inner(binary):
     rows.append(("BLT n=1e5 m=2 max", ours_s, jax_s, float(bt.max_loss(mine, n)),
                  float(bt.max_loss(blt, n))))
 
-    # 3. Sensitivities of our exact plans against jax_privacy's.
+    # 3. Dense, n = 256, single participation, mean error (jax: dense.optimize).
+    from jax_privacy.matrix_factorization import dense
+    n = 256
+    plan, ours_s = ours(binary, ["--strategy", "dense", "--steps", str(n), "--epochs", "1",
+                                 "--min-sep", str(n)])
+    t = time.perf_counter()
+    c_jax = dense.optimize(n)
+    c_jax.block_until_ready()
+    jax_s = time.perf_counter() - t
+
+    def dense_loss(c):
+        sens2 = float(jnp.max(jnp.sum(c * c, axis=0)))
+        return sens2 * float(jnp.mean(dense.per_query_error(strategy_matrix=c)))
+
+    c_ours = jnp.array(plan["c"]).reshape(n, n)
+    rows.append(("dense n=256 mean", ours_s, jax_s, dense_loss(c_ours), dense_loss(c_jax)))
+
+    # 4. Sensitivities of our exact plans against jax_privacy's.
     sens = []
     for args in (["--strategy", "sqrt", "--steps", "1000", "--epochs", "7", "--min-sep", "64"],
                  ["--strategy", "bisr", "--steps", "1000", "--epochs", "5", "--min-sep", "100",

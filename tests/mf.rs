@@ -291,6 +291,44 @@ fn momentum_workload_errors() {
     assert!(Plan::with_momentum(Strategy::banded_sqrt(4), &p, Objective::Max, 0.9).is_err());
 }
 
+/// The dense optimum is at most any feasible strategy's loss: the square root for single
+/// participation, optimized BandMF (banded within b, unit columns) under b-min-sep, and its
+/// sensitivity is exact by construction.
+#[test]
+fn dense_optimum_beats_the_structured_strategies() {
+    use trainkern::mf::{dense, optimize};
+    let p = Participation::new(32, 1, 32).unwrap();
+    let (s, _) = dense::optimize(&p, 500).unwrap();
+    let plan = Plan::new(s, &p, Objective::Mean).unwrap();
+    let sqrt = Plan::new(Strategy::sqrt(32, 0.0), &p, Objective::Mean).unwrap();
+    assert!(plan.sensitivity.exact);
+    assert!(
+        plan.loss <= sqrt.loss * (1.0 + 1e-9),
+        "{} vs {}",
+        plan.loss,
+        sqrt.loss
+    );
+
+    let p = Participation::new(48, 3, 16).unwrap();
+    let (s, _) = dense::optimize(&p, 500).unwrap();
+    let plan = Plan::new(s, &p, Objective::Mean).unwrap();
+    assert!(plan.sensitivity.exact, "{:?}", plan.sensitivity);
+    assert!((plan.sensitivity.squared - 3.0).abs() < 1e-9);
+    let (b, _) = optimize::bandmf(&p, 16, Objective::Mean).unwrap();
+    let band = Plan::new(b, &p, Objective::Mean).unwrap();
+    assert!(
+        plan.loss <= band.loss * (1.0 + 1e-6),
+        "{} vs {}",
+        plan.loss,
+        band.loss
+    );
+
+    let p = Participation::fixed_epochs(4, 12).unwrap();
+    let (s, _) = dense::optimize(&p, 500).unwrap();
+    let plan = Plan::new(s, &p, Objective::Mean).unwrap();
+    assert!(plan.sensitivity.exact && (plan.sensitivity.squared - 1.0).abs() < 1e-9);
+}
+
 #[test]
 fn calibration_round_trips() {
     let p = Participation::new(100, 1, 100).unwrap();

@@ -19,6 +19,7 @@
 
 pub mod blt;
 pub mod calibrate;
+pub mod dense;
 pub mod fourier;
 mod json;
 pub mod lbfgs;

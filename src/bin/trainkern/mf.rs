@@ -70,9 +70,15 @@ fn strategy(name: &str, s: &Setting) -> Result<Strategy> {
             }
             _ => Err(bad("blt takes both --theta and --omega, or neither".into())),
         },
-        "dense" => Err(bad(
-            "the dense optimizer over X = C^T C is not built yet".into()
-        )),
+        "dense" => {
+            let part = participation(s)?;
+            if s.objective != Objective::Mean {
+                return Err(bad(
+                    "the dense optimizer minimizes the mean error only".into()
+                ));
+            }
+            Ok(trainkern::mf::dense::optimize(&part, 1000)?.0)
+        }
         other => Err(bad(format!(
             "unknown strategy {other:?}: sqrt, bandmf, bisr, blt, dense or fourier"
         ))),
