@@ -363,6 +363,57 @@ fn rdp_matches_tensorflow_privacy_values() {
     }
 }
 
+/// Plans read back exactly what was written, for every strategy; files that do not parse or do
+/// not match their strategy are errors.
+#[test]
+fn plan_files_round_trip_and_refuse_mismatches() {
+    use trainkern::mf::read_plan;
+    let n = 12;
+    let mut all = strategies(n);
+    all.push(Strategy::Fourier);
+    for (i, s) in all.into_iter().enumerate() {
+        let part = if i % 2 == 0 {
+            Participation::new(n, 2, 4).unwrap()
+        } else {
+            Participation::fixed_epochs(3, 4).unwrap()
+        };
+        let mut plan = Plan::new(s.clone(), &part, Objective::Max).unwrap();
+        plan.noise_multiplier = Some(1.25);
+        let back = read_plan(&plan.to_json()).unwrap();
+        let same = match (&s, &back.strategy) {
+            // The square root is written as its Toeplitz coefficients.
+            (Strategy::Toeplitz(a), Strategy::Toeplitz(b)) => a == b,
+            (a, b) => a == b,
+        };
+        assert!(same, "{}: {:?}", s.name(), back.strategy);
+        assert_eq!(back.participation, part);
+        assert_eq!(back.objective, Objective::Max);
+        assert_eq!(back.noise_multiplier, Some(1.25));
+        assert_eq!(back.sensitivity_squared, plan.sensitivity.squared);
+    }
+    let good = Plan::new(
+        Strategy::banded_sqrt(3),
+        &Participation::new(8, 2, 4).unwrap(),
+        Objective::Mean,
+    )
+    .unwrap()
+    .to_json();
+    for (text, what) in [
+        ("not json".to_string(), "expected '{'"),
+        (
+            good.replace("\"bands\": 3", "\"bands\": 4"),
+            "bands 4 but 3 coefficients",
+        ),
+        (good.replace("\"bandmf\"", "\"spiral\""), "unknown strategy"),
+        (good.replace("\"k\": 2,", ""), "\"k\""),
+        (good.replace("\"n\": 8", "\"n\": 2"), "exceed n"),
+        (good.replace("[0.", "[nope, 0."), "expected a number"),
+    ] {
+        let e = read_plan(&text).unwrap_err().to_string();
+        assert!(e.contains(what), "{what}: {e}");
+    }
+}
+
 #[test]
 fn bad_input_is_a_clear_error() {
     let msg = |e: Error| e.to_string();

@@ -28,6 +28,7 @@ pub mod sensitivity;
 mod strategy;
 pub mod toeplitz;
 
+pub use json::{PlanFile, read as read_plan};
 pub use sensitivity::{Participation, Schema, Sensitivity, sensitivity};
 pub use strategy::Strategy;
 
