@@ -14,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use super::lbfgs::{Minimum, minimize};
+use super::lbfgs::{Minimum, minimize_with_progress};
 use super::{Participation, Schema, Strategy};
 use crate::{Error, Result};
 
@@ -134,6 +134,15 @@ fn project(g: &mut [f64], n: usize, b: usize, schema: Schema) {
 
 /// The optimized dense strategy for `part` (`n <= 2048`).
 pub fn optimize(part: &Participation, max_iter: usize) -> Result<(Strategy, Minimum)> {
+    optimize_with_progress(part, max_iter, &mut |_, _| {})
+}
+
+/// [`optimize`], telling `progress` the iteration and the loss as it goes (minutes at `n = 1000`).
+pub fn optimize_with_progress(
+    part: &Participation,
+    max_iter: usize,
+    progress: &mut dyn FnMut(usize, f64),
+) -> Result<(Strategy, Minimum)> {
     let (n, b) = (part.n, part.min_sep);
     if n > 2048 {
         return Err(Error::LimitExceeded {
@@ -152,7 +161,7 @@ pub fn optimize(part: &Participation, max_iter: usize) -> Result<(Strategy, Mini
         x
     };
     let schema = part.schema;
-    let m = minimize(
+    let m = minimize_with_progress(
         |x, want| {
             let (v, mut g) = loss(x, n, want);
             if want && !g.is_empty() {
@@ -163,6 +172,7 @@ pub fn optimize(part: &Participation, max_iter: usize) -> Result<(Strategy, Mini
         &start,
         max_iter,
         1e-9,
+        progress,
     );
     // Symmetrize against rounding, then C = rev(chol(rev(X)))^T.
     let mut x = m.x.clone();

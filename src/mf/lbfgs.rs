@@ -21,10 +21,21 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 /// relative 1e-15, or after `max_iter` iterations. Non-finite values count as "too far" in the
 /// line search.
 pub fn minimize(
+    f: impl FnMut(&[f64], bool) -> (f64, Vec<f64>),
+    x0: &[f64],
+    max_iter: usize,
+    gtol: f64,
+) -> Minimum {
+    minimize_with_progress(f, x0, max_iter, gtol, &mut |_, _| {})
+}
+
+/// [`minimize`], telling `progress` the iteration and the value after each step.
+pub fn minimize_with_progress(
     mut f: impl FnMut(&[f64], bool) -> (f64, Vec<f64>),
     x0: &[f64],
     max_iter: usize,
     gtol: f64,
+    progress: &mut dyn FnMut(usize, f64),
 ) -> Minimum {
     const HISTORY: usize = 10;
     let mut x = x0.to_vec();
@@ -109,6 +120,7 @@ pub fn minimize(
         x = xn;
         fx = fn_;
         g = gn;
+        progress(iterations, fx);
         if small {
             break;
         }

@@ -1,6 +1,7 @@
 //! `trainkern mf plan` and `trainkern mf compare`: matrix-factorization planning from the command
 //! line, a short table on stdout and the plan as JSON.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use trainkern::mf::{Objective, Participation, Plan, Strategy, calibrate, optimize};
@@ -77,7 +78,18 @@ fn strategy(name: &str, s: &Setting) -> Result<Strategy> {
                     "the dense optimizer minimizes the mean error only".into()
                 ));
             }
-            Ok(trainkern::mf::dense::optimize(&part, 1000)?.0)
+            // The dense optimizer runs for minutes at n = 1000: show where it is.
+            let tty = std::io::stderr().is_terminal();
+            let mut progress = |it: usize, loss: f64| {
+                if tty {
+                    eprint!("\r\x1b[2Kdense: iteration {it}, mean error {loss:.8}");
+                }
+            };
+            let best = trainkern::mf::dense::optimize_with_progress(&part, 1000, &mut progress)?;
+            if tty {
+                eprint!("\r\x1b[2K");
+            }
+            Ok(best.0)
         }
         other => Err(bad(format!(
             "unknown strategy {other:?}: sqrt, bandmf, bisr, blt, dense or fourier"
