@@ -2,5 +2,6 @@
 //! all backends, and the dispatch; `cpu.rs` is the reference; the GPU glue sits beside it.
 
 pub mod clip;
+pub mod mf_noise;
 pub mod noise;
 pub mod upgd;

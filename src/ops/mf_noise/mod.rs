@@ -1,0 +1,314 @@
+//! Matrix-factorization noise on the device (`design/mf.md`, "Noise generation"): a generator
+//! built from a plan that adds `sigma * x_t` to the step's gradient in place, `x = C^{-1} Z`
+//! with `Z`'s rows the RNG's Gaussians.
+//!
+//! Coordinate `i` of step `t` draws `z_t[i]`, the Gaussian of global index `offset + i` in stream
+//! [`STREAM_TAG`]` | t` under the generator's seed, so a model sharded by coordinate ranges gets
+//! the numbers of the whole. The mechanisms and their state per coordinate:
+//!
+//! | mechanism | `x_t` | state |
+//! |---|---|---|
+//! | independent (DP-SGD) | `z_t` | none |
+//! | BandMF | `nu_t y_t`, `y_t = (z_t - sum_{r=1}^{p-1} c_r y_{t-r}) / c_0` | ring of `p - 1` vectors `y` |
+//! | BISR | `sum_{q < p} r_q z_{t-q}` (`z` regenerated) | none |
+//! | BLT | `z_t - sum_i omega_i S_i`, then `S_i <- theta_i S_i + x_t` | `m` vectors |
+//! | dense from seed | `sum_{j <= t} C^{-1}[t, j] z_j` (`z` regenerated) | none; for small `n` |
+//!
+//! `nu_t` is BandMF's column-normalization scale (1 but for the last `p - 1` steps). The square
+//! root (a full Toeplitz `C`) runs as dense from seed with `C^{-1}`'s Toeplitz coefficients.
+//! Steps must come in order `0, 1, 2, ...`; [`NoiseGenerator::save`] and
+//! [`NoiseGenerator::restore`] continue a run exactly. State is f32.
+//!
+//! ```
+//! use trainkern::Device;
+//! use trainkern::mf::{Objective, Participation, Plan, Strategy};
+//! use trainkern::mf_noise::NoiseGenerator;
+//!
+//! let dev = Device::cpu();
+//! let part = Participation::new(6, 2, 3)?;
+//! let plan = Plan::new(Strategy::banded_sqrt(3), &part, Objective::Mean)?;
+//! let mut gen = NoiseGenerator::new(&dev, &plan.strategy, 6, 1000, 0, 42, 0.5)?;
+//! let mut grad = dev.upload(&vec![0.0f32; 1000])?;
+//! for t in 0..6 {
+//!     gen.step(t, &mut grad)?; // grad += 0.5 * x_t, correlated across steps
+//! }
+//! assert!(gen.step(3, &mut grad).is_err()); // steps run in order
+//! # Ok::<(), trainkern::Error>(())
+//! ```
+
+mod cpu;
+mod ptx;
+#[cfg(feature = "wgpu")]
+mod wgpu;
+
+use crate::backend::Device;
+use crate::backend::ptx::PtxDevice;
+use crate::buffer::{Buffer, DType, Float, Storage};
+use crate::mf::{Strategy, toeplitz};
+use crate::{Error, Result, validate};
+
+const OP: &str = "mf_noise";
+
+/// The high half of every MF noise stream ("MFNZ"); the low half is the step.
+pub const STREAM_TAG: u64 = 0x4d46_4e5a << 32;
+
+/// How `x_t` is produced.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Mechanism {
+    /// `x_t = sum_{q < L} w_q z_{t-q}` with weights from a table: `L = min(p, t + 1)` and
+    /// `w = r` for BISR (independent: `r = [1]`); row `t` of the reversed `C^{-1}` for dense.
+    Fir { weights: Vec<f32>, dense: bool },
+    /// BandMF: coefficients `c` (`p`), column scales `nu` (`n`).
+    Band { c: Vec<f32>, nu: Vec<f32> },
+    /// BLT: `theta`, `omega` (`m` each).
+    Blt { theta: Vec<f32>, omega: Vec<f32> },
+}
+
+impl Mechanism {
+    fn from_strategy(s: &Strategy, n: usize) -> Result<Mechanism> {
+        s.check(n)?;
+        let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        Ok(match s {
+            Strategy::Banded(c) => {
+                let mut prefix = vec![0.0f64];
+                for x in c {
+                    prefix.push(prefix[prefix.len() - 1] + x * x);
+                }
+                let p = c.len();
+                // nu_t = ||T[:, t]|| (the first min(p, n - t) coefficients): x_t = nu_t y_t.
+                let nu: Vec<f64> = (0..n).map(|t| prefix[p.min(n - t)].sqrt()).collect();
+                Mechanism::Band {
+                    c: f(c),
+                    nu: f(&nu),
+                }
+            }
+            Strategy::Bisr(r) => Mechanism::Fir {
+                weights: f(r),
+                dense: false,
+            },
+            Strategy::Blt { theta, omega } => Mechanism::Blt {
+                theta: f(theta),
+                omega: f(omega),
+            },
+            Strategy::Toeplitz(c) => {
+                let mut col = c.clone();
+                col.resize(n, 0.0);
+                // Trailing zero taps cost a Gaussian each and add nothing (C = I has one tap).
+                let mut r = toeplitz::inverse(&col, usize::MAX);
+                while r.len() > 1 && r[r.len() - 1] == 0.0 {
+                    r.pop();
+                }
+                Mechanism::Fir {
+                    weights: f(&r),
+                    dense: false,
+                }
+            }
+            Strategy::Dense { .. } => {
+                // Row t of C^{-1}, reversed: w[t][q] = Cinv[t][t - q].
+                let mut w = vec![0.0f32; n * n];
+                for j in 0..n {
+                    let mut e = vec![0.0; n];
+                    e[j] = 1.0;
+                    let col = s.solve(&e).unwrap_or_default();
+                    for t in j..n {
+                        w[t * n + (t - j)] = col[t] as f32;
+                    }
+                }
+                Mechanism::Fir {
+                    weights: w,
+                    dense: true,
+                }
+            }
+            Strategy::Fourier => {
+                return Err(Error::Unsupported {
+                    op: OP,
+                    backend: "any",
+                    what: "the Fourier mechanism streams from noise tables, not built yet".into(),
+                });
+            }
+        })
+    }
+
+    /// Vectors of state per coordinate.
+    fn state_vectors(&self) -> usize {
+        match self {
+            Mechanism::Fir { .. } => 0,
+            Mechanism::Band { c, .. } => c.len() - 1,
+            Mechanism::Blt { theta, .. } => theta.len(),
+        }
+    }
+}
+
+/// A streaming noise generator for one coordinate range of the model.
+pub struct NoiseGenerator {
+    dev: Device,
+    mech: Mechanism,
+    n: usize,
+    len: usize,
+    offset: u64,
+    seed: u64,
+    sigma: f32,
+    /// The next step expected.
+    next: u64,
+    /// `state_vectors() x len` f32 (one placeholder element when there is none).
+    state: Buffer<f32>,
+    /// The mechanism's coefficients on the device (weights, `c` then `nu`, or `theta` then
+    /// `omega`).
+    params: Buffer<f32>,
+}
+
+impl NoiseGenerator {
+    /// A generator for `n` steps of `strategy` over `len` coordinates whose first is global
+    /// coordinate `offset`, adding noise of scale `sigma` (`noise_multiplier * clip_norm *
+    /// sens`).
+    pub fn new(
+        dev: &Device,
+        strategy: &Strategy,
+        n: usize,
+        len: usize,
+        offset: u64,
+        seed: u64,
+        sigma: f32,
+    ) -> Result<NoiseGenerator> {
+        validate::finite_non_negative(OP, "sigma", sigma)?;
+        validate::index_range(OP, offset, len)?;
+        if n == 0 || n as u64 > u64::from(u32::MAX) {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: format!("steps n must lie in [1, 2^32), got {n}"),
+            });
+        }
+        let mech = Mechanism::from_strategy(strategy, n)?;
+        let cells = mech
+            .state_vectors()
+            .checked_mul(len)
+            .ok_or_else(|| Error::LimitExceeded {
+                what: format!("{OP}: state elements"),
+                requested: u64::MAX,
+                max: usize::MAX as u64,
+            })?;
+        let params: Vec<f32> = match &mech {
+            Mechanism::Fir { weights, .. } => weights.clone(),
+            Mechanism::Band { c, nu } => c.iter().chain(nu).copied().collect(),
+            Mechanism::Blt { theta, omega } => theta.iter().chain(omega).copied().collect(),
+        };
+        Ok(NoiseGenerator {
+            state: dev.zeros(cells.max(1))?,
+            params: dev.upload(&params)?,
+            dev: dev.clone(),
+            mech,
+            n,
+            len,
+            offset,
+            seed,
+            sigma,
+            next: 0,
+        })
+    }
+
+    /// The step the generator expects next.
+    pub fn next_step(&self) -> u64 {
+        self.next
+    }
+
+    /// `grad += sigma * x_t` in place (f32 or bf16 gradients, `len` elements); `t` must be the
+    /// next step.
+    pub fn step<T: Float>(&mut self, t: u64, grad: &mut Buffer<T>) -> Result<()> {
+        validate::on_device(OP, "grad", &self.dev, grad)?;
+        validate::len(OP, "grad", self.len, grad.len())?;
+        if T::DTYPE == DType::F16 {
+            return Err(Error::Unsupported {
+                op: OP,
+                backend: "any",
+                what: "f16 gradients (f32 and bf16 are supported)".into(),
+            });
+        }
+        if t != self.next {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: format!("steps run in order: expected step {}, got {t}", self.next),
+            });
+        }
+        if t >= self.n as u64 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: format!("the plan has {} steps; step {t} is past its end", self.n),
+            });
+        }
+        if self.len > 0 {
+            let args = StepArgs {
+                t,
+                n: self.n,
+                len: self.len,
+                offset: self.offset,
+                seed: self.seed,
+                sigma: self.sigma,
+            };
+            match &mut grad.storage {
+                Storage::Cpu(g) => {
+                    let state = crate::ops::clip::host_mut(&mut self.state)?;
+                    cpu::step(&self.mech, &args, g, state);
+                }
+                #[cfg(feature = "wgpu")]
+                Storage::Wgpu(_) => wgpu::step(&self.mech, &args, grad, &self.state, &self.params)?,
+                #[allow(unreachable_patterns)]
+                _ => {
+                    let dev = PtxDevice::of(&self.dev).ok_or_else(|| Error::InvalidArgument {
+                        op: OP,
+                        what: "internal: no PTX device".into(),
+                    })?;
+                    ptx::step(&dev, &self.mech, &args, grad, &self.state, &self.params)?;
+                }
+            }
+        }
+        self.next += 1;
+        Ok(())
+    }
+
+    /// The state as host bytes: a header, the next step, then the state vectors.
+    pub fn save(&self) -> Result<Vec<u8>> {
+        let mut out = b"TKMFN1\0\0".to_vec();
+        out.extend_from_slice(&self.next.to_le_bytes());
+        out.extend_from_slice(&(self.len as u64).to_le_bytes());
+        for x in self.state.download()? {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        Ok(out)
+    }
+
+    /// Continue from [`NoiseGenerator::save`]'s bytes (same plan, range and seed).
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let bad = |what: &str| Error::InvalidArgument {
+            op: OP,
+            what: format!("restore: {what}"),
+        };
+        if bytes.len() < 24 || &bytes[..8] != b"TKMFN1\0\0" {
+            return Err(bad("not a saved mf_noise state"));
+        }
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
+        let (next, len) = (word(8), word(16));
+        if len != self.len as u64 || bytes.len() != 24 + 4 * self.state.len() {
+            return Err(bad(
+                "the saved state is for another coordinate range or mechanism",
+            ));
+        }
+        let state: Vec<f32> = bytes[24..]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        self.state.write(&state)?;
+        self.next = next;
+        Ok(())
+    }
+}
+
+/// What one step needs besides the mechanism.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StepArgs {
+    pub t: u64,
+    pub n: usize,
+    pub len: usize,
+    pub offset: u64,
+    pub seed: u64,
+    pub sigma: f32,
+}

@@ -1,0 +1,169 @@
+//! MF noise generators: the CPU reference against the planner's `C^{-1} z`, statistics of the
+//! noise against `C^{-1} C^{-T}`, shards, save and restore, bad input; every backend against the
+//! reference where its kernels exist.
+
+mod common;
+
+use trainkern::mf::{Participation, Strategy, dense};
+use trainkern::mf_noise::{NoiseGenerator, STREAM_TAG};
+use trainkern::{Device, rng};
+
+fn strategies(n: usize) -> Vec<Strategy> {
+    let (d, _) = dense::optimize(&Participation::new(n, 2, 3).unwrap(), 200).unwrap();
+    vec![
+        Strategy::Toeplitz(vec![1.0]), // independent noise
+        Strategy::banded_sqrt(3),
+        Strategy::bisr(3),
+        Strategy::Blt {
+            theta: vec![0.9, 0.5],
+            omega: vec![0.3, 0.2],
+        },
+        Strategy::sqrt(n, 0.0),
+        d,
+    ]
+}
+
+/// `x_t` of every coordinate for `n` steps: a fresh zero gradient per step, sigma 1.
+fn run(dev: &Device, s: &Strategy, n: usize, len: usize, offset: u64, seed: u64) -> Vec<Vec<f32>> {
+    let mut g = NoiseGenerator::new(dev, s, n, len, offset, seed, 1.0).unwrap();
+    (0..n as u64)
+        .map(|t| {
+            let mut grad = dev.zeros::<f32>(len).unwrap();
+            g.step(t, &mut grad).unwrap();
+            grad.download().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn reference_is_the_planners_inverse_applied_to_the_rng() {
+    let (n, len, offset, seed) = (9, 40, 1u64 << 33, 5);
+    for s in strategies(n) {
+        let x = run(&Device::cpu(), &s, n, len, offset, seed);
+        #[allow(clippy::needless_range_loop)] // i indexes the coordinate of every step's vector
+        for i in 0..len {
+            let z: Vec<f64> = (0..n as u64)
+                .map(|t| {
+                    let mut v = [0.0f32];
+                    rng::gaussians_into(seed, STREAM_TAG | t, offset + i as u64, &mut v);
+                    f64::from(v[0])
+                })
+                .collect();
+            let want = s.solve(&z).unwrap();
+            for t in 0..n {
+                let got = f64::from(x[t][i]);
+                assert!(
+                    (got - want[t]).abs() <= 1e-5 * (1.0 + want[t].abs()),
+                    "{}: step {t} coordinate {i}: {got} vs {}",
+                    s.name(),
+                    want[t]
+                );
+            }
+        }
+    }
+}
+
+/// Over N = 200 000 coordinates the empirical covariance of (x_0 .. x_5) must match
+/// C^{-1} C^{-T}: each entry's estimate has standard error about sqrt((S_ss S_tt + S_st^2) / N);
+/// a 6-sigma band over 21 entries gives a false-alarm rate below 1e-7.
+#[test]
+fn noise_covariance_is_c_inverse_c_inverse_transpose() {
+    let (n, len) = (6, 200_000);
+    for s in [
+        Strategy::banded_sqrt(3),
+        Strategy::Blt {
+            theta: vec![0.8],
+            omega: vec![0.4],
+        },
+    ] {
+        let x = run(&Device::cpu(), &s, n, len, 0, 77);
+        // C^{-1} column by column.
+        let mut inv = vec![vec![0.0; n]; n];
+        for j in 0..n {
+            let mut e = vec![0.0; n];
+            e[j] = 1.0;
+            let col = s.solve(&e).unwrap();
+            for t in 0..n {
+                inv[t][j] = col[t];
+            }
+        }
+        let sigma = |a: usize, b: usize| (0..n).map(|k| inv[a][k] * inv[b][k]).sum::<f64>();
+        for a in 0..n {
+            for b in 0..=a {
+                let est = (0..len)
+                    .map(|i| f64::from(x[a][i]) * f64::from(x[b][i]))
+                    .sum::<f64>()
+                    / len as f64;
+                let want = sigma(a, b);
+                let se = ((sigma(a, a) * sigma(b, b) + want * want) / len as f64).sqrt();
+                assert!(
+                    (est - want).abs() <= 6.0 * se,
+                    "{}: cov({a},{b}) = {est}, want {want} +- {se}",
+                    s.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn shards_and_restores_continue_the_whole_run() {
+    let n = 10;
+    for s in strategies(n) {
+        let whole = run(&Device::cpu(), &s, n, 30, 100, 9);
+        let a = run(&Device::cpu(), &s, n, 12, 100, 9);
+        let b = run(&Device::cpu(), &s, n, 18, 112, 9);
+        for t in 0..n {
+            assert_eq!(&whole[t][..12], &a[t][..], "{} step {t}", s.name());
+            assert_eq!(&whole[t][12..], &b[t][..], "{} step {t}", s.name());
+        }
+        // Save after 4 steps, run on, restore into a fresh generator: the same last steps.
+        let dev = Device::cpu();
+        let mut g = NoiseGenerator::new(&dev, &s, n, 30, 100, 9, 1.0).unwrap();
+        let mut grad = dev.zeros::<f32>(30).unwrap();
+        for t in 0..4 {
+            g.step(t, &mut grad).unwrap();
+        }
+        let saved = g.save().unwrap();
+        let mut h = NoiseGenerator::new(&dev, &s, n, 30, 100, 9, 1.0).unwrap();
+        h.restore(&saved).unwrap();
+        assert_eq!(h.next_step(), 4);
+        for t in 4..n as u64 {
+            let mut ga = dev.zeros::<f32>(30).unwrap();
+            let mut gb = dev.zeros::<f32>(30).unwrap();
+            g.step(t, &mut ga).unwrap();
+            h.step(t, &mut gb).unwrap();
+            assert_eq!(ga.download().unwrap(), gb.download().unwrap());
+            assert_eq!(ga.download().unwrap(), whole[t as usize]);
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dev = Device::cpu();
+    let s = Strategy::banded_sqrt(3);
+    let msg = |e: trainkern::Error| e.to_string();
+    assert!(
+        msg(NoiseGenerator::new(&dev, &s, 8, 4, 0, 1, -1.0)
+            .err()
+            .unwrap())
+        .contains("sigma")
+    );
+    let e = NoiseGenerator::new(&dev, &Strategy::Fourier, 8, 4, 0, 1, 1.0)
+        .err()
+        .unwrap();
+    assert!(msg(e).contains("Fourier"));
+    let mut g = NoiseGenerator::new(&dev, &s, 8, 4, 0, 1, 1.0).unwrap();
+    let mut grad = dev.zeros::<f32>(4).unwrap();
+    assert!(msg(g.step(1, &mut grad).unwrap_err()).contains("expected step 0"));
+    let mut short = dev.zeros::<f32>(3).unwrap();
+    assert!(msg(g.step(0, &mut short).unwrap_err()).contains("grad"));
+    let mut half = dev.zeros::<half::f16>(4).unwrap();
+    assert!(msg(g.step(0, &mut half).unwrap_err()).contains("f16"));
+    for t in 0..8 {
+        g.step(t, &mut grad).unwrap();
+    }
+    assert!(msg(g.step(8, &mut grad).unwrap_err()).contains("past its end"));
+    assert!(g.restore(b"garbage").is_err());
+}
