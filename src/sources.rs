@@ -20,6 +20,7 @@ pub const PTX_COMMON: &[(&str, &str)] = &[
 /// PTX modules by name (`kernels/<name>.ptx`).
 pub const PTX_MODULES: &[(&str, &str)] = &[
     ("clip", include_str!("../kernels/clip.ptx")),
+    ("mf_noise", include_str!("../kernels/mf_noise.ptx")),
     ("noise", include_str!("../kernels/noise.ptx")),
     ("upgd", include_str!("../kernels/upgd.ptx")),
 ];
@@ -39,6 +40,7 @@ pub const WGSL_COMMON: &[(&str, &str)] = &[
 /// WGSL shaders by name (`shaders/<name>.wgsl`).
 pub const WGSL_MODULES: &[(&str, &str)] = &[
     ("clip", include_str!("../shaders/clip.wgsl")),
+    ("mf_noise", include_str!("../shaders/mf_noise.wgsl")),
     ("noise", include_str!("../shaders/noise.wgsl")),
     ("upgd", include_str!("../shaders/upgd.wgsl")),
 ];

@@ -167,3 +167,64 @@ fn bad_input_is_a_clear_error() {
     assert!(msg(g.step(8, &mut grad).unwrap_err()).contains("past its end"));
     assert!(g.restore(b"garbage").is_err());
 }
+
+/// Every backend against the CPU reference step by step (n = 10 >= 3p, so BandMF's ring wraps),
+/// f32 and bf16 gradients, a ragged length at an offset whose RNG blocks carry past 2^32.
+fn conformance<T: trainkern::Float>() {
+    let n = 10;
+    for (name, dev) in common::devices() {
+        for s in strategies(n) {
+            for len in [1usize, 1001] {
+                let offset = (1u64 << 34) - 3;
+                let start: Vec<T> = (0..len).map(|i| T::from_f32(0.01 * i as f32)).collect();
+                let mut want =
+                    NoiseGenerator::new(&Device::cpu(), &s, n, len, offset, 3, 0.7).unwrap();
+                let mut wbuf = Device::cpu().upload(&start).unwrap();
+                let got = NoiseGenerator::new(dev, &s, n, len, offset, 3, 0.7);
+                let mut got = got.unwrap();
+                let mut gbuf = dev.upload(&start).unwrap();
+                let what = format!("{name} {} {} len={len}", s.name(), T::DTYPE);
+                for t in 0..n as u64 {
+                    want.step(t, &mut wbuf).unwrap();
+                    let r = got.step(t, &mut gbuf);
+                    // One binding holds 4 KiB on the small-chunk device: a 2 x 1001 f32 state
+                    // does not fit (wgpu binds the generator's buffers whole).
+                    if let Err(trainkern::Error::LimitExceeded { .. }) = &r
+                        && name == "wgpu/4KiB-chunks"
+                    {
+                        break;
+                    }
+                    r.unwrap();
+                    let (a, b) = (gbuf.download().unwrap(), wbuf.download().unwrap());
+                    // bf16: testing.md's relative L2 <= 1e-2, and per element a few ulps (2^-7
+                    // relative each): the gradient is re-rounded every step, so a one-ulp tie
+                    // broken differently can be carried and met by another.
+                    let f = |v: &[T]| v.iter().map(|x| f64::from(x.to_f32())).collect::<Vec<_>>();
+                    let rel = trainkern::check::rel_l2(&f(&a), &f(&b));
+                    assert!(rel <= 1e-2, "{what} step {t}: relative L2 {rel}");
+                    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                        let (x, y) = (x.to_f32(), y.to_f32());
+                        let tol = match T::DTYPE {
+                            trainkern::DType::F32 => 1e-5 * (1.0 + y.abs()),
+                            _ => 1e-5 + 4.0 * y.abs() / 128.0,
+                        };
+                        assert!(
+                            (x - y).abs() <= tol,
+                            "{what} step {t} coordinate {i}: {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn f32_noise_matches_the_reference_on_every_backend() {
+    conformance::<f32>();
+}
+
+#[test]
+fn bf16_noise_matches_the_reference_on_every_backend() {
+    conformance::<half::bf16>();
+}

@@ -457,6 +457,31 @@ impl WgpuDevice {
     }
 }
 
+/// A whole buffer bound at `binding`, refused with a clear error past one binding (`op` and
+/// `what` name it).
+pub(crate) fn bind_whole<'a, T: Element>(
+    b: &'a crate::Buffer<T>,
+    binding: u32,
+    op: &str,
+    what: &str,
+) -> Result<Range<'a>> {
+    let crate::buffer::Storage::Wgpu(s) = &b.storage else {
+        return Err(Error::InvalidArgument {
+            op: "wgpu",
+            what: format!("internal: {op}: {what} is not on wgpu"),
+        });
+    };
+    let bytes = (b.len() * T::DTYPE.size()) as u64;
+    if bytes > s.dev.chunk_bytes() {
+        return Err(Error::LimitExceeded {
+            what: format!("{op} on wgpu: bytes of {what} (one binding)"),
+            requested: bytes,
+            max: s.dev.chunk_bytes(),
+        });
+    }
+    Ok(s.range(0, b.len().max(1), T::DTYPE.size()).at(binding))
+}
+
 /// One dispatch of an op: its parameter bytes, its storage ranges and how many invocations.
 pub(crate) struct Dispatch<'a> {
     pub params: &'a [u8],

@@ -5,7 +5,7 @@
 //! read and write of `sum` per row only when a row exceeds one binding.
 
 use super::{AdaptiveClip, Clipper, FactorPass, GhostMethod, GhostShape, Run, Update, internal};
-use crate::backend::wgpu::{Dispatch, Range, WgpuDevice, WgpuStorage};
+use crate::backend::wgpu::{Dispatch, Range, WgpuDevice, WgpuStorage, bind_whole};
 use crate::buffer::{Buffer, Element, Float, Storage};
 use crate::{Error, Result};
 
@@ -97,16 +97,7 @@ fn window<T: Element>(
 
 /// A small buffer bound whole, refused past one binding.
 fn whole<'a, T: Element>(b: &'a Buffer<T>, binding: u32, what: &str) -> Result<Range<'a>> {
-    let s = storage(b)?;
-    let bytes = (b.len() * T::DTYPE.size()) as u64;
-    if bytes > s.dev.chunk_bytes() {
-        return Err(Error::LimitExceeded {
-            what: format!("clip on wgpu: bytes of {what} (one binding)"),
-            requested: bytes,
-            max: s.dev.chunk_bytes(),
-        });
-    }
-    Ok(s.range(0, b.len().max(1), T::DTYPE.size()).at(binding))
+    bind_whole(b, binding, "clip", what)
 }
 
 fn run_all(

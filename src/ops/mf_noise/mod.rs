@@ -17,7 +17,10 @@
 //! `nu_t` is BandMF's column-normalization scale (1 but for the last `p - 1` steps). The square
 //! root (a full Toeplitz `C`) runs as dense from seed with `C^{-1}`'s Toeplitz coefficients.
 //! Steps must come in order `0, 1, 2, ...`; [`NoiseGenerator::save`] and
-//! [`NoiseGenerator::restore`] continue a run exactly. State is f32.
+//! [`NoiseGenerator::restore`] continue a run exactly. State is f32, slot-major (vector `v` of
+//! coordinate `i` at `v * len + i`). Each step is one kernel (`kernels/mf_noise.ptx`,
+//! `shaders/mf_noise.wgsl`) that reads the gradient and the state once and writes both once; on
+//! wgpu the gradient and the state are bound whole, so each must fit one storage binding.
 //!
 //! ```
 //! use trainkern::Device;
@@ -27,12 +30,12 @@
 //! let dev = Device::cpu();
 //! let part = Participation::new(6, 2, 3)?;
 //! let plan = Plan::new(Strategy::banded_sqrt(3), &part, Objective::Mean)?;
-//! let mut gen = NoiseGenerator::new(&dev, &plan.strategy, 6, 1000, 0, 42, 0.5)?;
+//! let mut noise = NoiseGenerator::new(&dev, &plan.strategy, 6, 1000, 0, 42, 0.5)?;
 //! let mut grad = dev.upload(&vec![0.0f32; 1000])?;
 //! for t in 0..6 {
-//!     gen.step(t, &mut grad)?; // grad += 0.5 * x_t, correlated across steps
+//!     noise.step(t, &mut grad)?; // grad += 0.5 * x_t, correlated across steps
 //! }
-//! assert!(gen.step(3, &mut grad).is_err()); // steps run in order
+//! assert!(noise.step(3, &mut grad).is_err()); // steps run in order
 //! # Ok::<(), trainkern::Error>(())
 //! ```
 
@@ -253,10 +256,7 @@ impl NoiseGenerator {
                 Storage::Wgpu(_) => wgpu::step(&self.mech, &args, grad, &self.state, &self.params)?,
                 #[allow(unreachable_patterns)]
                 _ => {
-                    let dev = PtxDevice::of(&self.dev).ok_or_else(|| Error::InvalidArgument {
-                        op: OP,
-                        what: "internal: no PTX device".into(),
-                    })?;
+                    let dev = PtxDevice::of(&self.dev).ok_or_else(|| internal("no PTX device"))?;
                     ptx::step(&dev, &self.mech, &args, grad, &self.state, &self.params)?;
                 }
             }
@@ -299,6 +299,13 @@ impl NoiseGenerator {
         self.state.write(&state)?;
         self.next = next;
         Ok(())
+    }
+}
+
+pub(crate) fn internal(what: &str) -> Error {
+    Error::InvalidArgument {
+        op: OP,
+        what: format!("internal: {what}"),
     }
 }
 

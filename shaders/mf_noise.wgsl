@@ -1,0 +1,132 @@
+// mf_noise.wgsl: one step of the MF noise generators (src/ops/mf_noise, design/mf.md "Noise
+// generation"), the same math as kernels/mf_noise.ptx: grad[i] += sigma * x_t[i].
+//
+// z_s[i] is the Gaussian of global index `index + i` in stream (s, tag_hi) under the seed.
+// Entry point mfn_step (workgroups of 256, 2D grid; one invocation per u32 word of grad, so one
+// f32 or two bf16 coordinates, and no two invocations share a word), by p.kind:
+//   0 FIR   x = sum_{q < taps} coef[row + q] z_{t-q}
+//   1 band  y = (z_t - sum_{r=1}^{min(p-1, t)} coef[r] y_{t-r}) / coef[0], ring slot
+//           s mod (p-1) of state (slot-major), y_t stored in slot t mod (p-1); x = nu y
+//   2 BLT   x = z_t - sum_k coef[m + k] S_k; S_k = coef[k] S_k + x
+// Bindings: 0 Params; 1 grad (array<u32>); 2 state (f32, slot-major, len per slot); 3 coef.
+// Each buffer is bound whole (the host refuses sizes past one binding).
+
+struct Params {
+    len: u32,
+    taps: u32,     // fir: taps; band: p; blt: m
+    row: u32,      // fir: first weight of the step
+    dtype: u32,
+    index_lo: u32,
+    index_hi: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    tag_hi: u32,   // the stream's high word; the low word is the step
+    t: u32,
+    nu: f32,
+    sigma: f32,
+    kind: u32,     // 0 FIR, 1 band, 2 BLT
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> grad: array<u32>;
+@group(0) @binding(2) var<storage, read_write> state: array<f32>;
+@group(0) @binding(3) var<storage, read> coef: array<f32>;
+
+fn z(i: u32, s: u32) -> f32 {
+    let gi = philox_add64(vec2<u32>(p.index_lo, p.index_hi), i);
+    let w = philox_block(philox_block_of(gi), vec2<u32>(s, p.tag_hi), vec2<u32>(p.seed_lo, p.seed_hi));
+    return philox_gaussians(w)[gi.x & 3u];
+}
+
+fn x_fir(i: u32) -> f32 {
+    var x = 0.0;
+    for (var q = 0u; q < p.taps; q++) {
+        x = fma(coef[p.row + q], z(i, p.t - q), x);
+    }
+    return x;
+}
+
+fn x_band(i: u32) -> f32 {
+    var y = z(i, p.t);
+    let slots = p.taps - 1u;
+    let top = min(p.t, slots);
+    for (var r = 1u; r <= top; r++) {
+        let slot = (p.t - r) % slots;
+        y = y - coef[r] * state[slot * p.len + i];
+    }
+    y = y / coef[0];
+    if (slots > 0u) {
+        state[(p.t % slots) * p.len + i] = y;
+    }
+    return p.nu * y;
+}
+
+fn x_blt(i: u32) -> f32 {
+    var x = z(i, p.t);
+    let m = p.taps;
+    for (var k = 0u; k < m; k++) {
+        x = x - coef[m + k] * state[k * p.len + i];
+    }
+    for (var k = 0u; k < m; k++) {
+        state[k * p.len + i] = fma(coef[k], state[k * p.len + i], x);
+    }
+    return x;
+}
+
+// grad[i] + sigma * x for the coordinates of word w, by the entry's rule.
+fn word_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 256u;
+}
+
+fn add_f32(i: u32, x: f32) {
+    grad[i] = bitcast<u32>(bitcast<f32>(grad[i]) + p.sigma * x);
+}
+
+fn add_bf16(w: u32, lo: f32, hi: f32, has_hi: bool) {
+    let old = grad[w];
+    let a = f32_to_bf16_bits(bf16_bits_to_f32(old & 0xffffu) + p.sigma * lo);
+    var b = old >> 16u;
+    if (has_hi) {
+        b = f32_to_bf16_bits(bf16_bits_to_f32(old >> 16u) + p.sigma * hi);
+    }
+    grad[w] = a | (b << 16u);
+}
+
+// The step's noise for coordinate i, by mechanism (one entry point: WGSL has no function
+// values, and one pipeline layout serves all three).
+fn x_of(i: u32) -> f32 {
+    switch p.kind {
+        case 1u: {
+            return x_band(i);
+        }
+        case 2u: {
+            return x_blt(i);
+        }
+        default: {
+            return x_fir(i);
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn mfn_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let w = word_index(gid, nwg);
+    if (p.dtype == DT_F32) {
+        if (w < p.len) {
+            add_f32(w, x_of(w));
+        }
+        return;
+    }
+    let i = 2u * w;
+    if (i < p.len) {
+        let has_hi = i + 1u < p.len;
+        var hi = 0.0;
+        if (has_hi) {
+            hi = x_of(i + 1u);
+        }
+        add_bf16(w, x_of(i), hi, has_hi);
+    }
+}
