@@ -644,3 +644,49 @@ fn mf_plan_prints_the_table_and_writes_the_json() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("k (epochs) must be at least 1"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn run_mf_noise_writes_the_generator_output() {
+    use trainkern::mf::{Objective, Participation, Plan, Strategy};
+    use trainkern::mf_noise::NoiseGenerator;
+    let dir = std::env::temp_dir().join(format!("trainkern-mfn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let part = Participation::new(9, 3, 3).unwrap();
+    let plan = Plan::new(Strategy::banded_sqrt(3), &part, Objective::Mean).unwrap();
+    let json = dir.join("plan.json");
+    std::fs::write(&json, plan.to_json()).unwrap();
+    let out = dir.join("noise.npy");
+    let o = trainkern()
+        .args(["run", "mf-noise", "--plan"])
+        .arg(&json)
+        .args([
+            "--dim", "7", "--steps", "9", "--seed", "4", "--sigma", "0.5",
+        ])
+        .args(["--offset", "100", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (shape, got) = read_npy::<f32>(&out);
+    assert_eq!(shape, [9, 7]);
+    let dev = Device::cpu();
+    let mut g = NoiseGenerator::new(&dev, &plan.strategy, 9, 7, 100, 4, 0.5).unwrap();
+    for t in 0..9 {
+        let mut x = dev.zeros::<f32>(7).unwrap();
+        g.step(t, &mut x).unwrap();
+        assert_eq!(
+            &got[t as usize * 7..(t as usize + 1) * 7],
+            &x.download().unwrap()[..]
+        );
+    }
+    let o = trainkern()
+        .args(["run", "mf-noise", "--plan"])
+        .arg(&json)
+        .args(["--dim", "7", "--steps", "10", "--seed", "4", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("exceeds the plan's n = 9"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

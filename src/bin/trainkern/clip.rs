@@ -36,7 +36,7 @@ fn storage_type(flag: Option<DType>, a: &npy::Array) -> DType {
     })
 }
 
-fn write_f32(path: &Path, shape: &[u64], data: &[f32]) -> Result<()> {
+pub fn write_f32(path: &Path, shape: &[u64], data: &[f32]) -> Result<()> {
     use npyz::WriterBuilder;
     let file = std::fs::File::create(path).map_err(io(path))?;
     let mut w = npyz::WriteOptions::new()

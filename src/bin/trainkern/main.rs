@@ -290,6 +290,29 @@ enum RunCommand {
         #[arg(long)]
         out_norms: std::path::PathBuf,
     },
+    /// Correlated noise from a plan file (`trainkern mf plan --json`): the `T x D` matrix of
+    /// `sigma * x_t` for steps `0 .. T` over coordinates `offset .. offset + D`, as f32 .npy.
+    MfNoise {
+        #[arg(long)]
+        plan: std::path::PathBuf,
+        /// D, the coordinates.
+        #[arg(long)]
+        dim: usize,
+        /// T, the steps (at most the plan's n).
+        #[arg(long)]
+        steps: usize,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long, default_value_t = 1.0)]
+        sigma: f32,
+        /// The global index of the first coordinate.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[command(flatten)]
+        backend: BackendArg,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Per-example squared gradient norms of one linear layer from its activations a.npy
     /// (B, T, p) or (B, p) and output gradients g.npy (B, T, q) or (B, q), without building
     /// per-example gradients; writes (B,) f32 and prints the method used.
@@ -462,6 +485,52 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out_norms,
             };
             println!("{}", clip::run_clip(&dev, &args)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(RunCommand::MfNoise {
+            plan,
+            dim,
+            steps,
+            seed,
+            sigma,
+            offset,
+            backend,
+            out,
+        }) => {
+            let dev = backend.device()?;
+            let text = std::fs::read_to_string(&plan).map_err(|e| Error::Io {
+                path: plan.display().to_string(),
+                source: e,
+            })?;
+            let file = trainkern::mf::read_plan(&text)?;
+            let n = file.participation.n;
+            if steps > n {
+                return Err(Error::InvalidArgument {
+                    op: "run mf-noise",
+                    what: format!("--steps {steps} exceeds the plan's n = {n}"),
+                });
+            }
+            let mut g = trainkern::mf_noise::NoiseGenerator::new(
+                &dev,
+                &file.strategy,
+                n,
+                dim,
+                offset,
+                seed,
+                sigma,
+            )?;
+            let mut rows = Vec::with_capacity(steps * dim);
+            for t in 0..steps as u64 {
+                let mut x = dev.zeros::<f32>(dim)?;
+                g.step(t, &mut x)?;
+                rows.extend(x.download()?);
+            }
+            clip::write_f32(&out, &[steps as u64, dim as u64], &rows)?;
+            println!(
+                "{{\"strategy\": \"{}\", \"steps\": {steps}, \"seed\": {seed}, \"backend\": \"{}\"}}",
+                file.label,
+                dev.backend()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(RunCommand::GhostNorms {
