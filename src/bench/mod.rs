@@ -2,6 +2,7 @@
 //! in the same run, per op, backend and size (`design/testing.md`, "Benchmarks").
 
 mod clip;
+mod mf_noise;
 mod noise;
 mod upgd;
 
@@ -130,6 +131,7 @@ pub fn run(dev: &Device, sizes: &[usize], progress: &mut dyn FnMut(&str)) -> Res
         }
         noise::run(dev, len, copy_gbps, progress, &mut rows)?;
         clip::run(dev, len, copy_gbps, progress, &mut rows)?;
+        mf_noise::run(dev, len, copy_gbps, progress, &mut rows)?;
         upgd::run(dev, len, copy_gbps, progress, &mut rows)?;
     }
     Ok(rows)

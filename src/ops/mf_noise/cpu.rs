@@ -1,6 +1,7 @@
 //! The CPU reference of the MF noise generators: per coordinate, the recurrences of the module
 //! table in f64 from the f32 state, the portable f32 Gaussians of [`crate::rng`], and the sum
-//! `g + sigma * x` formed in f32 and rounded once to the gradient's type.
+//! `g + sigma * x` formed in f32 and rounded once to the gradient's type. Coordinates run in
+//! parallel blocks; each block draws its own Gaussians.
 
 use rayon::prelude::*;
 
@@ -8,17 +9,51 @@ use super::{Mechanism, STREAM_TAG, StepArgs};
 use crate::buffer::Float;
 use crate::rng;
 
-/// The Gaussians of step `t` for the generator's coordinates.
-fn z(a: &StepArgs, t: u64) -> Vec<f32> {
-    let mut z = vec![0.0f32; a.len];
-    rng::gaussians_into(a.seed, STREAM_TAG | t, a.offset, &mut z);
-    z
-}
+/// Coordinates per rayon task.
+const BLOCK: usize = 1 << 14;
 
 pub(super) fn step<T: Float>(mech: &Mechanism, a: &StepArgs, grad: &mut [T], state: &mut [f32]) {
     let len = a.len;
+    let vectors = state.len() / len.max(1);
+    // Each block's slice of every state vector (slot-major: vector v at v * len).
+    let mut parts: Vec<Vec<&mut [f32]>> = (0..len.div_ceil(BLOCK)).map(|_| Vec::new()).collect();
+    if vectors > 0 && state.len() >= len {
+        for row in state.chunks_mut(len).take(vectors) {
+            for (b, part) in row.chunks_mut(BLOCK).enumerate() {
+                parts[b].push(part);
+            }
+        }
+    }
+    parts
+        .into_par_iter()
+        .zip(grad.par_chunks_mut(BLOCK))
+        .enumerate()
+        .for_each(|(b, (mut st, g))| {
+            let first = a.offset + (b * BLOCK) as u64;
+            let x = block(mech, a, first, g.len(), &mut st);
+            for (g, x) in g.iter_mut().zip(&x) {
+                *g = T::from_f32(g.to_f32() + a.sigma * (*x as f32));
+            }
+        });
+}
+
+/// The Gaussians of step `s` for `n` coordinates from global index `first`.
+fn z(a: &StepArgs, s: u64, first: u64, n: usize) -> Vec<f32> {
+    let mut z = vec![0.0f32; n];
+    rng::gaussians_into(a.seed, STREAM_TAG | s, first, &mut z);
+    z
+}
+
+/// `x_t` for one block of `n` coordinates, updating its state slices.
+fn block(
+    mech: &Mechanism,
+    a: &StepArgs,
+    first: u64,
+    n: usize,
+    state: &mut [&mut [f32]],
+) -> Vec<f64> {
     let t = a.t;
-    let x: Vec<f64> = match mech {
+    match mech {
         Mechanism::Fir { weights, dense } => {
             let taps = if *dense {
                 t as usize + 1
@@ -26,10 +61,10 @@ pub(super) fn step<T: Float>(mech: &Mechanism, a: &StepArgs, grad: &mut [T], sta
                 weights.len().min(t as usize + 1)
             };
             let row = if *dense { t as usize * a.n } else { 0 };
-            let mut x = vec![0.0f64; len];
+            let mut x = vec![0.0f64; n];
             for q in 0..taps {
                 let w = f64::from(weights[row + q]);
-                for (xi, zi) in x.iter_mut().zip(z(a, t - q as u64)) {
+                for (xi, zi) in x.iter_mut().zip(z(a, t - q as u64, first, n)) {
                     *xi += w * f64::from(zi);
                 }
             }
@@ -37,45 +72,41 @@ pub(super) fn step<T: Float>(mech: &Mechanism, a: &StepArgs, grad: &mut [T], sta
         }
         Mechanism::Band { c, nu } => {
             let slots = c.len() - 1;
-            let zt = z(a, t);
-            let nu_t = f64::from(nu[t as usize]);
-            let mut x = vec![0.0f64; len];
-            x.par_iter_mut().enumerate().for_each(|(i, xi)| {
-                let mut y = f64::from(zt[i]);
-                for (r, cr) in c.iter().enumerate().take(slots.min(t as usize) + 1).skip(1) {
-                    let slot = (t as usize - r) % slots;
-                    y -= f64::from(*cr) * f64::from(state[slot * len + i]);
-                }
-                *xi = y / f64::from(c[0]);
-            });
-            if slots > 0 {
-                let slot = t as usize % slots;
-                for (s, y) in state[slot * len..(slot + 1) * len].iter_mut().zip(&x) {
-                    *s = *y as f32;
+            let zt = z(a, t, first, n);
+            let mut y: Vec<f64> = zt.iter().map(|&v| f64::from(v)).collect();
+            for r in 1..=slots.min(t as usize) {
+                let s = &state[(t as usize - r) % slots];
+                let cr = f64::from(c[r]);
+                for (yi, si) in y.iter_mut().zip(s.iter()) {
+                    *yi -= cr * f64::from(*si);
                 }
             }
-            x.iter_mut().for_each(|v| *v *= nu_t);
-            x
+            let c0 = f64::from(c[0]);
+            y.iter_mut().for_each(|v| *v /= c0);
+            if slots > 0 {
+                for (s, v) in state[t as usize % slots].iter_mut().zip(&y) {
+                    *s = *v as f32;
+                }
+            }
+            let nu_t = f64::from(nu[t as usize]);
+            y.iter().map(|v| v * nu_t).collect()
         }
         Mechanism::Blt { theta, omega } => {
-            let zt = z(a, t);
-            let m = theta.len();
-            let mut x = vec![0.0f64; len];
-            for (i, xi) in x.iter_mut().enumerate() {
-                let mut v = f64::from(zt[i]);
-                for k in 0..m {
-                    v -= f64::from(omega[k]) * f64::from(state[k * len + i]);
+            let zt = z(a, t, first, n);
+            let mut x: Vec<f64> = zt.iter().map(|&v| f64::from(v)).collect();
+            for (s, w) in state.iter().zip(omega) {
+                let w = f64::from(*w);
+                for (xi, si) in x.iter_mut().zip(s.iter()) {
+                    *xi -= w * f64::from(*si);
                 }
-                for k in 0..m {
-                    let s = &mut state[k * len + i];
-                    *s = (f64::from(theta[k]) * f64::from(*s) + v) as f32;
+            }
+            for (s, th) in state.iter_mut().zip(theta) {
+                let th = f64::from(*th);
+                for (si, xi) in s.iter_mut().zip(&x) {
+                    *si = (th * f64::from(*si) + xi) as f32;
                 }
-                *xi = v;
             }
             x
         }
-    };
-    for (g, x) in grad.iter_mut().zip(&x) {
-        *g = T::from_f32(g.to_f32() + a.sigma * (*x as f32));
     }
 }
