@@ -8,8 +8,10 @@
 //   1 band  y = (z_t - sum_{r=1}^{min(p-1, t)} coef[r] y_{t-r}) / coef[0], ring slot
 //           s mod (p-1) of state (slot-major), y_t stored in slot t mod (p-1); x = nu y
 //   2 BLT   x = z_t - sum_k coef[m + k] S_k; S_k = coef[k] S_k + x
-// Bindings: 0 Params; 1 grad (array<u32>); 2 state (f32, slot-major, len per slot); 3 coef.
-// Each buffer is bound whole (the host refuses sizes past one binding).
+// Bindings: 0 Params; 1 grad (array<u32>); 2 state (f32); 3 coef. The host dispatches one
+// window of whole state blocks at a time: grad and state are bound from the window's first
+// coordinate (a multiple of the block), `index` is that coordinate's global index, and vector v
+// of window coordinate i sits at state[((i / block) V + v) block + i % block].
 
 struct Params {
     len: u32,
@@ -25,7 +27,7 @@ struct Params {
     nu: f32,
     sigma: f32,
     kind: u32,     // 0 FIR, 1 band, 2 BLT
-    pad0: u32,
+    block: u32,    // coordinates per state block
     pad1: u32,
     pad2: u32,
 }
@@ -49,17 +51,22 @@ fn x_fir(i: u32) -> f32 {
     return x;
 }
 
+// Index of vector v of coordinate i among `vectors` per block.
+fn sat(i: u32, v: u32, vectors: u32) -> u32 {
+    return ((i / p.block) * vectors + v) * p.block + i % p.block;
+}
+
 fn x_band(i: u32) -> f32 {
     var y = z(i, p.t);
     let slots = p.taps - 1u;
     let top = min(p.t, slots);
     for (var r = 1u; r <= top; r++) {
         let slot = (p.t - r) % slots;
-        y = y - coef[r] * state[slot * p.len + i];
+        y = y - coef[r] * state[sat(i, slot, slots)];
     }
     y = y / coef[0];
     if (slots > 0u) {
-        state[(p.t % slots) * p.len + i] = y;
+        state[sat(i, p.t % slots, slots)] = y;
     }
     return p.nu * y;
 }
@@ -68,10 +75,11 @@ fn x_blt(i: u32) -> f32 {
     var x = z(i, p.t);
     let m = p.taps;
     for (var k = 0u; k < m; k++) {
-        x = x - coef[m + k] * state[k * p.len + i];
+        x = x - coef[m + k] * state[sat(i, k, m)];
     }
     for (var k = 0u; k < m; k++) {
-        state[k * p.len + i] = fma(coef[k], state[k * p.len + i], x);
+        let at = sat(i, k, m);
+        state[at] = fma(coef[k], state[at], x);
     }
     return x;
 }

@@ -3,6 +3,7 @@
 
 mod clip;
 mod compare;
+mod mf_noise;
 mod noise;
 mod upgd;
 
@@ -69,6 +70,7 @@ pub fn run(dev: &Device, progress: &mut dyn FnMut(&str)) -> Vec<Row> {
     let mut rows = Vec::new();
     noise::cases(dev, progress, &mut rows);
     clip::cases(dev, progress, &mut rows);
+    mf_noise::cases(dev, progress, &mut rows);
     upgd::cases(dev, progress, &mut rows);
     rows
 }

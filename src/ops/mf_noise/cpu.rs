@@ -1,7 +1,7 @@
 //! The CPU reference of the MF noise generators: per coordinate, the recurrences of the module
 //! table in f64 from the f32 state, the portable f32 Gaussians of [`crate::rng`], and the sum
-//! `g + sigma * x` formed in f32 and rounded once to the gradient's type. Coordinates run in
-//! parallel blocks; each block draws its own Gaussians.
+//! `g + sigma * x` formed in f32 and rounded once to the gradient's type. State blocks of `W`
+//! coordinates run in parallel; each draws its own Gaussians.
 
 use rayon::prelude::*;
 
@@ -9,28 +9,21 @@ use super::{Mechanism, STREAM_TAG, StepArgs};
 use crate::buffer::Float;
 use crate::rng;
 
-/// Coordinates per rayon task.
-const BLOCK: usize = 1 << 14;
-
 pub(super) fn step<T: Float>(mech: &Mechanism, a: &StepArgs, grad: &mut [T], state: &mut [f32]) {
-    let len = a.len;
-    let vectors = state.len() / len.max(1);
-    // Each block's slice of every state vector (slot-major: vector v at v * len).
-    let mut parts: Vec<Vec<&mut [f32]>> = (0..len.div_ceil(BLOCK)).map(|_| Vec::new()).collect();
-    if vectors > 0 && state.len() >= len {
-        for row in state.chunks_mut(len).take(vectors) {
-            for (b, part) in row.chunks_mut(BLOCK).enumerate() {
-                parts[b].push(part);
-            }
-        }
-    }
-    parts
-        .into_par_iter()
-        .zip(grad.par_chunks_mut(BLOCK))
+    let w = a.block;
+    let vectors = mech.state_vectors();
+    // One rayon task per state block: its W gradient elements and its V x W state words.
+    let per = (vectors * w).max(1);
+    grad.par_chunks_mut(w)
+        .zip(state.par_chunks_mut(per))
         .enumerate()
-        .for_each(|(b, (mut st, g))| {
-            let first = a.offset + (b * BLOCK) as u64;
-            let x = block(mech, a, first, g.len(), &mut st);
+        .for_each(|(b, (g, st))| {
+            let first = a.offset + (b * w) as u64;
+            let mut parts: Vec<&mut [f32]> = match vectors {
+                0 => Vec::new(),
+                _ => st.chunks_mut(w).map(|v| &mut v[..g.len()]).collect(),
+            };
+            let x = block(mech, a, first, g.len(), &mut parts);
             for (g, x) in g.iter_mut().zip(&x) {
                 *g = T::from_f32(g.to_f32() + a.sigma * (*x as f32));
             }

@@ -17,10 +17,12 @@
 //! `nu_t` is BandMF's column-normalization scale (1 but for the last `p - 1` steps). The square
 //! root (a full Toeplitz `C`) runs as dense from seed with `C^{-1}`'s Toeplitz coefficients.
 //! Steps must come in order `0, 1, 2, ...`; [`NoiseGenerator::save`] and
-//! [`NoiseGenerator::restore`] continue a run exactly. State is f32, slot-major (vector `v` of
-//! coordinate `i` at `v * len + i`). Each step is one kernel (`kernels/mf_noise.ptx`,
-//! `shaders/mf_noise.wgsl`) that reads the gradient and the state once and writes both once; on
-//! wgpu the gradient and the state are bound whole, so each must fit one storage binding.
+//! [`NoiseGenerator::restore`] continue a run exactly. State is f32 in blocks of `W` coordinates,
+//! vector-major inside a block: vector `v` of coordinate `i` sits at `((i / W) V + v) W + i % W`
+//! (`V` vectors), so a block's state is contiguous (wgpu binds windows of whole blocks) and
+//! neighbouring threads read neighbouring words. `W` is 2^16, or less on a wgpu device whose
+//! binding cannot hold a block. Each step is one kernel (`kernels/mf_noise.ptx`,
+//! `shaders/mf_noise.wgsl`) that reads the gradient and the state once and writes both once.
 //!
 //! ```
 //! use trainkern::Device;
@@ -133,12 +135,36 @@ impl Mechanism {
     }
 
     /// Vectors of state per coordinate.
-    fn state_vectors(&self) -> usize {
+    pub(crate) fn state_vectors(&self) -> usize {
         match self {
             Mechanism::Fir { .. } => 0,
             Mechanism::Band { c, .. } => c.len() - 1,
             Mechanism::Blt { theta, .. } => theta.len(),
         }
+    }
+}
+
+/// Coordinates per state block on `dev` for `vectors` state vectors: 2^16, or on wgpu the most
+/// (a multiple of 128, so 16-bit gradient windows stay word and offset aligned) whose block
+/// state fits one binding.
+#[cfg_attr(not(feature = "wgpu"), allow(unused_variables))]
+fn state_block(dev: &Device, vectors: usize) -> Result<usize> {
+    const FULL: usize = 1 << 16;
+    match dev {
+        #[cfg(feature = "wgpu")]
+        Device::Wgpu(w) => {
+            let room = (w.chunk_bytes() as usize).saturating_sub(512) / 4;
+            let fit = (room / vectors.max(1)).min(room) / 128 * 128;
+            if fit == 0 {
+                return Err(Error::LimitExceeded {
+                    what: format!("{OP} on wgpu: state bytes of 128 coordinates (one binding)"),
+                    requested: (512 * vectors.max(1)) as u64,
+                    max: w.chunk_bytes(),
+                });
+            }
+            Ok(fit.min(FULL))
+        }
+        _ => Ok(FULL),
     }
 }
 
@@ -153,7 +179,9 @@ pub struct NoiseGenerator {
     sigma: f32,
     /// The next step expected.
     next: u64,
-    /// `state_vectors() x len` f32 (one placeholder element when there is none).
+    /// Coordinates per state block, `W`.
+    block: usize,
+    /// `ceil(len / W) x state_vectors() x W` f32 (one placeholder element when there is none).
     state: Buffer<f32>,
     /// The mechanism's coefficients on the device (weights, `c` then `nu`, or `theta` then
     /// `omega`).
@@ -182,9 +210,11 @@ impl NoiseGenerator {
             });
         }
         let mech = Mechanism::from_strategy(strategy, n)?;
-        let cells = mech
-            .state_vectors()
-            .checked_mul(len)
+        let vectors = mech.state_vectors();
+        let block = state_block(dev, vectors)?;
+        let cells = len
+            .div_ceil(block)
+            .checked_mul(vectors * block)
             .ok_or_else(|| Error::LimitExceeded {
                 what: format!("{OP}: state elements"),
                 requested: u64::MAX,
@@ -200,6 +230,7 @@ impl NoiseGenerator {
             params: dev.upload(&params)?,
             dev: dev.clone(),
             mech,
+            block,
             n,
             len,
             offset,
@@ -241,6 +272,7 @@ impl NoiseGenerator {
         if self.len > 0 {
             let args = StepArgs {
                 t,
+                block: self.block,
                 n: self.n,
                 len: self.len,
                 offset: self.offset,
@@ -267,9 +299,10 @@ impl NoiseGenerator {
 
     /// The state as host bytes: a header, the next step, then the state vectors.
     pub fn save(&self) -> Result<Vec<u8>> {
-        let mut out = b"TKMFN1\0\0".to_vec();
+        let mut out = b"TKMFN2\0\0".to_vec();
         out.extend_from_slice(&self.next.to_le_bytes());
         out.extend_from_slice(&(self.len as u64).to_le_bytes());
+        out.extend_from_slice(&(self.block as u64).to_le_bytes());
         for x in self.state.download()? {
             out.extend_from_slice(&x.to_le_bytes());
         }
@@ -282,17 +315,23 @@ impl NoiseGenerator {
             op: OP,
             what: format!("restore: {what}"),
         };
-        if bytes.len() < 24 || &bytes[..8] != b"TKMFN1\0\0" {
+        if bytes.len() < 32 || &bytes[..8] != b"TKMFN2\0\0" {
             return Err(bad("not a saved mf_noise state"));
         }
         let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
-        let (next, len) = (word(8), word(16));
-        if len != self.len as u64 || bytes.len() != 24 + 4 * self.state.len() {
+        let (next, len, block) = (word(8), word(16), word(24));
+        if len != self.len as u64 || bytes.len() != 32 + 4 * self.state.len() {
             return Err(bad(
                 "the saved state is for another coordinate range or mechanism",
             ));
         }
-        let state: Vec<f32> = bytes[24..]
+        if block != self.block as u64 {
+            return Err(bad(&format!(
+                "the saved state has blocks of {block} coordinates, this device uses {}",
+                self.block
+            )));
+        }
+        let state: Vec<f32> = bytes[32..]
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
@@ -313,6 +352,8 @@ pub(crate) fn internal(what: &str) -> Error {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct StepArgs {
     pub t: u64,
+    /// Coordinates per state block.
+    pub block: usize,
     pub n: usize,
     pub len: usize,
     pub offset: u64,

@@ -1,6 +1,6 @@
-//! wgpu glue of the MF noise generators (`shaders/mf_noise.wgsl`): one dispatch per step, one
-//! invocation per u32 word of the gradient. Buffers are bound whole (a clear error past one
-//! binding: 32 M f32 coordinates, or a state of that many elements, at lavapipe's 128 MiB).
+//! wgpu glue of the MF noise generators (`shaders/mf_noise.wgsl`): one invocation per u32 word
+//! of the gradient, one dispatch per window of whole state blocks that fits a binding, all
+//! windows of a step in one submission.
 
 use super::{Mechanism, STREAM_TAG, StepArgs};
 use crate::Result;
@@ -24,7 +24,8 @@ struct Params {
     nu: f32,
     sigma: f32,
     kind: u32,
-    pad: [u32; 3],
+    block: u32,
+    pad: [u32; 2],
 }
 
 pub(super) fn step<T: Float>(
@@ -34,10 +35,10 @@ pub(super) fn step<T: Float>(
     state: &Buffer<f32>,
     params: &Buffer<f32>,
 ) -> Result<()> {
-    let Storage::Wgpu(s) = &grad.storage else {
+    let Storage::Wgpu(g) = &grad.storage else {
         return Err(super::internal("a wgpu step with the gradient elsewhere"));
     };
-    let dev = s.dev.clone();
+    let dev = g.dev.clone();
     let mut p = Params {
         len: a.len as u32,
         dtype: T::DTYPE.kernel_code(),
@@ -69,18 +70,55 @@ pub(super) fn step<T: Float>(
             2
         }
     };
-    let words = match T::DTYPE {
-        DType::F32 => a.len,
-        _ => a.len.div_ceil(2),
+    p.block = a.block as u32;
+    let vectors = mech.state_vectors();
+    let elem = T::DTYPE.size();
+    // Whole blocks per window: the gradient window and its state must each fit one binding.
+    let room = (dev.chunk_bytes() as usize).saturating_sub(512);
+    let per_block = (a.block * elem).max(a.block * 4 * vectors);
+    let blocks = (room / per_block).max(1);
+    let span = blocks * a.block;
+    let (Storage::Wgpu(gs), Storage::Wgpu(ss)) = (&grad.storage, &state.storage) else {
+        return Err(super::internal("a wgpu step with buffers elsewhere"));
     };
-    let work = [Dispatch {
-        params: bytemuck::bytes_of(&p),
-        buffers: vec![
-            bind_whole(grad, 1, OP, "the gradient")?,
-            bind_whole(state, 2, OP, "the state")?,
-            bind_whole(params, 3, OP, "the coefficients")?,
-        ],
-        invocations: words as u64,
-    }];
+    let windows: Vec<(usize, usize)> = (0..a.len)
+        .step_by(span)
+        .map(|first| (first, span.min(a.len - first)))
+        .collect();
+    let params_list: Vec<Params> = windows
+        .iter()
+        .map(|&(first, count)| {
+            let index = a.offset + first as u64;
+            Params {
+                len: count as u32,
+                index: [index as u32, (index >> 32) as u32],
+                ..p
+            }
+        })
+        .collect();
+    let mut work = Vec::with_capacity(windows.len());
+    for (&(first, count), q) in windows.iter().zip(&params_list) {
+        let state_range = if vectors == 0 {
+            bind_whole(state, 2, OP, "the state")?
+        } else {
+            let blk0 = first / a.block;
+            let nblk = count.div_ceil(a.block);
+            ss.range(blk0 * vectors * a.block, nblk * vectors * a.block, 4)
+                .at(2)
+        };
+        let words = match T::DTYPE {
+            DType::F32 => count,
+            _ => count.div_ceil(2),
+        };
+        work.push(Dispatch {
+            params: bytemuck::bytes_of(q),
+            buffers: vec![
+                gs.range(first, count, elem).at(1),
+                state_range,
+                bind_whole(params, 3, OP, "the coefficients")?,
+            ],
+            invocations: words as u64,
+        });
+    }
     dev.dispatch("mf_noise", "mfn_step", &work)
 }
