@@ -249,3 +249,62 @@ fn state_spanning_several_blocks_matches_the_reference() {
         }
     }
 }
+
+/// The one-call privatized step equals clipping then adding the scaled noise, on every backend.
+#[test]
+fn privatized_step_is_clip_then_scaled_noise() {
+    use trainkern::clip::{Bounds, ClipOptions, Clipper};
+    use trainkern::mf_noise::privatized_step;
+    let (b, d, n) = (5, 300, 4);
+    let g: Vec<f32> = (0..b * d)
+        .map(|i| ((i * 37) % 19) as f32 / 19.0 - 0.5)
+        .collect();
+    let opts = ClipOptions {
+        scale: 0.25,
+        ..ClipOptions::default()
+    };
+    for (name, dev) in common::devices() {
+        let s = Strategy::banded_sqrt(3);
+        let grads = dev.upload(&g).unwrap();
+        let mut c1 = Clipper::flat(dev, b, d).unwrap();
+        let mut c2 = Clipper::flat(dev, b, d).unwrap();
+        let mut g1 = NoiseGenerator::new(dev, &s, n, d, 0, 2, 1.5).unwrap();
+        let mut g2 = NoiseGenerator::new(dev, &s, n, d, 0, 2, 1.5).unwrap();
+        for t in 0..n as u64 {
+            let (mut s1, mut n1) = (dev.zeros(d).unwrap(), dev.zeros(b).unwrap());
+            let (mut s2, mut n2) = (dev.zeros(d).unwrap(), dev.zeros(b).unwrap());
+            privatized_step(
+                &mut c1,
+                &mut g1,
+                &grads,
+                Bounds::Host(&[0.8]),
+                &opts,
+                t,
+                &mut s1,
+                &mut n1,
+            )
+            .unwrap();
+            c2.run(&grads, Bounds::Host(&[0.8]), &opts, &mut s2, &mut n2)
+                .unwrap();
+            g2.step_scaled(t, &mut s2, 0.25).unwrap();
+            assert_eq!(
+                s1.download().unwrap(),
+                s2.download().unwrap(),
+                "{name} step {t}"
+            );
+        }
+        let mut s3 = dev.zeros(d).unwrap();
+        let mut n3 = dev.zeros(b).unwrap();
+        let e = privatized_step(
+            &mut c1,
+            &mut g1,
+            &grads,
+            Bounds::Host(&[0.8]),
+            &opts,
+            9,
+            &mut s3,
+            &mut n3,
+        );
+        assert!(e.is_err(), "{name}");
+    }
+}

@@ -248,6 +248,23 @@ impl NoiseGenerator {
     /// `grad += sigma * x_t` in place (f32 or bf16 gradients, `len` elements); `t` must be the
     /// next step.
     pub fn step<T: Float>(&mut self, t: u64, grad: &mut Buffer<T>) -> Result<()> {
+        self.step_scaled(t, grad, 1.0)
+    }
+
+    /// `grad += (factor * sigma) * x_t`: the step with the noise scaled like a gradient that
+    /// was (e.g. `1 / batch` for a mean).
+    pub fn step_scaled<T: Float>(
+        &mut self,
+        t: u64,
+        grad: &mut Buffer<T>,
+        factor: f32,
+    ) -> Result<()> {
+        if !factor.is_finite() {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: format!("the noise factor must be finite, got {factor}"),
+            });
+        }
         validate::on_device(OP, "grad", &self.dev, grad)?;
         validate::len(OP, "grad", self.len, grad.len())?;
         if T::DTYPE == DType::F16 {
@@ -277,7 +294,7 @@ impl NoiseGenerator {
                 len: self.len,
                 offset: self.offset,
                 seed: self.seed,
-                sigma: self.sigma,
+                sigma: self.sigma * factor,
             };
             match &mut grad.storage {
                 Storage::Cpu(g) => {
@@ -346,6 +363,44 @@ pub(crate) fn internal(what: &str) -> Error {
         op: OP,
         what: format!("internal: {what}"),
     }
+}
+
+/// One DP-FTRL step in one call: clip and sum the per-example gradients with `opts` (rule and
+/// scale; no noise of their own), then add the step's correlated noise scaled like the sum:
+/// `sum = scale * (sum_i c_i g_i + sigma x_t)`. Two kernels, each one pass over `d`.
+#[allow(clippy::too_many_arguments)]
+pub fn privatized_step<T: Float>(
+    clipper: &mut crate::clip::Clipper,
+    noise: &mut NoiseGenerator,
+    grads: &Buffer<T>,
+    bounds: crate::clip::Bounds<'_>,
+    opts: &crate::clip::ClipOptions,
+    t: u64,
+    sum: &mut Buffer<f32>,
+    norms: &mut Buffer<f32>,
+) -> Result<()> {
+    if opts.noise.is_some() {
+        return Err(Error::InvalidArgument {
+            op: "privatized_step",
+            what: "the clip options carry noise of their own; the step's noise comes from the \
+                   generator"
+                .into(),
+        });
+    }
+    validate::len(
+        "privatized_step",
+        "generator coordinates",
+        clipper.dim(),
+        noise.len,
+    )?;
+    if t != noise.next {
+        return Err(Error::InvalidArgument {
+            op: "privatized_step",
+            what: format!("steps run in order: expected step {}, got {t}", noise.next),
+        });
+    }
+    clipper.run(grads, bounds, opts, sum, norms)?;
+    noise.step_scaled(t, sum, opts.scale)
 }
 
 /// What one step needs besides the mechanism.
