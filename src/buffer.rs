@@ -222,6 +222,18 @@ impl<T: Element> Buffer<T> {
         }
     }
 
+    /// The host memory of a CPU buffer, for an op's CPU path (`op` names it in the error).
+    pub(crate) fn host_mut(&mut self, op: &'static str) -> Result<&mut [T]> {
+        match &mut self.storage {
+            Storage::Cpu(v) => Ok(v),
+            #[allow(unreachable_patterns)]
+            _ => Err(crate::Error::InvalidArgument {
+                op,
+                what: "internal: a CPU path met a buffer on another device".into(),
+            }),
+        }
+    }
+
     /// The host slice of a CPU buffer.
     pub fn as_host_slice(&self) -> Option<&[T]> {
         match &self.storage {

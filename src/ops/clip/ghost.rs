@@ -47,7 +47,7 @@
 use rayon::prelude::*;
 
 use super::{
-    Bounds, ClipCounts, ClipRule, FactorPass, HostBounds, STATS_LEN, cpu, host_mut, internal, ptx,
+    Bounds, ClipCounts, ClipRule, FactorPass, HostBounds, STATS_LEN, cpu, internal, ptx,
     read_stats, zero_stats,
 };
 use crate::backend::Device;
@@ -337,7 +337,7 @@ impl GhostReducer {
             let (Some(s), Some(c)) = (sq.as_host_slice(), bound.as_host_slice()) else {
                 return Err(internal("CPU ghost reduction with buffers elsewhere"));
             };
-            let (n, f) = (host_mut(norms)?, host_mut(factors)?);
+            let (n, f) = (norms.host_mut(OP)?, factors.host_mut(OP)?);
             let mut counts = [0u32; 2];
             for i in 0..b {
                 let total: f64 = s[i * l..(i + 1) * l].iter().map(|&x| f64::from(x)).sum();
@@ -349,7 +349,9 @@ impl GhostReducer {
                 counts[0] += clipped;
                 counts[1] += bad;
             }
-            host_mut(&mut self.stats)?.copy_from_slice(&[counts[0], counts[1], 0, 0]);
+            self.stats
+                .host_mut(OP)?
+                .copy_from_slice(&[counts[0], counts[1], 0, 0]);
             return Ok(());
         }
         FactorPass {

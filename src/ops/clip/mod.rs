@@ -350,12 +350,12 @@ impl Clipper {
             Storage::Cpu(g) => {
                 let c = bounds.as_host_slice().unwrap_or_default().to_vec();
                 let (s, n, f) = (
-                    host_mut(sum)?,
-                    host_mut(norms)?,
-                    host_mut(&mut self.factors)?,
+                    sum.host_mut(OP)?,
+                    norms.host_mut(OP)?,
+                    self.factors.host_mut(OP)?,
                 );
                 let stats = cpu::clip(g, b, &self.layout, &c, &run, s, n, f);
-                host_mut(&mut self.stats)?.copy_from_slice(&stats);
+                self.stats.host_mut(OP)?.copy_from_slice(&stats);
                 Ok(())
             }
             #[cfg(feature = "wgpu")]
@@ -406,15 +406,6 @@ impl Clipper {
     /// losses by in the ghost-clipping recipe.
     pub fn factors(&self) -> &Buffer<f32> {
         &self.factors
-    }
-}
-
-/// The host memory of a CPU buffer.
-pub(crate) fn host_mut<T: crate::Element>(b: &mut Buffer<T>) -> Result<&mut [T]> {
-    match &mut b.storage {
-        Storage::Cpu(v) => Ok(v),
-        #[allow(unreachable_patterns)]
-        _ => Err(internal("a CPU op with a buffer elsewhere")),
     }
 }
 

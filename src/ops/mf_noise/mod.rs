@@ -298,7 +298,7 @@ impl NoiseGenerator {
             };
             match &mut grad.storage {
                 Storage::Cpu(g) => {
-                    let state = crate::ops::clip::host_mut(&mut self.state)?;
+                    let state = self.state.host_mut(OP)?;
                     cpu::step(&self.mech, &args, g, state);
                 }
                 #[cfg(feature = "wgpu")]
