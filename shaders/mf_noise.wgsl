@@ -8,6 +8,8 @@
 //   1 band  y = (z_t - sum_{r=1}^{min(p-1, t)} coef[r] y_{t-r}) / coef[0], ring slot
 //           s mod (p-1) of state (slot-major), y_t stored in slot t mod (p-1); x = nu y
 //   2 BLT   x = z_t - sum_k coef[m + k] S_k; S_k = coef[k] S_k + x
+//   3 table x = coef[row + i]: the step's row of a host-computed noise table (Fourier), bound
+//           from the 64-word boundary below the window's first coordinate, `row` words before it
 // Bindings: 0 Params; 1 grad (array<u32>); 2 state (f32); 3 coef. The host dispatches one
 // window of whole state blocks at a time: grad and state are bound from the window's first
 // coordinate (a multiple of the block), `index` is that coordinate's global index, and vector v
@@ -16,7 +18,7 @@
 struct Params {
     len: u32,
     taps: u32,     // fir: taps; band: p; blt: m
-    row: u32,      // fir: first weight of the step
+    row: u32,      // fir: first weight of the step; table: the skip to the window's first word
     dtype: u32,
     index_lo: u32,
     index_hi: u32,
@@ -112,6 +114,9 @@ fn x_of(i: u32) -> f32 {
         }
         case 2u: {
             return x_blt(i);
+        }
+        case 3u: {
+            return coef[p.row + i];
         }
         default: {
             return x_fir(i);

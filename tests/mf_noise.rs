@@ -308,3 +308,51 @@ fn privatized_step_is_clip_then_scaled_noise() {
         assert!(e.is_err(), "{name}");
     }
 }
+
+/// The Fourier mechanism (its table against a direct `S Z` is checked in `fourier.rs`): every
+/// backend adds the same per-step noise, and the prefix sums `Y_t = sum_{s <= t} x_s` have
+/// covariance `(S S^T)[:n, :n]`.
+#[test]
+fn fourier_noise_on_every_backend() {
+    let (n, len) = (6, 1001);
+    let want = run(&Device::cpu(), &Strategy::Fourier, n, len, 17, 3);
+    for (name, dev) in common::devices() {
+        let got = run(dev, &Strategy::Fourier, n, len, 17, 3);
+        for t in 0..n {
+            for (i, (x, y)) in got[t].iter().zip(&want[t]).enumerate() {
+                assert!(
+                    (x - y).abs() <= 1e-6 * (1.0 + y.abs()),
+                    "{name} step {t} coordinate {i}"
+                );
+            }
+        }
+    }
+    // Covariance of the prefix sums Y_t over 100 000 coordinates: (S S^T)[a][b] = sum_m s_{a-m}
+    // s_{b-m}; 6-sigma bands over 21 entries (false alarm below 1e-7).
+    let big = trainkern::mf::fourier::size(n);
+    let s = trainkern::mf::fourier::first_column(n);
+    let len = 100_000;
+    let x = run(&Device::cpu(), &Strategy::Fourier, n, len, 0, 5);
+    let mut y = vec![vec![0.0f64; len]; n];
+    for t in 0..n {
+        for i in 0..len {
+            y[t][i] = f64::from(x[t][i]) + if t > 0 { y[t - 1][i] } else { 0.0 };
+        }
+    }
+    let cov = |a: usize, b: usize| {
+        (0..big)
+            .map(|m| s[(a + big - m) % big] * s[(b + big - m) % big])
+            .sum::<f64>()
+    };
+    for a in 0..n {
+        for b in 0..=a {
+            let est = (0..len).map(|i| y[a][i] * y[b][i]).sum::<f64>() / len as f64;
+            let want = cov(a, b);
+            let se = ((cov(a, a) * cov(b, b) + want * want) / len as f64).sqrt();
+            assert!(
+                (est - want).abs() <= 6.0 * se,
+                "cov({a},{b}) = {est}, want {want} +- {se}"
+            );
+        }
+    }
+}

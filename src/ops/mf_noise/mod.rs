@@ -13,6 +13,7 @@
 //! | BISR | `sum_{q < p} r_q z_{t-q}` (`z` regenerated) | none |
 //! | BLT | `z_t - sum_i omega_i S_i`, then `S_i <- theta_i S_i + x_t` | `m` vectors |
 //! | dense from seed | `sum_{j <= t} C^{-1}[t, j] z_j` (`z` regenerated) | none; for small `n` |
+//! | Fourier | `Y_t - Y_{t-1}`, `Y = (S Z)[:n]` (see [`fourier`]) | the `n x len` table |
 //!
 //! `nu_t` is BandMF's column-normalization scale (1 but for the last `p - 1` steps). The square
 //! root (a full Toeplitz `C`) runs as dense from seed with `C^{-1}`'s Toeplitz coefficients.
@@ -42,6 +43,7 @@
 //! ```
 
 mod cpu;
+pub mod fourier;
 mod ptx;
 #[cfg(feature = "wgpu")]
 mod wgpu;
@@ -67,6 +69,9 @@ pub(crate) enum Mechanism {
     Band { c: Vec<f32>, nu: Vec<f32> },
     /// BLT: `theta`, `omega` (`m` each).
     Blt { theta: Vec<f32>, omega: Vec<f32> },
+    /// Fourier: the per-step noise table (`n x len`), `x_t = Y_t - Y_{t-1}` of the cumulative
+    /// noise `Y`, computed on the host and read a row per step.
+    Table,
 }
 
 impl Mechanism {
@@ -124,13 +129,7 @@ impl Mechanism {
                     dense: true,
                 }
             }
-            Strategy::Fourier => {
-                return Err(Error::Unsupported {
-                    op: OP,
-                    backend: "any",
-                    what: "the Fourier mechanism streams from noise tables, not built yet".into(),
-                });
-            }
+            Strategy::Fourier => Mechanism::Table,
         })
     }
 
@@ -140,6 +139,7 @@ impl Mechanism {
             Mechanism::Fir { .. } => 0,
             Mechanism::Band { c, .. } => c.len() - 1,
             Mechanism::Blt { theta, .. } => theta.len(),
+            Mechanism::Table => 0,
         }
     }
 }
@@ -224,6 +224,8 @@ impl NoiseGenerator {
             Mechanism::Fir { weights, .. } => weights.clone(),
             Mechanism::Band { c, nu } => c.iter().chain(nu).copied().collect(),
             Mechanism::Blt { theta, omega } => theta.iter().chain(omega).copied().collect(),
+            // The table of the whole run for this coordinate range, computed once on the host.
+            Mechanism::Table => fourier::steps(n, len, offset, seed),
         };
         Ok(NoiseGenerator {
             state: dev.zeros(cells.max(1))?,
@@ -299,7 +301,8 @@ impl NoiseGenerator {
             match &mut grad.storage {
                 Storage::Cpu(g) => {
                     let state = self.state.host_mut(OP)?;
-                    cpu::step(&self.mech, &args, g, state);
+                    let params = self.params.as_host_slice().unwrap_or(&[]);
+                    cpu::step(&self.mech, &args, g, state, params);
                 }
                 #[cfg(feature = "wgpu")]
                 Storage::Wgpu(_) => wgpu::step(&self.mech, &args, grad, &self.state, &self.params)?,

@@ -69,6 +69,7 @@ pub(super) fn step<T: Float>(
             p.taps = theta.len() as u32;
             2
         }
+        Mechanism::Table => 3,
     };
     p.block = a.block as u32;
     let vectors = mech.state_vectors();
@@ -78,7 +79,9 @@ pub(super) fn step<T: Float>(
     let per_block = (a.block * elem).max(a.block * 4 * vectors);
     let blocks = (room / per_block).max(1);
     let span = blocks * a.block;
-    let (Storage::Wgpu(gs), Storage::Wgpu(ss)) = (&grad.storage, &state.storage) else {
+    let (Storage::Wgpu(gs), Storage::Wgpu(ss), Storage::Wgpu(ps)) =
+        (&grad.storage, &state.storage, &params.storage)
+    else {
         return Err(super::internal("a wgpu step with buffers elsewhere"));
     };
     let windows: Vec<(usize, usize)> = (0..a.len)
@@ -89,9 +92,14 @@ pub(super) fn step<T: Float>(
         .iter()
         .map(|&(first, count)| {
             let index = a.offset + first as u64;
+            let row = match mech {
+                Mechanism::Table => ((a.t as usize * a.len + first) % 64) as u32,
+                _ => p.row,
+            };
             Params {
                 len: count as u32,
                 index: [index as u32, (index >> 32) as u32],
+                row,
                 ..p
             }
         })
@@ -110,13 +118,18 @@ pub(super) fn step<T: Float>(
             DType::F32 => count,
             _ => count.div_ceil(2),
         };
+        // A table binds the window of the step's row; the others their whole coefficients.
+        let coef = match mech {
+            Mechanism::Table => {
+                // Storage offsets must be aligned: bind from the 64-word boundary below.
+                let at = a.t as usize * a.len + first;
+                ps.range(at / 64 * 64, at % 64 + count, 4).at(3)
+            }
+            _ => bind_whole(params, 3, OP, "the coefficients")?,
+        };
         work.push(Dispatch {
             params: bytemuck::bytes_of(q),
-            buffers: vec![
-                gs.range(first, count, elem).at(1),
-                state_range,
-                bind_whole(params, 3, OP, "the coefficients")?,
-            ],
+            buffers: vec![gs.range(first, count, elem).at(1), state_range, coef],
             invocations: words as u64,
         });
     }
