@@ -1,55 +1,41 @@
 //! The Fourier (FFT) mechanism (Choquette-Choo et al. 2023): the prefix-sum workload embedded in
 //! a circulant of size `N = next_power_of_two(2n)`, and `S`, the circulant principal square root
-//! of it: `B = S[:n, :]`, `C = S[:, :n]`, `B C = A`. The transforms here are direct `O(N^2)`
-//! sums, enough for planning sizes; the noise tables of the device issue use FFTs.
+//! of it: `B = S[:n, :]`, `C = S[:, :n]`, `B C = A`, the transforms by `rustfft` in f64.
 
-use std::f64::consts::PI;
+use rustfft::FftPlanner;
+use rustfft::num_complex::Complex;
 
 /// `N` for `n` steps.
 pub fn size(n: usize) -> usize {
     (2 * n).next_power_of_two()
 }
 
-/// The first column `s` of `S` (length `N`): `s = IDFT(sqrt(DFT(a)))` with `a` the first column
-/// of the circulant (`n` ones, then zeros) and the principal square root. `S` is real: the
+/// `sqrt(lambda)`: the principal square root of the DFT of the embedding's first column
+/// (`n` ones, then zeros), which is also the DFT of `s`.
+pub(crate) fn root(n: usize) -> Vec<Complex<f64>> {
+    let big = size(n);
+    let mut v: Vec<Complex<f64>> = (0..big)
+        .map(|j| Complex::new(if j < n { 1.0 } else { 0.0 }, 0.0))
+        .collect();
+    FftPlanner::<f64>::new()
+        .plan_fft_forward(big)
+        .process(&mut v);
+    v.iter().map(|l| l.sqrt()).collect()
+}
+
+/// The real parts of the inverse DFT of `v`, normalized.
+fn inverse_real(mut v: Vec<Complex<f64>>) -> Vec<f64> {
+    let big = v.len();
+    FftPlanner::<f64>::new()
+        .plan_fft_inverse(big)
+        .process(&mut v);
+    v.iter().map(|c| c.re / big as f64).collect()
+}
+
+/// The first column `s` of `S` (length `N`): `s = IDFT(sqrt(DFT(a)))` by FFTs. `S` is real: the
 /// imaginary parts cancel to rounding.
 pub fn first_column(n: usize) -> Vec<f64> {
-    let big = size(n);
-    // DFT of a: lambda_k = sum_{j<n} e^{-2 pi i j k / N}.
-    let lambda: Vec<(f64, f64)> = (0..big)
-        .map(|k| {
-            (0..n).fold((0.0, 0.0), |(re, im), j| {
-                let ang = -2.0 * PI * ((j * k) % big) as f64 / big as f64;
-                (re + ang.cos(), im + ang.sin())
-            })
-        })
-        .collect();
-    let root: Vec<(f64, f64)> = lambda
-        .iter()
-        .map(|&(re, im)| {
-            // Principal square root of re + i im.
-            let m = (re * re + im * im).sqrt();
-            let r = ((m + re) / 2.0).max(0.0).sqrt();
-            let i = ((m - re) / 2.0)
-                .max(0.0)
-                .sqrt()
-                .copysign(if im == 0.0 { 1.0 } else { im });
-            (r, i)
-        })
-        .collect();
-    (0..big)
-        .map(|j| {
-            let s: f64 = root
-                .iter()
-                .enumerate()
-                .map(|(k, &(re, im))| {
-                    let ang = 2.0 * PI * ((j * k) % big) as f64 / big as f64;
-                    re * ang.cos() - im * ang.sin()
-                })
-                .sum();
-            s / big as f64
-        })
-        .collect()
+    inverse_real(root(n))
 }
 
 /// `C = S[:, :n]`, `N x n` row-major.
@@ -85,13 +71,16 @@ pub fn errors(n: usize) -> Vec<f64> {
 }
 
 /// `X = C^T C` depends on `i - j` only: `X[i, j] = rho(i - j)`, `rho(d) = sum_u s_u s_{u + d}`
-/// (indices mod `N`). Returns `rho(0 .. n)`; `rho(-d) = rho(d)`.
+/// (indices mod `N`), the circular autocorrelation of `s`: `IDFT(|DFT(s)|^2)`. Returns
+/// `rho(0 .. n)`; `rho(-d) = rho(d)`.
 pub fn gram(n: usize) -> Vec<f64> {
-    let big = size(n);
-    let s = first_column(n);
-    (0..n)
-        .map(|d| (0..big).map(|u| s[u] * s[(u + d) % big]).sum())
-        .collect()
+    let power: Vec<Complex<f64>> = root(n)
+        .iter()
+        .map(|r| Complex::new(r.norm_sqr(), 0.0))
+        .collect();
+    let mut rho = inverse_real(power);
+    rho.truncate(n);
+    rho
 }
 
 #[cfg(test)]

@@ -33,12 +33,7 @@ pub fn cumulative(n: usize, len: usize, offset: u64, seed: u64) -> Vec<f64> {
     let mut planner = FftPlanner::<f64>::new();
     let fft = planner.plan_fft_forward(big);
     let ifft = planner.plan_fft_inverse(big);
-    // sqrt(lambda): the principal square root of the DFT of [1 (n times), 0 ...].
-    let mut lambda: Vec<Complex<f64>> = (0..big)
-        .map(|j| Complex::new(if j < n { 1.0 } else { 0.0 }, 0.0))
-        .collect();
-    fft.process(&mut lambda);
-    let root: Vec<Complex<f64>> = lambda.iter().map(|l| l.sqrt()).collect();
+    let root = crate::mf::fourier::root(n);
     // Z, time-major: row j holds z_j for every coordinate.
     let z: Vec<Vec<f32>> = (0..big as u64)
         .into_par_iter()
