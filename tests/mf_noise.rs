@@ -150,10 +150,19 @@ fn bad_input_is_a_clear_error() {
             .unwrap())
         .contains("sigma")
     );
-    let e = NoiseGenerator::new(&dev, &Strategy::Fourier, 8, 4, 0, 1, 1.0)
+    let e = NoiseGenerator::new(&dev, &s, 0, 4, 0, 1, 1.0)
         .err()
         .unwrap();
-    assert!(msg(e).contains("Fourier"));
+    assert!(msg(e).contains("steps n"));
+    let e = NoiseGenerator::new(&dev, &Strategy::banded_sqrt(9), 8, 4, 0, 1, 1.0)
+        .err()
+        .unwrap();
+    assert!(msg(e).contains("exceed n"));
+    let e = NoiseGenerator::new(&dev, &s, 8, 4, u64::MAX - 1, 1, 1.0)
+        .err()
+        .unwrap();
+    let text = msg(e);
+    assert!(text.contains("offset"), "{text}");
     let mut g = NoiseGenerator::new(&dev, &s, 8, 4, 0, 1, 1.0).unwrap();
     let mut grad = dev.zeros::<f32>(4).unwrap();
     assert!(msg(g.step(1, &mut grad).unwrap_err()).contains("expected step 0"));
