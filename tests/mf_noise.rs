@@ -232,7 +232,8 @@ fn bf16_noise_matches_the_reference_on_every_backend() {
     conformance::<half::bf16>();
 }
 
-/// More coordinates than one state block (2^16): the block layout on every backend.
+/// More coordinates than one state block (2^16): the block layout on every backend, for the
+/// mechanisms with state and without.
 #[test]
 fn state_spanning_several_blocks_matches_the_reference() {
     let (n, len) = (6, 140_000);
@@ -243,6 +244,8 @@ fn state_spanning_several_blocks_matches_the_reference() {
                 theta: vec![0.7],
                 omega: vec![0.3],
             },
+            Strategy::bisr(3),
+            Strategy::Fourier,
         ] {
             let want = run(&Device::cpu(), &s, n, len, 3, 8);
             let got = run(dev, &s, n, len, 3, 8);

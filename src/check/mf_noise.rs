@@ -39,7 +39,7 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
             ("4M", 1 << 22, 0),
         ],
     };
-    let strategies: [(&'static str, Strategy, usize); 5] = [
+    let strategies: [(&'static str, Strategy, usize); 6] = [
         ("mf band p=16", Strategy::banded_sqrt(16), 48),
         (
             "mf blt m=4",
@@ -56,6 +56,7 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
             12,
         ),
         ("mf independent", Strategy::Toeplitz(vec![1.0]), 4),
+        ("mf fourier", Strategy::Fourier, 16),
     ];
     for (size, len, offset) in &sizes {
         for (op, s, n) in &strategies {

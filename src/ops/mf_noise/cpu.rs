@@ -27,21 +27,27 @@ pub(super) fn step<T: Float>(
     }
     let w = a.block;
     let vectors = mech.state_vectors();
+    let add = |b: usize, g: &mut [T], parts: &mut [&mut [f32]]| {
+        let first = a.offset + (b * w) as u64;
+        let x = block(mech, a, first, g.len(), parts);
+        for (g, x) in g.iter_mut().zip(&x) {
+            *g = T::from_f32(g.to_f32() + a.sigma * (*x as f32));
+        }
+    };
+    if vectors == 0 {
+        // No state (the buffer is a one-element placeholder): blocks of the gradient alone.
+        grad.par_chunks_mut(w)
+            .enumerate()
+            .for_each(|(b, g)| add(b, g, &mut []));
+        return;
+    }
     // One rayon task per state block: its W gradient elements and its V x W state words.
-    let per = (vectors * w).max(1);
     grad.par_chunks_mut(w)
-        .zip(state.par_chunks_mut(per))
+        .zip(state.par_chunks_mut(vectors * w))
         .enumerate()
         .for_each(|(b, (g, st))| {
-            let first = a.offset + (b * w) as u64;
-            let mut parts: Vec<&mut [f32]> = match vectors {
-                0 => Vec::new(),
-                _ => st.chunks_mut(w).map(|v| &mut v[..g.len()]).collect(),
-            };
-            let x = block(mech, a, first, g.len(), &mut parts);
-            for (g, x) in g.iter_mut().zip(&x) {
-                *g = T::from_f32(g.to_f32() + a.sigma * (*x as f32));
-            }
+            let mut parts: Vec<&mut [f32]> = st.chunks_mut(w).map(|v| &mut v[..g.len()]).collect();
+            add(b, g, &mut parts);
         });
 }
 
