@@ -457,6 +457,11 @@ impl WgpuDevice {
     }
 }
 
+/// A u64 as the `[low, high]` u32 pair the shaders take (WGSL has no 64-bit integers).
+pub(crate) fn split_u64(x: u64) -> [u32; 2] {
+    [x as u32, (x >> 32) as u32]
+}
+
 /// A whole buffer bound at `binding`, refused with a clear error past one binding (`op` and
 /// `what` name it).
 pub(crate) fn bind_whole<'a, T: Element>(

@@ -3,7 +3,7 @@
 //! upper bound over `X = C^T C`, or the fixed-epoch form when `n = k b`.
 
 use super::strategy::{Strategy, pad};
-use super::{blt, fourier};
+use super::{blt, fourier, toeplitz};
 use crate::{Error, Result};
 
 /// How participations are scheduled.
@@ -189,15 +189,12 @@ impl Gram {
     pub(crate) fn of(s: &Strategy, n: usize) -> Gram {
         match s {
             Strategy::Banded(c) => {
-                let c = pad(c, n);
-                let p = s_len(s);
-                let mut prefix = vec![0.0];
-                for x in c.iter().take(p) {
-                    prefix.push(prefix[prefix.len() - 1] + x * x);
-                }
-                let scale = (0..n).map(|i| 1.0 / prefix[p.min(n - i)].sqrt()).collect();
+                let scale = toeplitz::banded_column_norms(c, n)
+                    .iter()
+                    .map(|nu| 1.0 / nu)
+                    .collect();
                 Gram::Toeplitz {
-                    c,
+                    c: pad(c, n),
                     scale: Some(scale),
                 }
             }
@@ -270,13 +267,6 @@ impl Gram {
                 }
             }
         }
-    }
-}
-
-fn s_len(s: &Strategy) -> usize {
-    match s {
-        Strategy::Banded(c) | Strategy::Toeplitz(c) | Strategy::Bisr(c) => c.len(),
-        _ => 0,
     }
 }
 

@@ -142,7 +142,7 @@ impl Strategy {
             Strategy::Fourier => fourier::errors(n),
             Strategy::Bisr(r) => toeplitz_errors(&pad(r, n)),
             Strategy::Blt { theta, omega } => toeplitz_errors(&blt::inverse(theta, omega, n)),
-            Strategy::Toeplitz(c) => toeplitz_errors(&toeplitz_inverse(c, n)),
+            Strategy::Toeplitz(c) => toeplitz_errors(&toeplitz::inverse_of(c, n)),
         }
     }
 }
@@ -160,7 +160,7 @@ impl Strategy {
         let r = match self {
             Strategy::Bisr(r) => pad(r, n),
             Strategy::Blt { theta, omega } => blt::inverse(theta, omega, n),
-            Strategy::Toeplitz(c) => toeplitz_inverse(c, n),
+            Strategy::Toeplitz(c) => toeplitz::inverse_of(c, n),
             _ => {
                 return Err(Error::InvalidArgument {
                     op: OP,
@@ -180,24 +180,6 @@ impl Strategy {
             })
             .collect())
     }
-}
-
-/// The first `n` coefficients of `C^{-1}` for Toeplitz `C`: for the square root of the prefix
-/// sum the closed form `r_j = -c_j / (2j - 1)` (`O(n)`), otherwise the recurrence (`O(n^2)`).
-fn toeplitz_inverse(c: &[f64], n: usize) -> Vec<f64> {
-    let c = pad(c, n);
-    if c == toeplitz::sqrt_prefix_sum(n) {
-        return (0..n)
-            .map(|j| {
-                if j == 0 {
-                    1.0
-                } else {
-                    -c[j] / (2 * j - 1) as f64
-                }
-            })
-            .collect();
-    }
-    toeplitz::inverse(&c, n)
 }
 
 /// `c` cut or zero-padded to `n` coefficients.
@@ -221,17 +203,6 @@ fn toeplitz_errors(r: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// Column norms of the banded Toeplitz `T` (before normalization): `nu_i` over the first
-/// `min(p, n - i)` coefficients.
-fn column_norms(c: &[f64], n: usize) -> Vec<f64> {
-    let p = c.len();
-    let mut prefix = vec![0.0; p + 1];
-    for (i, x) in c.iter().enumerate() {
-        prefix[i + 1] = prefix[i] + x * x;
-    }
-    (0..n).map(|i| prefix[p.min(n - i)].sqrt()).collect()
-}
-
 /// `x = C^{-1} z` for column-normalized BandMF: `C = T D` with `D = diag(1 / nu)`, so
 /// `x = D^{-1} T^{-1} z`, the banded recurrence then the scale.
 fn banded_solve(c: &[f64], z: &[f64]) -> Vec<f64> {
@@ -242,7 +213,7 @@ fn banded_solve(c: &[f64], z: &[f64]) -> Vec<f64> {
         let s: f64 = (1..p.min(t + 1)).map(|i| c[i] * y[t - i]).sum();
         y[t] = (z[t] - s) / c[0];
     }
-    let nu = column_norms(c, n);
+    let nu = toeplitz::banded_column_norms(c, n);
     y.iter().zip(&nu).map(|(v, s)| v * s).collect()
 }
 
@@ -252,7 +223,7 @@ fn banded_solve(c: &[f64], z: &[f64]) -> Vec<f64> {
 fn banded_errors(c: &[f64], n: usize) -> Vec<f64> {
     let p = c.len();
     let r = toeplitz::inverse(&pad(c, n), p);
-    let nu = column_norms(c, n);
+    let nu = toeplitz::banded_column_norms(c, n);
     let full = nu[0];
     let mut w = Vec::with_capacity(n);
     let mut acc = 0.0;

@@ -66,6 +66,37 @@ pub fn inverse(c: &[f64], bands: usize) -> Vec<f64> {
     r
 }
 
+/// The first `n` coefficients of `C^{-1}` for Toeplitz `C` with first column `c` (cut or
+/// zero-padded to `n`): for the square root of the prefix sum the closed form
+/// `r_j = -c_j / (2j - 1)` (`O(n)`), otherwise the recurrence (`O(n^2)`).
+pub fn inverse_of(c: &[f64], n: usize) -> Vec<f64> {
+    let mut c: Vec<f64> = c.iter().copied().take(n).collect();
+    c.resize(n, 0.0);
+    if c == sqrt_prefix_sum(n) {
+        return (0..n)
+            .map(|j| {
+                if j == 0 {
+                    1.0
+                } else {
+                    -c[j] / (2 * j - 1) as f64
+                }
+            })
+            .collect();
+    }
+    inverse(&c, usize::MAX)
+}
+
+/// Column norms of the banded Toeplitz matrix with the `p` coefficients `c` (BandMF before its
+/// column normalization): column `i` holds the first `min(p, n - i)` of them.
+pub fn banded_column_norms(c: &[f64], n: usize) -> Vec<f64> {
+    let p = c.len();
+    let mut prefix = vec![0.0; p + 1];
+    for (i, x) in c.iter().enumerate() {
+        prefix[i + 1] = prefix[i] + x * x;
+    }
+    (0..n).map(|i| prefix[p.min(n - i)].sqrt()).collect()
+}
+
 /// The first `n` coefficients of the product of two Toeplitz matrices (a truncated
 /// convolution), `O(n^2)`.
 pub fn multiply(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {

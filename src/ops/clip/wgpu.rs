@@ -5,7 +5,9 @@
 //! read and write of `sum` per row only when a row exceeds one binding.
 
 use super::{AdaptiveClip, Clipper, FactorPass, GhostMethod, GhostShape, Run, Update, internal};
-use crate::backend::wgpu::{Dispatch, Range, WgpuDevice, WgpuStorage, bind_whole};
+use crate::backend::wgpu::{
+    Dispatch, Range, WgpuDevice, WgpuStorage, bind_whole, split_u64 as split,
+};
 use crate::buffer::{Buffer, Element, Float, Storage};
 use crate::{Error, Result};
 
@@ -54,10 +56,6 @@ struct Params {
     inputs: u32,
     outputs: u32,
     pad: [u32; 3],
-}
-
-fn split(x: u64) -> [u32; 2] {
-    [x as u32, (x >> 32) as u32]
 }
 
 fn storage<T: Element>(b: &Buffer<T>) -> Result<&WgpuStorage> {

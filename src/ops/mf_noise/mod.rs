@@ -80,13 +80,8 @@ impl Mechanism {
         let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
         Ok(match s {
             Strategy::Banded(c) => {
-                let mut prefix = vec![0.0f64];
-                for x in c {
-                    prefix.push(prefix[prefix.len() - 1] + x * x);
-                }
-                let p = c.len();
-                // nu_t = ||T[:, t]|| (the first min(p, n - t) coefficients): x_t = nu_t y_t.
-                let nu: Vec<f64> = (0..n).map(|t| prefix[p.min(n - t)].sqrt()).collect();
+                // x_t = nu_t y_t, nu_t the norm of T's column t.
+                let nu = toeplitz::banded_column_norms(c, n);
                 Mechanism::Band {
                     c: f(c),
                     nu: f(&nu),
@@ -101,10 +96,8 @@ impl Mechanism {
                 omega: f(omega),
             },
             Strategy::Toeplitz(c) => {
-                let mut col = c.clone();
-                col.resize(n, 0.0);
                 // Trailing zero taps cost a Gaussian each and add nothing (C = I has one tap).
-                let mut r = toeplitz::inverse(&col, usize::MAX);
+                let mut r = toeplitz::inverse_of(c, n);
                 while r.len() > 1 && r[r.len() - 1] == 0.0 {
                     r.pop();
                 }

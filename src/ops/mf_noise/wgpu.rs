@@ -4,7 +4,7 @@
 
 use super::{Mechanism, STREAM_TAG, StepArgs};
 use crate::Result;
-use crate::backend::wgpu::{Dispatch, bind_whole};
+use crate::backend::wgpu::{Dispatch, bind_whole, split_u64};
 use crate::buffer::{Buffer, DType, Float, Storage};
 
 const OP: &str = "mf_noise";
@@ -42,8 +42,8 @@ pub(super) fn step<T: Float>(
     let mut p = Params {
         len: a.len as u32,
         dtype: T::DTYPE.kernel_code(),
-        index: [a.offset as u32, (a.offset >> 32) as u32],
-        seed: [a.seed as u32, (a.seed >> 32) as u32],
+        index: split_u64(a.offset),
+        seed: split_u64(a.seed),
         tag_hi: (STREAM_TAG >> 32) as u32,
         t: a.t as u32,
         sigma: a.sigma,
@@ -98,7 +98,7 @@ pub(super) fn step<T: Float>(
             };
             Params {
                 len: count as u32,
-                index: [index as u32, (index >> 32) as u32],
+                index: split_u64(index),
                 row,
                 ..p
             }

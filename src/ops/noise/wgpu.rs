@@ -3,7 +3,7 @@
 
 use super::{Gaussian, Mode};
 use crate::Result;
-use crate::backend::wgpu::{Dispatch, WgpuStorage};
+use crate::backend::wgpu::{Dispatch, WgpuStorage, split_u64 as split};
 use crate::buffer::{DType, Float};
 
 /// `Params` of noise.wgsl.
@@ -18,10 +18,6 @@ struct Params {
     dtype: u32,
     add: u32,
     pad: [u32; 2],
-}
-
-fn split(x: u64) -> [u32; 2] {
-    [x as u32, (x >> 32) as u32]
 }
 
 fn run(

@@ -3,7 +3,7 @@
 //! window of the flat buffers (see [`windows`]), all windows of a pass in one submission.
 
 use super::{DeviceState, Scalars, Slots, Traces, Variant};
-use crate::backend::wgpu::{Dispatch, Range, WgpuStorage};
+use crate::backend::wgpu::{Dispatch, Range, WgpuStorage, bind_whole, split_u64};
 use crate::buffer::{Buffer, Element, Float, Storage};
 use crate::{Error, Result};
 
@@ -56,16 +56,7 @@ fn storage<T: Element>(b: &Buffer<T>) -> Result<&WgpuStorage> {
 /// A small buffer bound whole (the chunk table, the state, the row sums), refused past one
 /// binding.
 fn whole<'a, T: Element>(b: &'a Buffer<T>, binding: u32) -> Result<Range<'a>> {
-    let s = storage(b)?;
-    let bytes = (b.len() * T::DTYPE.size()) as u64;
-    if bytes > s.dev.chunk_bytes() {
-        return Err(Error::LimitExceeded {
-            what: "upgd on wgpu: bytes of the chunk table or row sums (one binding)".into(),
-            requested: bytes,
-            max: s.dev.chunk_bytes(),
-        });
-    }
-    Ok(s.range(0, b.len().max(1), T::DTYPE.size()).at(binding))
+    bind_whole(b, binding, OP, "the chunk table or row sums")
 }
 
 /// A window of a flat buffer: `span` elements from `base`, cut at the buffer's end.
@@ -164,8 +155,8 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
     let (u, m, v) = (&tr.u, tr.m.as_ref(), tr.v.as_ref());
     let kv = variant.kernel();
     let base = Params {
-        seed: [seed as u32, (seed >> 32) as u32],
-        stream: [sc.stream as u32, (sc.stream >> 32) as u32],
+        seed: split_u64(seed),
+        stream: split_u64(sc.stream),
         bc: sc.bc,
         decay: sc.decay,
         neg_lr: sc.neg_lr,
