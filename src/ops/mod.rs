@@ -4,4 +4,5 @@
 pub mod clip;
 pub mod mf_noise;
 pub mod noise;
+pub mod render;
 pub mod upgd;
