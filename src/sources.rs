@@ -42,6 +42,7 @@ pub const WGSL_MODULES: &[(&str, &str)] = &[
     ("clip", include_str!("../shaders/clip.wgsl")),
     ("mf_noise", include_str!("../shaders/mf_noise.wgsl")),
     ("noise", include_str!("../shaders/noise.wgsl")),
+    ("render", include_str!("../shaders/render.wgsl")),
     ("upgd", include_str!("../shaders/upgd.wgsl")),
 ];
 

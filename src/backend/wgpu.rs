@@ -495,6 +495,7 @@ pub(crate) struct Dispatch<'a> {
 }
 
 /// A byte range of a buffer, bound as `array<u32>` at `binding` of group 0.
+#[derive(Clone, Copy)]
 pub(crate) struct Range<'a> {
     pub binding: u32,
     pub buffer: &'a wgpu::Buffer,

@@ -1,7 +1,8 @@
 //! The CPU reference of rendering, forward and backward, in f64 (`design/triplane.md`): a plain
 //! march per ray, parallel over rays. Grid values are read in their storage type and widened;
 //! everything else is f64. The backward pass recomputes every sample in reverse from the saved
-//! `Lambda_last` alone, as the GPU kernels do, and adds grid gradients with f64 atomic adds (so
+//! `Lambda_last` alone (recomputed in f64 by a forward march), and adds grid gradients with f64
+//! atomic adds (so
 //! their summation order, and the last bits of a sum, may vary from run to run).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -370,12 +371,12 @@ impl<G: GridRead + ?Sized> Scene<'_, G> {
         )
     }
 
-    /// Backward pass: `g_*` are the incoming gradients of the three outputs, `lambda` the saved
-    /// `Lambda_last` per ray.
+    /// Backward pass: `g_*` are the incoming gradients of the three outputs. Each ray's
+    /// `Lambda_last` is recomputed in f64 by a forward march first (see the module docs of
+    /// `render` for why a saved f32 value cannot serve).
     pub(crate) fn backward(
         &self,
         rays: &HostRays,
-        lambda: &[f64],
         g_feat: &[f64],
         g_len: &[f64],
         g_lam: &[f64],
@@ -393,8 +394,10 @@ impl<G: GridRead + ?Sized> Scene<'_, G> {
             .map(|(chunk, enc)| {
                 let mut gp = vec![0.0; self.lay.len];
                 let mut s = Sample::new(self.lay, c, cc);
+                let mut feat = vec![0.0; self.lay.color_channels];
                 for i in 0..enc.len() / e_len {
                     let r = chunk * CHUNK + i;
+                    let (_, lambda) = self.forward_ray(rays, r, &mut s, &mut feat);
                     let gr = RayGrads {
                         feat: &g_feat
                             [r * self.lay.color_channels..(r + 1) * self.lay.color_channels],
@@ -407,7 +410,7 @@ impl<G: GridRead + ?Sized> Scene<'_, G> {
                         params: &mut gp,
                         enc: &mut enc[i * e_len..(i + 1) * e_len],
                     };
-                    self.backward_ray(rays, r, lambda[r], &gr, &mut s, sinks);
+                    self.backward_ray(rays, r, lambda, &gr, &mut s, sinks);
                 }
                 gp
             })

@@ -205,9 +205,11 @@ impl Marching {
             return (near + (far - near) * j as f64 / (n - 1) as f64, delta);
         }
         let k = j - n;
-        let t = |k: usize| {
-            far / ((self.disparity_at_inf - 1.0) * (k + 1) as f64 / self.samples_inf as f64 + 1.0)
-        };
+        // far / ((d - 1) (k + 1) / m + 1), with the denominator summed from two positive
+        // terms: in f32 the literal form loses three digits to cancellation at d = 1e-5.
+        let m = self.samples_inf as f64;
+        let t =
+            |k: usize| far * m / ((m - (k + 1) as f64) + self.disparity_at_inf * (k + 1) as f64);
         let prev = if k == 0 { far } else { t(k - 1) };
         let tk = t(k);
         (tk, tk - prev)

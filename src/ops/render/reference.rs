@@ -46,19 +46,17 @@ pub fn forward(scene: &HostScene, rays: &HostRays) -> Result<HostOutput> {
     Ok(as_scene(scene, &lay).forward(rays))
 }
 
-/// The gradients of `<(g_feat, g_len, g_lambda), forward(..)>`, marching back from the saved
-/// `lambda` (`Lambda_last` per ray).
+/// The gradients of `<(g_feat, g_len, g_lambda), forward(..)>`: per ray a forward march for
+/// `Lambda_last`, then triplane.md's reverse march from it.
 pub fn backward(
     scene: &HostScene,
     rays: &HostRays,
-    lambda: &[f64],
     g_feat: &[f64],
     g_len: &[f64],
     g_lambda: &[f64],
 ) -> Result<HostGrads> {
     let lay = scene.check(rays)?;
     let r = rays.len();
-    crate::validate::len(OP, "lambda", r, lambda.len())?;
     crate::validate::len(
         OP,
         "grad_out.features",
@@ -67,7 +65,7 @@ pub fn backward(
     )?;
     crate::validate::len(OP, "grad_out.ray_length", r, g_len.len())?;
     crate::validate::len(OP, "grad_out.neg_log_transmittance", r, g_lambda.len())?;
-    Ok(as_scene(scene, &lay).backward(rays, lambda, g_feat, g_len, g_lambda))
+    Ok(as_scene(scene, &lay).backward(rays, g_feat, g_len, g_lambda))
 }
 
 fn as_scene<'a>(s: &'a HostScene, lay: &'a super::decoder::Layout) -> Scene<'a, [f64]> {

@@ -1,0 +1,459 @@
+// render.wgsl: triplane/voxel rendering, forward (src/ops/render, design/triplane.md); the
+// same march as the CPU reference, in f32.
+//
+// Entry point (workgroups of 256 invocations in a 2D grid; `slots` = invocations launched):
+//   render_fw   bindings 1 grid table, 2 grids, 3 color grids, 4 mlp_params, 5-10 rays (origins,
+//               directions, near, far, batch, encoding), 11 scratch, 12 status, 13 features,
+//               14 ray_length, 15 lambda. Invocation s marches ray ray0 + s and writes only its
+//               three outputs; a batch of more rays than slots is several dispatches.
+// A sample's activations live in `scratch` (element k of slot s at k * slots + s), a buffer
+// sized by the invocations launched, never by rays or samples. A ray with a batch index out of
+// range, or non-finite or reversed near/far, sets bit 1 or 2 of `status` and gets NaN outputs;
+// the host turns the bits into an error.
+// Bytes per ray and sample: 8 corners x C channels x grids read (2 or 4 bytes each); the
+// decoder's weights are read by every invocation at the same address (cached).
+//
+// The backward pass is not here yet: on lavapipe (Mesa 22.3) the reverse march's loops ran for
+// too few iterations (see the closing note of issue 8), and an f32 reverse march from
+// Lambda_last loses the foreground to background samples at disparity 1e-5.
+
+struct Params {
+    rays: u32,
+    samples: u32,
+    samples_inf: u32,
+    flags: u32,      // 1 contract, 2 mask, 4 noise, 8 color grid, 16 encoding
+    gain: f32,
+    dai: f32,
+    sigma: f32,
+    dtype: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    stream_lo: u32,
+    stream_hi: u32,
+    ngrids: u32,
+    ncolor: u32,
+    c: u32,
+    cc: u32,
+    batch: u32,
+    k: u32,          // color channels rendered
+    e: u32,          // encoding width (the color head's input)
+    slots: u32,
+    ps_t: u32,       // where each MLP's parameters start in mlp_params
+    ps_o: u32,
+    ps_c: u32,
+    plen: u32,       // length of mlp_params
+    lt: u32,         // layer counts
+    lo: u32,
+    lc: u32,
+    sc_f: u32,       // scratch offsets: f, f_color, gradient vectors a, b, head, colors, encoding
+    sc_fc: u32,
+    sc_ga: u32,
+    sc_gb: u32,
+    sc_gh: u32,
+    sc_c: u32,
+    sc_enc: u32,
+    groups: u32,
+    sc_st: u32,      // four words of per-ray state (unused forward)
+    ab_t: u32,       // where each MLP's activations start in scratch
+    ab_o: u32,
+    ab_c: u32,
+    hidden: u32,
+    cout: u32,       // the color head's outputs (K, or 16 when padded the Lightplane way)
+    ray0: u32,       // the first ray of this dispatch
+    pad1: u32,
+    pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+// tables: [D, H, W, offset] per grid (the color list after the grid list).
+@group(0) @binding(1) var<storage, read> tables: array<u32>;
+@group(0) @binding(2) var<storage, read> grids: array<u32>;
+@group(0) @binding(3) var<storage, read> cgrids: array<u32>;
+@group(0) @binding(4) var<storage, read> mlp: array<f32>;
+@group(0) @binding(5) var<storage, read> origins: array<f32>;
+@group(0) @binding(6) var<storage, read> dirs: array<f32>;
+@group(0) @binding(7) var<storage, read> near: array<f32>;
+@group(0) @binding(8) var<storage, read> far: array<f32>;
+@group(0) @binding(9) var<storage, read> batch: array<u32>;
+@group(0) @binding(10) var<storage, read> enc: array<f32>;
+@group(0) @binding(11) var<storage, read_write> scratch: array<f32>;
+@group(0) @binding(12) var<storage, read_write> status: array<atomic<u32>>;
+@group(0) @binding(13) var<storage, read_write> out_feat: array<f32>;
+@group(0) @binding(14) var<storage, read_write> out_len: array<f32>;
+@group(0) @binding(15) var<storage, read_write> lambda: array<f32>;
+
+const F_CONTRACT: u32 = 1u;
+const F_MASK: u32 = 2u;
+const F_NOISE: u32 = 4u;
+const F_COLOR: u32 = 8u;
+const F_ENC: u32 = 16u;
+const WG: u32 = 256u;
+
+var<private> slot: u32;
+
+fn sc(k: u32) -> f32 {
+    return scratch[k * p.slots + slot];
+}
+
+fn sc_set(k: u32, v: f32) {
+    scratch[k * p.slots + slot] = v;
+}
+
+fn elem(list: u32, i: u32) -> f32 {
+    var w: u32;
+    if (list == 0u) {
+        w = grids[select(i >> 1u, i, p.dtype == DT_F32)];
+    } else {
+        w = cgrids[select(i >> 1u, i, p.dtype == DT_F32)];
+    }
+    if (p.dtype == DT_F32) {
+        return bitcast<f32>(w);
+    }
+    return half_to_f32((w >> ((i & 1u) * 16u)) & 0xffffu, p.dtype);
+}
+
+// The corners of one axis of n cells at coordinate x: lower index (as i32) and the upper weight.
+fn axis(n: u32, x: f32) -> vec2<f32> {
+    if (n == 1u) {
+        return vec2<f32>(0.0, 0.0);
+    }
+    let ix = ((x + 1.0) * 0.5) * f32(n) - 0.5;
+    let fl = floor(ix);
+    // Far outside both corners are outside; the clamp keeps the index conversion defined.
+    return vec2<f32>(clamp(fl, -2.0, f32(n) + 1.0), ix - fl);
+}
+
+struct Corner {
+    cell: u32,
+    w: f32,
+}
+
+// Corner k (bits x, y, z) of grid g at point q: its flat cell index and weight (0 if outside).
+fn corner(g: u32, q: vec3<f32>, k: u32) -> Corner {
+    let d = tables[4u * g];
+    let h = tables[4u * g + 1u];
+    let w = tables[4u * g + 2u];
+    let ax = axis(w, q.x);
+    let ay = axis(h, q.y);
+    let az = axis(d, q.z);
+    let hx = (k & 1u) != 0u;
+    let hy = (k & 2u) != 0u;
+    let hz = (k & 4u) != 0u;
+    let ix = i32(ax.x) + select(0, 1, hx);
+    let iy = i32(ay.x) + select(0, 1, hy);
+    let iz = i32(az.x) + select(0, 1, hz);
+    let wt = select(1.0 - ax.y, ax.y, hx) * select(1.0 - ay.y, ay.y, hy) * select(1.0 - az.y, az.y, hz);
+    let inside = ix >= 0 && ix < i32(w) && iy >= 0 && iy < i32(h) && iz >= 0 && iz < i32(d);
+    if (!inside || wt == 0.0) {
+        return Corner(0u, 0.0);
+    }
+    return Corner((u32(iz) * h + u32(iy)) * w + u32(ix), wt);
+}
+
+// The element offset of a cell of batch b in grid g (whose list has nch channels).
+fn cell_at(g: u32, b: u32, cell: u32, nch: u32) -> u32 {
+    let dhw = tables[4u * g] * tables[4u * g + 1u] * tables[4u * g + 2u];
+    return tables[4u * g + 3u] + (b * dhw + cell) * nch;
+}
+
+// scratch[dst ..] = sum of the list's samples at q (list 0: grids, 1: color grids).
+fn sample_list(list: u32, b: u32, q: vec3<f32>, dst: u32) {
+    let nch = select(p.c, p.cc, list == 1u);
+    let first = select(0u, p.ngrids, list == 1u);
+    let count = select(p.ngrids, p.ncolor, list == 1u);
+    for (var ch = 0u; ch < nch; ch++) {
+        sc_set(dst + ch, 0.0);
+    }
+    for (var g = first; g < first + count; g++) {
+        for (var k = 0u; k < 8u; k++) {
+            // No `continue` anywhere: lavapipe (Mesa 22.3) cut the enclosing loops short after a
+            // divergent one.
+            let cw = corner(g, q, k);
+            if (cw.w != 0.0) {
+                let at = cell_at(g, b, cw.cell, nch);
+                for (var ch = 0u; ch < nch; ch++) {
+                    sc_set(dst + ch, sc(dst + ch) + cw.w * elem(list, at + ch));
+                }
+            }
+        }
+    }
+}
+
+// The MLPs are numbered 0 trunk, 1 opacity, 2 color. Every width and offset is computed from
+// the uniform parameters, so every loop bound is uniform: lavapipe (Mesa 22.3) ran nested loops
+// whose bounds it loaded from a storage buffer for too few iterations.
+fn mlp_layers(m: u32) -> u32 {
+    return select(select(p.lc, p.lo, m == 1u), p.lt, m == 0u);
+}
+
+fn mlp_in(m: u32) -> u32 {
+    if (m == 0u) {
+        return p.c;
+    }
+    if ((p.flags & F_COLOR) != 0u) {
+        return select(p.cc, p.c, m == 1u);
+    }
+    return p.hidden;
+}
+
+fn mlp_out(m: u32) -> u32 {
+    return select(select(p.cout, 1u, m == 1u), p.hidden, m == 0u);
+}
+
+// Field f of layer l of MLP m: 0 n_in, 1 n_out, 2 weight offset, 3 bias offset, 4 input slot,
+// 5 output slot (scratch offsets).
+fn layer(m: u32, l: u32, f: u32) -> u32 {
+    let nl = mlp_layers(m);
+    let i0 = mlp_in(m);
+    let o1 = mlp_out(m);
+    let h = p.hidden;
+    let start = select(select(p.ps_c, p.ps_o, m == 1u), p.ps_t, m == 0u);
+    let base = select(select(p.ab_c, p.ab_o, m == 1u), p.ab_t, m == 0u);
+    switch f {
+        case 0u: {
+            return select(h, i0, l == 0u);
+        }
+        case 1u: {
+            return select(h, o1, l + 1u == nl);
+        }
+        case 2u: {
+            return select(start + i0 * h + (l - 1u) * h * h, start, l == 0u);
+        }
+        case 3u: {
+            let weights = select(i0 * h + (nl - 2u) * h * h + h * o1, i0 * o1, nl == 1u);
+            return start + weights + l * h;
+        }
+        case 4u: {
+            return select(base + i0 + (l - 1u) * h, base, l == 0u);
+        }
+        default: {
+            return base + i0 + l * h;
+        }
+    }
+}
+
+// Runs the MLP from its input activations; ReLU after every layer but (unless relu_last) the last.
+fn mlp_fw(m: u32, layers: u32, relu_last: bool) {
+    for (var l = 0u; l < layers; l++) {
+        let n_in = layer(m, l, 0u);
+        let n_out = layer(m, l, 1u);
+        let w_off = layer(m, l, 2u);
+        let b_off = layer(m, l, 3u);
+        let x = layer(m, l, 4u);
+        let y = layer(m, l, 5u);
+        let relu = l + 1u < layers || relu_last;
+        for (var o = 0u; o < n_out; o++) {
+            var acc = mlp[b_off + o];
+            for (var i = 0u; i < n_in; i++) {
+                acc = fma(sc(x + i), mlp[w_off + i * n_out + o], acc);
+            }
+            if (relu) {
+                acc = max(acc, 0.0);
+            }
+            sc_set(y + o, acc);
+        }
+    }
+}
+
+fn softplus(x: f32) -> f32 {
+    return max(x, 0.0) + log(1.0 + exp(-abs(x)));
+}
+
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+struct SamplePos {
+    t: f32,
+    delta: f32,
+    q: vec3<f32>,
+    inside: bool,
+}
+
+fn sample_pos(r: u32, j: u32) -> SamplePos {
+    let nr = near[r];
+    let fr = far[r];
+    var s: SamplePos;
+    if (j < p.samples) {
+        s.delta = (fr - nr) / f32(p.samples - 1u);
+        s.t = nr + (fr - nr) * f32(j) / f32(p.samples - 1u);
+    } else {
+        // far / ((d - 1) (k + 1) / m + 1) with the denominator summed from positive terms (the
+        // literal form cancels three digits in f32 at d = 1e-5).
+        let k = j - p.samples;
+        let m = f32(p.samples_inf);
+        s.t = fr * m / (f32(p.samples_inf - k - 1u) + p.dai * f32(k + 1u));
+        var prev = fr;
+        if (k > 0u) {
+            prev = fr * m / (f32(p.samples_inf - k) + p.dai * f32(k));
+        }
+        s.delta = s.t - prev;
+    }
+    let o = vec3<f32>(origins[3u * r], origins[3u * r + 1u], origins[3u * r + 2u]);
+    let d = vec3<f32>(dirs[3u * r], dirs[3u * r + 1u], dirs[3u * r + 2u]);
+    var q = o + s.t * d;
+    if ((p.flags & F_CONTRACT) != 0u) {
+        let m = max(abs(q.x), max(abs(q.y), abs(q.z)));
+        if (m > 1.0) {
+            var c: vec3<f32>;
+            for (var a = 0u; a < 3u; a++) {
+                let x = q[a];
+                c[a] = select(x / m, (2.0 - 1.0 / abs(x)) * sign(x), abs(x) == m);
+            }
+            q = c;
+        }
+        q = 0.5 * q;
+    }
+    s.q = q;
+    s.inside = (p.flags & F_MASK) == 0u || all(abs(q) <= vec3<f32>(1.0));
+    return s;
+}
+
+fn noise(r: u32, j: u32) -> f32 {
+    if ((p.flags & F_NOISE) == 0u) {
+        return 0.0;
+    }
+    // i = r * total + j as a 64-bit index.
+    let total = p.samples + p.samples_inf;
+    let lo = r * total;
+    let hi = philox_mulhilo(r, total).x;
+    let i = philox_add64(vec2<u32>(lo, hi), j);
+    let key = vec2<u32>(p.seed_lo, p.seed_hi);
+    let strm = vec2<u32>(p.stream_lo, p.stream_hi);
+    let z = philox_gaussians(philox_block(philox_block_of(i), strm, key));
+    return p.sigma * z[i.x & 3u];
+}
+
+// Evaluates the decoder at sample j of ray r (batch b): fills the activations and the colors
+// in scratch, returns o_raw + noise.
+fn decode(r: u32, j: u32, b: u32, s: SamplePos) -> f32 {
+    let t_in = layer(0u, 0u, 4u);
+    let o_in = layer(1u, 0u, 4u);
+    let c_in = layer(2u, 0u, 4u);
+    if (s.inside) {
+        sample_list(0u, b, s.q, p.sc_f);
+    } else {
+        for (var ch = 0u; ch < p.c; ch++) {
+            sc_set(p.sc_f + ch, 0.0);
+        }
+    }
+    if ((p.flags & F_COLOR) == 0u) {
+        for (var ch = 0u; ch < p.c; ch++) {
+            sc_set(t_in + ch, sc(p.sc_f + ch));
+        }
+        mlp_fw(0u, p.lt, true);
+        let h = layer(0u, p.lt - 1u, 5u);
+        for (var i = 0u; i < p.e; i++) {
+            sc_set(o_in + i, sc(h + i));
+            sc_set(c_in + i, sc(h + i));
+        }
+    } else {
+        if (s.inside) {
+            sample_list(1u, b, s.q, p.sc_fc);
+        } else {
+            for (var ch = 0u; ch < p.cc; ch++) {
+                sc_set(p.sc_fc + ch, 0.0);
+            }
+        }
+        for (var ch = 0u; ch < p.c; ch++) {
+            sc_set(o_in + ch, max(sc(p.sc_f + ch), 0.0));
+        }
+        for (var ch = 0u; ch < p.cc; ch++) {
+            sc_set(c_in + ch, max(sc(p.sc_fc + ch), 0.0));
+        }
+    }
+    if ((p.flags & F_ENC) != 0u) {
+        for (var i = 0u; i < p.e; i++) {
+            sc_set(c_in + i, sc(c_in + i) + enc[r * p.e + i]);
+        }
+    }
+    mlp_fw(1u, p.lo, false);
+    mlp_fw(2u, p.lc, false);
+    let logits = layer(2u, p.lc - 1u, 5u);
+    for (var o = 0u; o < p.k; o++) {
+        sc_set(p.sc_c + o, sigmoid(sc(logits + o)));
+    }
+    return sc(layer(1u, p.lo - 1u, 5u)) + noise(r, j);
+}
+
+// Whether ray r can be marched; if not, raise its status bit.
+fn ray_ok(r: u32) -> bool {
+    var ok = true;
+    if (batch[r] >= p.batch) {
+        atomicOr(&status[0], 1u);
+        ok = false;
+    }
+    let nr = near[r];
+    let fr = far[r];
+    var fin = nr == nr && fr == fr && abs(nr) <= 3.4e38 && abs(fr) <= 3.4e38;
+    for (var a = 0u; a < 3u; a++) {
+        let x = origins[3u * r + a];
+        let y = dirs[3u * r + a];
+        fin = fin && x == x && y == y && abs(x) <= 3.4e38 && abs(y) <= 3.4e38;
+    }
+    if (!fin || nr > fr) {
+        atomicOr(&status[0], 2u);
+        ok = false;
+    }
+    return ok;
+}
+
+fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+// The forward march of ray r into its three outputs.
+fn march(r: u32) {
+    let total = p.samples + p.samples_inf;
+    let b = batch[r];
+    var lam = 0.0;
+    var ray_len = 0.0;
+    var t_prev = 1.0;
+    for (var o = 0u; o < p.k; o++) {
+        out_feat[r * p.k + o] = 0.0;
+    }
+    for (var j = 0u; j < total; j++) {
+        let s = sample_pos(r, j);
+        let x = decode(r, j, b, s);
+        lam += p.gain * s.delta * softplus(x);
+        let t_now = exp(-lam);
+        let w = t_prev - t_now;
+        for (var o = 0u; o < p.k; o++) {
+            out_feat[r * p.k + o] = fma(w, sc(p.sc_c + o), out_feat[r * p.k + o]);
+        }
+        ray_len = fma(w, s.t, ray_len);
+        t_prev = t_now;
+    }
+    out_len[r] = ray_len;
+    lambda[r] = lam;
+}
+
+@compute @workgroup_size(256)
+fn render_fw(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    slot = flat_index(wid, nwg, lid);
+    if (slot >= p.slots) {
+        return;
+    }
+    // One ray per invocation and dispatch: lavapipe (Mesa 22.3) stopped a loop over several
+    // rays after a few of them, so a large batch is several dispatches from ray0 on.
+    let r = p.ray0 + slot;
+    if (r >= p.rays) {
+        return;
+    }
+    if (ray_ok(r)) {
+        march(r);
+    } else {
+        let nan = bitcast<f32>(0x7fc00000u);
+        for (var o = 0u; o < p.k; o++) {
+            out_feat[r * p.k + o] = nan;
+        }
+        out_len[r] = nan;
+        lambda[r] = nan;
+    }
+}
+
+

@@ -1,0 +1,267 @@
+//! wgpu glue of rendering (`shaders/render.wgsl`): one dispatch forward.
+
+use super::decoder::Layout;
+use super::tables::Tables;
+use super::{NOISE_TAG, OP, Rays, RenderOutput, Renderer};
+use crate::backend::wgpu::{Dispatch, WgpuDevice, bind_whole, split_u64};
+use crate::buffer::{Buffer, Element, Float, Storage};
+use crate::{Error, Result};
+
+/// Workgroups launched at most: the scratch grows with them. Lavapipe runs them on a few cores
+/// anyway; a real GPU wants more (untuned: no GPU has run this yet).
+const MAX_GROUPS: usize = 64;
+const WG: usize = crate::backend::wgpu::WORKGROUP_SIZE as usize;
+
+/// `Params` of render.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rays: u32,
+    samples: u32,
+    samples_inf: u32,
+    flags: u32,
+    gain: f32,
+    dai: f32,
+    sigma: f32,
+    dtype: u32,
+    seed: [u32; 2],
+    stream: [u32; 2],
+    ngrids: u32,
+    ncolor: u32,
+    c: u32,
+    cc: u32,
+    batch: u32,
+    k: u32,
+    e: u32,
+    slots: u32,
+    params_at: [u32; 3],
+    plen: u32,
+    lt: u32,
+    lo: u32,
+    lc: u32,
+    sc_f: u32,
+    sc_fc: u32,
+    sc_ga: u32,
+    sc_gb: u32,
+    sc_gh: u32,
+    sc_c: u32,
+    sc_enc: u32,
+    groups: u32,
+    sc_st: u32,
+    acts_at: [u32; 3],
+    hidden: u32,
+    cout: u32,
+    ray0: u32,
+    pad: [u32; 2],
+}
+
+fn device<T: Element>(b: &Buffer<T>) -> Result<&WgpuDevice> {
+    match &b.storage {
+        Storage::Wgpu(s) => Ok(&s.dev),
+        #[allow(unreachable_patterns)]
+        _ => Err(Error::InvalidArgument {
+            op: OP,
+            what: "internal: a buffer is not on wgpu".into(),
+        }),
+    }
+}
+
+/// Everything one call binds besides the caller's buffers.
+struct Plan {
+    params: Params,
+    tables: Buffer<u32>,
+    scratch: Buffer<f32>,
+    status: Buffer<u32>,
+    dummy: Buffer<f32>,
+}
+
+impl Plan {
+    fn new<T: Float>(re: &Renderer, lay: &Layout, dev: &WgpuDevice, rays: usize) -> Result<Plan> {
+        let t = Tables::new(&re.grids, re.color.as_ref(), lay);
+        // As many invocations as rays, up to MAX_GROUPS workgroups and a scratch of one binding.
+        let fit = dev.chunk_bytes() as usize / (t.per_slot * 4);
+        if fit == 0 {
+            return Err(Error::LimitExceeded {
+                what: format!("{OP} on wgpu: scratch bytes per invocation (one binding)"),
+                requested: (t.per_slot * 4) as u64,
+                max: dev.chunk_bytes(),
+            });
+        }
+        let slots = rays.clamp(1, MAX_GROUPS * WG).min(fit);
+        let groups = slots.div_ceil(WG);
+        let o = &re.opts;
+        let mut flags = 0;
+        for (on, bit) in [
+            (o.contract, 1),
+            (o.mask_out_of_bounds, 2),
+            (o.noise.is_some(), 4),
+            (re.color.is_some(), 8),
+        ] {
+            if on {
+                flags |= bit;
+            }
+        }
+        let noise = o.noise.unwrap_or(super::OpacityNoise {
+            sigma: 0.0,
+            seed: 0,
+            stream: 0,
+        });
+        let limit = |what: &str, n: usize| {
+            u32::try_from(n).map_err(|_| Error::LimitExceeded {
+                what: format!("{OP} on wgpu: {what}"),
+                requested: n as u64,
+                max: u64::from(u32::MAX),
+            })
+        };
+        let total = re.grids.len() + re.color.as_ref().map_or(0, |g| g.len());
+        limit("grid elements", total)?;
+        limit(
+            "rays x samples",
+            rays.saturating_mul(o.samples + o.samples_inf),
+        )?;
+        limit("scratch elements", t.per_slot * slots)?;
+        let params = Params {
+            rays: limit("rays", rays)?,
+            samples: o.samples as u32,
+            samples_inf: o.samples_inf as u32,
+            flags,
+            gain: o.gain,
+            dai: o.disparity_at_inf,
+            sigma: noise.sigma,
+            dtype: T::DTYPE.kernel_code(),
+            seed: split_u64(noise.seed),
+            stream: split_u64(NOISE_TAG ^ noise.stream),
+            ngrids: re.grids.shapes().len() as u32,
+            ncolor: re.color.as_ref().map_or(0, |g| g.shapes().len()) as u32,
+            c: re.grids.channels() as u32,
+            cc: re.color.as_ref().map_or(0, |g| g.channels()) as u32,
+            batch: re.grids.batch() as u32,
+            k: lay.color_channels as u32,
+            e: lay.encoding_len() as u32,
+            slots: slots as u32,
+            params_at: t.params_at,
+            plen: lay.len as u32,
+            lt: lay.trunk.layers() as u32,
+            lo: lay.opacity.layers() as u32,
+            lc: lay.color.layers() as u32,
+            sc_f: t.f,
+            sc_fc: t.fc,
+            sc_ga: t.ga,
+            sc_gb: t.gb,
+            sc_gh: t.gh,
+            sc_c: t.c,
+            sc_enc: t.enc,
+            groups: groups as u32,
+            sc_st: t.state,
+            acts_at: t.acts_at,
+            hidden: re.decoder.hidden as u32,
+            cout: lay.color.output() as u32,
+            ray0: 0,
+            pad: [0; 2],
+        };
+        Ok(Plan {
+            params,
+            tables: re.dev.upload(&t.words)?,
+            scratch: re.dev.zeros(t.per_slot * slots)?,
+            status: re.dev.zeros(1)?,
+            dummy: re.dev.zeros(1)?,
+        })
+    }
+
+    fn with_flag(mut self, on: bool, bit: u32) -> Self {
+        if on {
+            self.params.flags |= bit;
+        }
+        self
+    }
+
+    /// The error a raised status bit stands for.
+    fn check_status(&self, batch: usize) -> Result<()> {
+        let s = self.status.download()?[0];
+        if s & 1 != 0 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: format!(
+                    "rays.batch holds an index out of range for grids of batch {batch} (found on the device)"
+                ),
+            });
+        }
+        if s & 2 != 0 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "a ray's near and far must be finite with near <= far, and its origin and direction finite (found on the device)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+const F_ENC: u32 = 16;
+
+/// The bindings 1 to 12 every entry point reads.
+fn common<'a, T: Float>(
+    plan: &'a Plan,
+    grids: &'a Buffer<T>,
+    color: Option<&'a Buffer<T>>,
+    params: &'a Buffer<f32>,
+    rays: &'a Rays,
+) -> Result<Vec<crate::backend::wgpu::Range<'a>>> {
+    let b = |buf, binding, what| bind_whole(buf, binding, OP, what);
+    Ok(vec![
+        bind_whole(&plan.tables, 1, OP, "the grid and layer table")?,
+        bind_whole(grids, 2, OP, "grids")?,
+        match color {
+            Some(c) => bind_whole(c, 3, OP, "color_grids")?,
+            None => b(&plan.dummy, 3, "a placeholder")?,
+        },
+        b(params, 4, "mlp_params")?,
+        b(rays.origins, 5, "rays.origins")?,
+        b(rays.directions, 6, "rays.directions")?,
+        b(rays.near, 7, "rays.near")?,
+        b(rays.far, 8, "rays.far")?,
+        bind_whole(rays.batch, 9, OP, "rays.batch")?,
+        b(rays.encoding.unwrap_or(&plan.dummy), 10, "rays.encoding")?,
+        b(&plan.scratch, 11, "the scratch")?,
+        bind_whole(&plan.status, 12, OP, "the status word")?,
+    ])
+}
+
+pub(super) fn forward<T: Float>(
+    re: &Renderer,
+    lay: &Layout,
+    grids: &Buffer<T>,
+    color: Option<&Buffer<T>>,
+    params: &Buffer<f32>,
+    rays: &Rays,
+    out: &mut RenderOutput,
+) -> Result<()> {
+    let dev = device(grids)?;
+    let r = rays.len();
+    let plan = Plan::new::<T>(re, lay, dev, r)?.with_flag(rays.encoding.is_some(), F_ENC);
+    let mut buffers = common(&plan, grids, color, params, rays)?;
+    buffers.push(bind_whole(&out.features, 13, OP, "out.features")?);
+    buffers.push(bind_whole(&out.ray_length, 14, OP, "out.ray_length")?);
+    buffers.push(bind_whole(
+        &out.neg_log_transmittance,
+        15,
+        OP,
+        "out.neg_log_transmittance",
+    )?);
+    let slots = plan.params.slots as usize;
+    let params: Vec<Params> = (0..r.div_ceil(slots))
+        .map(|i| Params {
+            ray0: (i * slots) as u32,
+            ..plan.params
+        })
+        .collect();
+    let work: Vec<Dispatch> = params
+        .iter()
+        .map(|p| Dispatch {
+            params: bytemuck::bytes_of(p),
+            buffers: buffers.clone(),
+            invocations: slots as u64,
+        })
+        .collect();
+    dev.dispatch("render", "render_fw", &work)?;
+    plan.check_status(re.grids.batch())
+}
