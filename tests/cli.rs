@@ -690,3 +690,179 @@ fn run_mf_noise_writes_the_generator_output() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("exceeds the plan's n = 9"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn run_render_writes_the_library_values() {
+    use trainkern::render::{Decoder, GridList, Rays, RenderOptions, RenderOutput, Renderer};
+    let dir = std::env::temp_dir().join(format!("tk_render_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let vals = |n: usize, k: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as f32 * 0.37 + k).sin()) * 0.8)
+            .collect()
+    };
+    let shapes = [[1u64, 1, 4, 5, 3], [1, 3, 1, 5, 3], [1, 3, 4, 1, 3]];
+    let grids: Vec<Vec<f32>> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| vals(s.iter().product::<u64>() as usize, i as f32))
+        .collect();
+    let named: Vec<(String, Vec<u64>, Vec<f32>)> = (0..3)
+        .map(|i| (format!("g{i}"), shapes[i].to_vec(), grids[i].clone()))
+        .collect();
+    let refs: Vec<(&str, Vec<u64>, Vec<f32>)> = named
+        .iter()
+        .map(|(n, s, d)| (n.as_str(), s.clone(), d.clone()))
+        .collect();
+    write_npz(&dir.join("g.npz"), &refs);
+    let decoder = Decoder {
+        trunk_layers: 2,
+        opacity_layers: 1,
+        color_layers: 2,
+        hidden: 8,
+        color_channels: 3,
+    };
+    let params = decoder.xavier_init(3, None, 0.0, 3).unwrap();
+    write_npy(&dir.join("p.npy"), &[params.len() as u64], &params);
+    let r = 4;
+    let origins = vec![
+        0.0f32, 0.0, -2.0, 0.3, 0.1, -2.0, -0.4, 0.2, -2.0, 0.1, -0.5, -2.0,
+    ];
+    let directions = vec![
+        0.0f32, 0.0, 1.0, 0.0, 0.1, 1.0, 0.2, 0.0, 1.0, 0.0, 0.3, 1.0,
+    ];
+    let (near, far) = (vec![1.0f32; r], vec![3.0f32; r]);
+    let batch = vec![0.0f32; r];
+    write_npz(
+        &dir.join("r.npz"),
+        &[
+            ("origins", vec![r as u64, 3], origins.clone()),
+            ("directions", vec![r as u64, 3], directions.clone()),
+            ("near", vec![r as u64], near.clone()),
+            ("far", vec![r as u64], far.clone()),
+            ("batch", vec![r as u64], batch),
+        ],
+    );
+    let g_in = vals(r * 3, 5.0);
+    let (gl, glam) = (vals(r, 6.0), vals(r, 7.0));
+    write_npz(
+        &dir.join("gin.npz"),
+        &[
+            ("features", vec![r as u64, 3], g_in.clone()),
+            ("ray_length", vec![r as u64], gl.clone()),
+            ("neg_log_transmittance", vec![r as u64], glam.clone()),
+        ],
+    );
+    let out = trainkern()
+        .args([
+            "run",
+            "render",
+            "--samples",
+            "8",
+            "--samples-inf",
+            "2",
+            "--layers",
+            "2,1,2",
+        ])
+        .args(["--hidden", "8", "--color-channels", "3", "--gain", "1.5"])
+        .arg("--grids")
+        .arg(dir.join("g.npz"))
+        .arg("--params")
+        .arg(dir.join("p.npy"))
+        .arg("--rays")
+        .arg(dir.join("r.npz"))
+        .arg("--out")
+        .arg(dir.join("o.npz"))
+        .arg("--backward")
+        .arg(dir.join("gin.npz"))
+        .arg("--grads-out")
+        .arg(dir.join("grads.npz"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The library on the same inputs.
+    let dev = Device::cpu();
+    let shapes5: Vec<[usize; 5]> = shapes.iter().map(|s| s.map(|x| x as usize)).collect();
+    let list = GridList::new(&shapes5).unwrap();
+    let opts = RenderOptions {
+        samples: 8,
+        samples_inf: 2,
+        gain: 1.5,
+        ..RenderOptions::default()
+    };
+    let renderer = Renderer::new(&dev, &list, None, decoder, opts).unwrap();
+    let flat: Vec<f32> = grids.concat();
+    let up = |v: &[f32]| dev.upload(v).unwrap();
+    let (o, d, n, f) = (up(&origins), up(&directions), up(&near), up(&far));
+    let b = dev.upload(&[0u32; 4]).unwrap();
+    let rays = Rays {
+        origins: &o,
+        directions: &d,
+        batch: &b,
+        near: &n,
+        far: &f,
+        encoding: None,
+    };
+    let (g, p) = (up(&flat), up(&params));
+    let mut want = RenderOutput::zeros(&dev, r, 3).unwrap();
+    renderer.forward(&g, None, &p, &rays, &mut want).unwrap();
+    let grad_out = RenderOutput {
+        features: up(&g_in),
+        ray_length: up(&gl),
+        neg_log_transmittance: up(&glam),
+    };
+    let mut grads = renderer.grads_zeros(r, params.len()).unwrap();
+    renderer
+        .backward(&g, None, &p, &rays, &grad_out, &mut grads)
+        .unwrap();
+
+    let mut z = npyz::npz::NpzArchive::open(dir.join("o.npz")).unwrap();
+    let feat = z.by_name("features").unwrap().unwrap();
+    assert_eq!(feat.shape(), &[r as u64, 3]);
+    assert_eq!(
+        feat.into_vec::<f32>().unwrap(),
+        want.features.download().unwrap()
+    );
+    let lam: Vec<f32> = z
+        .by_name("neg_log_transmittance")
+        .unwrap()
+        .unwrap()
+        .into_vec()
+        .unwrap();
+    assert_eq!(lam, want.neg_log_transmittance.download().unwrap());
+    let mut z = npyz::npz::NpzArchive::open(dir.join("grads.npz")).unwrap();
+    let g1 = z.by_name("g1").unwrap().unwrap();
+    assert_eq!(g1.shape(), &shapes[1]);
+    let want_g = grads.grids.download().unwrap();
+    let n0 = grids[0].len();
+    assert_eq!(
+        g1.into_vec::<f32>().unwrap(),
+        want_g[n0..n0 + grids[1].len()]
+    );
+    let gp: Vec<f32> = z.by_name("params").unwrap().unwrap().into_vec().unwrap();
+    assert_eq!(gp, grads.params.download().unwrap());
+    assert!(gp.iter().any(|x| *x != 0.0));
+    // A rays archive without `far` is an error naming it.
+    write_npz(&dir.join("bad.npz"), &[("near", vec![1], vec![1.0])]);
+    let out = trainkern()
+        .args(["run", "render", "--samples", "8", "--hidden", "8"])
+        .arg("--grids")
+        .arg(dir.join("g.npz"))
+        .arg("--params")
+        .arg(dir.join("p.npy"))
+        .arg("--rays")
+        .arg(dir.join("bad.npz"))
+        .arg("--out")
+        .arg(dir.join("o2.npz"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("origins") || err.contains("far"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

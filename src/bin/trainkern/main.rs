@@ -6,6 +6,7 @@ use std::process::ExitCode;
 mod clip;
 mod mf;
 mod npy;
+mod render;
 mod upgd;
 
 use clap::{Args, Parser, Subcommand};
@@ -251,6 +252,58 @@ enum RunCommand {
         #[arg(long)]
         state_out: Option<std::path::PathBuf>,
     },
+    /// Render rays through grids and a decoder (design/triplane.md): g.npz holds g0, g1, ...
+    /// ([B, D, H, W, C] each; f16 files run in f16), p.npy the flat decoder parameters
+    /// (Lightplane's layout, a padded color head accepted), r.npz origins (R, 3), directions
+    /// (R, 3), near (R,), far (R,), batch (R,) and optionally encoding (R, E). Writes features
+    /// (R, K), ray_length (R,) and neg_log_transmittance (R,) to --out; with --backward (an
+    /// .npz of incoming gradients under the same three names) writes the gradients (g0, ...,
+    /// c0, ..., params, encoding) to --grads-out. Prints a JSON summary.
+    Render {
+        #[arg(long)]
+        grids: std::path::PathBuf,
+        /// A separate color grid list (c0, c1, ...): no trunk (--layers 0,O,C).
+        #[arg(long)]
+        color_grids: Option<std::path::PathBuf>,
+        #[arg(long)]
+        params: std::path::PathBuf,
+        #[arg(long)]
+        rays: std::path::PathBuf,
+        /// Foreground samples per ray (>= 2, both ends included).
+        #[arg(long)]
+        samples: usize,
+        /// Background samples beyond far.
+        #[arg(long, default_value_t = 0)]
+        samples_inf: usize,
+        #[arg(long, default_value_t = 1.0)]
+        gain: f32,
+        /// Layers of the trunk, opacity and color MLPs.
+        #[arg(long, default_value = "2,2,2")]
+        layers: String,
+        #[arg(long, default_value_t = 32)]
+        hidden: usize,
+        #[arg(long, default_value_t = 3)]
+        color_channels: usize,
+        #[arg(long, default_value_t = 1e-5)]
+        disparity_at_inf: f32,
+        #[arg(long)]
+        contract: bool,
+        #[arg(long)]
+        mask_oob: bool,
+        /// Std of the opacity noise (with --seed and stream 0).
+        #[arg(long)]
+        noise_sigma: Option<f32>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[command(flatten)]
+        backend: BackendArg,
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long)]
+        backward: Option<std::path::PathBuf>,
+        #[arg(long)]
+        grads_out: Option<std::path::PathBuf>,
+    },
     /// Per-example clipping of g.npy (B rows; trailing axes flattened into d columns): writes
     /// the clipped (noised, scaled) sum as a (d,) .npy and the norms as (B,) or, with --groups,
     /// (B, L), both f32, and prints {"clipped": N, "nonfinite": M}. f16 files run in f16;
@@ -448,6 +501,70 @@ fn run(cli: Cli) -> Result<ExitCode> {
             setting,
         }) => {
             print!("{}", mf::run_compare(&strategies, &setting.setting()?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(RunCommand::Render {
+            grids,
+            color_grids,
+            params,
+            rays,
+            samples,
+            samples_inf,
+            gain,
+            layers,
+            hidden,
+            color_channels,
+            disparity_at_inf,
+            contract,
+            mask_oob,
+            noise_sigma,
+            seed,
+            backend,
+            out,
+            backward,
+            grads_out,
+        }) => {
+            let dev = backend.device()?;
+            let l: Vec<usize> = layers
+                .split(',')
+                .map(|x| x.trim().parse::<usize>())
+                .collect::<std::result::Result<_, _>>()
+                .ok()
+                .filter(|v: &Vec<usize>| v.len() == 3)
+                .ok_or_else(|| trainkern::Error::InvalidArgument {
+                    op: "run render",
+                    what: format!("--layers must be three counts T,O,C, got {layers:?}"),
+                })?;
+            let args = render::Args {
+                grids,
+                color_grids,
+                params,
+                rays,
+                decoder: trainkern::render::Decoder {
+                    trunk_layers: l[0],
+                    opacity_layers: l[1],
+                    color_layers: l[2],
+                    hidden,
+                    color_channels,
+                },
+                opts: trainkern::render::RenderOptions {
+                    samples,
+                    samples_inf,
+                    gain,
+                    disparity_at_inf,
+                    contract,
+                    mask_out_of_bounds: mask_oob,
+                    noise: noise_sigma.map(|sigma| trainkern::render::OpacityNoise {
+                        sigma,
+                        seed,
+                        stream: 0,
+                    }),
+                },
+                out,
+                backward,
+                grads_out,
+            };
+            println!("{}", render::run(&dev, &args)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(RunCommand::Clip {

@@ -66,3 +66,50 @@ pub fn read(path: &Path) -> Result<Array> {
     let npy = npyz::NpyFile::new(std::io::BufReader::new(file)).map_err(io(path))?;
     values(npy, path, "the array")
 }
+
+/// One named array of an `.npz`.
+pub struct Named {
+    pub name: String,
+    pub array: Array,
+}
+
+/// Every array of an `.npz`, in the archive's directory order (the order `np.savez` wrote
+/// them); `op` names the command in errors.
+pub fn read_npz(path: &Path, op: &'static str) -> Result<Vec<Named>> {
+    let bad = |what: String| Error::InvalidArgument { op, what };
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut z = npyz::zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| bad(format!("{}: not an .npz archive: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for index in 0..z.len() {
+        let entry = z
+            .by_index(index)
+            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let Some(name) = npyz::npz::array_name_from_file_name(entry.name()) else {
+            continue;
+        };
+        let name = name.to_string();
+        let npy = npyz::NpyFile::new(entry).map_err(io(path))?;
+        let array = values(npy, path, &format!("array {name}"))?;
+        out.push(Named { name, array });
+    }
+    Ok(out)
+}
+
+/// Writes f32 arrays, each `(name, shape, values)`, as an `.npz`.
+pub fn write_npz(path: &Path, arrays: &[(&str, &[u64], &[f32])]) -> Result<()> {
+    use npyz::WriterBuilder;
+    let mut z = npyz::npz::NpzWriter::create(path).map_err(io(path))?;
+    for (name, shape, data) in arrays {
+        let mut w = z
+            .array::<f32>(name, Default::default())
+            .map_err(io(path))?
+            .default_dtype()
+            .shape(shape)
+            .begin_nd()
+            .map_err(io(path))?;
+        w.extend(data.iter().copied()).map_err(io(path))?;
+        w.finish().map_err(io(path))?;
+    }
+    Ok(())
+}

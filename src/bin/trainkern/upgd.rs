@@ -3,11 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use npyz::WriterBuilder;
 use trainkern::upgd::{Hyper, Role, TensorSpec, Upgd, Variant};
 use trainkern::{Device, Error, Result};
 
-use crate::npy::{self, io};
+use crate::npy;
 
 /// One named tensor from an `.npz`, as f32.
 struct Array {
@@ -23,27 +22,16 @@ fn bad(what: String) -> Error {
     }
 }
 
-/// Every array of an `.npz`, in the archive's directory order (the order `np.savez` wrote
-/// them), converted to f32 (f32, f64, f16 and integers accepted).
+/// Every array of an `.npz` as f32 (f32, f64, f16 and integers accepted).
 fn read_npz(path: &Path) -> Result<Vec<Array>> {
-    let file = std::fs::File::open(path).map_err(io(path))?;
-    let mut z = npyz::zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| bad(format!("{}: not an .npz archive: {e}", path.display())))?;
-    let mut out = Vec::new();
-    for index in 0..z.len() {
-        let entry = z
-            .by_index(index)
-            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
-        let Some(name) = npyz::npz::array_name_from_file_name(entry.name()) else {
-            continue;
-        };
-        let name = name.to_string();
-        let npy = npyz::NpyFile::new(entry).map_err(io(path))?;
-        let a = npy::values(npy, path, &format!("array {name}"))?;
-        let (shape, data) = (a.shape, a.data.into_iter().map(|x| x as f32).collect());
-        out.push(Array { name, shape, data });
-    }
-    Ok(out)
+    Ok(npy::read_npz(path, "run upgd")?
+        .into_iter()
+        .map(|n| Array {
+            name: n.name,
+            shape: n.array.shape,
+            data: n.array.data.into_iter().map(|x| x as f32).collect(),
+        })
+        .collect())
 }
 
 /// The flags of `trainkern run upgd`.
@@ -212,18 +200,16 @@ fn per_step<'a>(params: &[Array], arrays: &'a [Array], what: &str) -> Result<Vec
 
 /// `flat` split back into the parameter archive's names and shapes.
 fn write_npz(path: &Path, params: &[Array], specs: &[TensorSpec], flat: &[f32]) -> Result<()> {
-    let mut z = npyz::npz::NpzWriter::create(path).map_err(io(path))?;
-    for (p, s) in params.iter().zip(specs) {
-        let mut wr = z
-            .array::<f32>(&p.name, Default::default())
-            .map_err(io(path))?
-            .default_dtype()
-            .shape(&p.shape)
-            .begin_nd()
-            .map_err(io(path))?;
-        wr.extend(flat[s.offset..s.offset + s.len].iter().copied())
-            .map_err(io(path))?;
-        wr.finish().map_err(io(path))?;
-    }
-    Ok(())
+    let arrays: Vec<(&str, &[u64], &[f32])> = params
+        .iter()
+        .zip(specs)
+        .map(|(p, s)| {
+            (
+                p.name.as_str(),
+                p.shape.as_slice(),
+                &flat[s.offset..s.offset + s.len],
+            )
+        })
+        .collect();
+    npy::write_npz(path, &arrays)
 }

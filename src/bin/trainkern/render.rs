@@ -1,0 +1,243 @@
+//! `trainkern run render`: the renderer on `.npz` files, forward and optionally backward, so a
+//! user can compare with Lightplane array by array.
+
+use std::path::{Path, PathBuf};
+
+use trainkern::render::{Decoder, GridList, Rays, RenderOptions, RenderOutput, Renderer};
+use trainkern::{Buffer, Device, Error, Float, Result};
+
+use crate::npy::{self, Named};
+
+const OP: &str = "run render";
+
+/// The flags of `trainkern run render`.
+pub struct Args {
+    pub grids: PathBuf,
+    pub color_grids: Option<PathBuf>,
+    pub params: PathBuf,
+    pub rays: PathBuf,
+    pub decoder: Decoder,
+    pub opts: RenderOptions,
+    pub out: PathBuf,
+    pub backward: Option<PathBuf>,
+    pub grads_out: Option<PathBuf>,
+}
+
+fn bad(what: String) -> Error {
+    Error::InvalidArgument { op: OP, what }
+}
+
+/// The grids of an archive: `g0, g1, ...` (or `c0, c1, ...`), each `[B, D, H, W, C]`, and
+/// whether every one was stored as f16.
+fn grid_list(path: &Path, prefix: char) -> Result<(GridList, Vec<f64>, bool)> {
+    let arrays = npy::read_npz(path, OP)?;
+    let mut shapes = Vec::new();
+    let mut values = Vec::new();
+    let mut all_f16 = true;
+    for i in 0.. {
+        let name = format!("{prefix}{i}");
+        let Some(a) = arrays.iter().find(|a| a.name == name) else {
+            break;
+        };
+        let s = &a.array.shape;
+        if s.len() != 5 {
+            return Err(bad(format!(
+                "{}: {name} must be [B, D, H, W, C], has shape {s:?}",
+                path.display()
+            )));
+        }
+        shapes.push([0, 1, 2, 3, 4].map(|k| s[k] as usize));
+        values.extend_from_slice(&a.array.data);
+        all_f16 &= a.array.descr == "<f2";
+    }
+    if shapes.is_empty() {
+        return Err(bad(format!("{}: no array {prefix}0", path.display())));
+    }
+    Ok((GridList::new(&shapes)?, values, all_f16))
+}
+
+fn find<'a>(arrays: &'a [Named], path: &Path, name: &str) -> Result<&'a npy::Array> {
+    arrays
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| &a.array)
+        .ok_or_else(|| bad(format!("{}: no array {name}", path.display())))
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// Run the renderer; returns the JSON line to print.
+pub fn run(dev: &Device, a: &Args) -> Result<String> {
+    let (grids, values, f16) = grid_list(&a.grids, 'g')?;
+    let color = a
+        .color_grids
+        .as_deref()
+        .map(|p| grid_list(p, 'c'))
+        .transpose()?;
+    let renderer = Renderer::new(dev, &grids, color.as_ref().map(|c| &c.0), a.decoder, a.opts)?;
+    let params = dev.upload(&f32s(&npy::read(&a.params)?.data))?;
+    let ray_arrays = npy::read_npz(&a.rays, OP)?;
+    let get = |name| find(&ray_arrays, &a.rays, name);
+    let near = get("near")?;
+    let r = near.data.len();
+    let origins = dev.upload(&f32s(&get("origins")?.data))?;
+    let directions = dev.upload(&f32s(&get("directions")?.data))?;
+    let near = dev.upload(&f32s(&near.data))?;
+    let far = dev.upload(&f32s(&get("far")?.data))?;
+    let batch_vals = &get("batch")?.data;
+    if let Some(x) = batch_vals
+        .iter()
+        .find(|&&x| x < 0.0 || x.fract() != 0.0 || x > f64::from(u32::MAX))
+    {
+        return Err(bad(format!("rays.batch holds {x}, not a batch index")));
+    }
+    let batch = dev.upload(&batch_vals.iter().map(|&x| x as u32).collect::<Vec<_>>())?;
+    let encoding = match ray_arrays.iter().find(|n| n.name == "encoding") {
+        Some(e) => Some(dev.upload(&f32s(&e.array.data))?),
+        None => None,
+    };
+    let rays = Rays {
+        origins: &origins,
+        directions: &directions,
+        batch: &batch,
+        near: &near,
+        far: &far,
+        encoding: encoding.as_ref(),
+    };
+    if f16 && color.as_ref().is_none_or(|c| c.2) {
+        let to = |v: &[f64]| {
+            v.iter()
+                .map(|&x| half::f16::from_f64(x))
+                .collect::<Vec<_>>()
+        };
+        let g = dev.upload(&to(&values))?;
+        let c = color.as_ref().map(|c| dev.upload(&to(&c.1))).transpose()?;
+        let lists = (&grids, color.as_ref().map(|c| &c.0));
+        render(
+            dev,
+            a,
+            &renderer,
+            lists,
+            &g,
+            c.as_ref(),
+            &params,
+            &rays,
+            r,
+            "f16",
+        )
+    } else {
+        let g = dev.upload(&f32s(&values))?;
+        let c = color
+            .as_ref()
+            .map(|c| dev.upload(&f32s(&c.1)))
+            .transpose()?;
+        let lists = (&grids, color.as_ref().map(|c| &c.0));
+        render(
+            dev,
+            a,
+            &renderer,
+            lists,
+            &g,
+            c.as_ref(),
+            &params,
+            &rays,
+            r,
+            "f32",
+        )
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render<T: Float>(
+    dev: &Device,
+    a: &Args,
+    renderer: &Renderer,
+    (list, color_list): (&GridList, Option<&GridList>),
+    grids: &Buffer<T>,
+    color: Option<&Buffer<T>>,
+    params: &Buffer<f32>,
+    rays: &Rays,
+    r: usize,
+    dtype: &str,
+) -> Result<String> {
+    let k = a.decoder.color_channels;
+    let mut out = RenderOutput::zeros(dev, r, k)?;
+    renderer.forward(grids, color, params, rays, &mut out)?;
+    let (rr, kk) = (r as u64, k as u64);
+    npy::write_npz(
+        &a.out,
+        &[
+            ("features", &[rr, kk], &out.features.download()?),
+            ("ray_length", &[rr], &out.ray_length.download()?),
+            (
+                "neg_log_transmittance",
+                &[rr],
+                &out.neg_log_transmittance.download()?,
+            ),
+        ],
+    )?;
+    let mut backward = "null".to_string();
+    if let Some(path) = &a.backward {
+        let Some(grads_out) = &a.grads_out else {
+            return Err(bad("--backward needs --grads-out".into()));
+        };
+        let arrays = npy::read_npz(path, OP)?;
+        let get = |name| find(&arrays, path, name).map(|x| f32s(&x.data));
+        let grad_out = RenderOutput {
+            features: dev.upload(&get("features")?)?,
+            ray_length: dev.upload(&get("ray_length")?)?,
+            neg_log_transmittance: dev.upload(&get("neg_log_transmittance")?)?,
+        };
+        let mut grads = renderer.grads_zeros(r, params.len())?;
+        renderer.backward(grids, color, params, rays, &grad_out, &mut grads)?;
+        let g = grads.grids.download()?;
+        let c = grads
+            .color_grids
+            .as_ref()
+            .map(Buffer::download)
+            .transpose()?;
+        let p = grads.params.download()?;
+        let e = grads.encoding.download()?;
+        let shape = |s: &[usize; 5]| s.map(|x| x as u64);
+        let mut names = Vec::new();
+        let mut shapes = Vec::new();
+        let mut slices: Vec<&[f32]> = Vec::new();
+        for (i, s) in list.shapes().iter().enumerate() {
+            let n: usize = s.iter().product();
+            names.push(format!("g{i}"));
+            shapes.push(shape(s).to_vec());
+            slices.push(&g[list.offset(i)..list.offset(i) + n]);
+        }
+        if let (Some(cl), Some(c)) = (color_list, c.as_ref()) {
+            for (i, s) in cl.shapes().iter().enumerate() {
+                let n: usize = s.iter().product();
+                names.push(format!("c{i}"));
+                shapes.push(shape(s).to_vec());
+                slices.push(&c[cl.offset(i)..cl.offset(i) + n]);
+            }
+        }
+        let e_len = (e.len() / r.max(1)) as u64;
+        names.push("params".into());
+        shapes.push(vec![p.len() as u64]);
+        slices.push(&p);
+        names.push("encoding".into());
+        shapes.push(vec![rr, e_len]);
+        slices.push(&e);
+        let arrays: Vec<(&str, &[u64], &[f32])> = names
+            .iter()
+            .zip(&shapes)
+            .zip(&slices)
+            .map(|((n, s), d)| (n.as_str(), s.as_slice(), *d))
+            .collect();
+        npy::write_npz(grads_out, &arrays)?;
+        backward = format!("{:?}", grads_out.display().to_string());
+    }
+    Ok(format!(
+        "{{\"rays\": {r}, \"samples\": {}, \"grids\": {:?}, \"backward\": {backward}, \"backend\": {:?}}}",
+        a.opts.samples + a.opts.samples_inf,
+        dtype,
+        dev.to_string()
+    ))
+}
