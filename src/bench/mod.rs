@@ -4,6 +4,7 @@
 mod clip;
 mod mf_noise;
 mod noise;
+mod render;
 mod upgd;
 
 use std::time::Instant;
@@ -133,6 +134,20 @@ pub fn run(dev: &Device, sizes: &[usize], progress: &mut dyn FnMut(&str)) -> Res
         clip::run(dev, len, copy_gbps, progress, &mut rows)?;
         mf_noise::run(dev, len, copy_gbps, progress, &mut rows)?;
         upgd::run(dev, len, copy_gbps, progress, &mut rows)?;
+    }
+    // Rendering once, on Lightplane's benchmark scene: 256^2 rays of 256 samples on GPUs, a
+    // smaller batch where every sample costs microseconds (the CPU, lavapipe, the emulator).
+    let (n_rays, samples) = match dev.backend() {
+        Backend::Cuda => (1 << 16, 256),
+        Backend::PtxEmu => (64, 32),
+        _ => (1 << 10, 128),
+    };
+    let copy_gbps = rows.iter().find(|r| r.op == "copy").map_or(1.0, |r| r.gbps);
+    match render::run(dev, n_rays, samples, copy_gbps, progress, &mut rows) {
+        Err(crate::Error::Unsupported { what, .. }) => {
+            progress(&format!("render: not run on {}: {what}", dev.backend()))
+        }
+        other => other?,
     }
     Ok(rows)
 }

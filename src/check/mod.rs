@@ -5,6 +5,7 @@ mod clip;
 mod compare;
 mod mf_noise;
 mod noise;
+pub(crate) mod render;
 mod upgd;
 
 pub use compare::{rel_l2, scaled_max_error, ulp16};
@@ -72,6 +73,7 @@ pub fn run(dev: &Device, progress: &mut dyn FnMut(&str)) -> Vec<Row> {
     clip::cases(dev, progress, &mut rows);
     mf_noise::cases(dev, progress, &mut rows);
     upgd::cases(dev, progress, &mut rows);
+    render::cases(dev, progress, &mut rows);
     rows
 }
 

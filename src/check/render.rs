@@ -1,0 +1,168 @@
+//! Check cases of rendering: Lightplane's benchmark scene (a triplane of three 32 x 32 planes,
+//! C = 32, batch 3, decoder 32 wide with 2 + 2 + 2 layers) with background samples, the mask and
+//! opacity noise, for 1, 1001 and 20 000 rays (more than one dispatch on wgpu), f32 and bf16
+//! grids, forward against the CPU backend.
+
+use super::{Row, compare};
+use crate::backend::Device;
+use crate::buffer::{DType, Float};
+use crate::render::{Decoder, GridList, OpacityNoise, Rays, RenderOptions, RenderOutput, Renderer};
+use crate::{Backend, Error, Result};
+
+const OP: &str = "render fw";
+
+/// Deterministic scene values in (-1, 1).
+pub(crate) fn values(n: usize, salt: u64) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| 2.0 * crate::rng::uniform(crate::rng::word(salt, 77, i)) - 1.0)
+        .collect()
+}
+
+pub(crate) fn scene() -> Result<(GridList, Decoder)> {
+    let (b, res, c) = (3, 32, 32);
+    let grids = GridList::new(&[
+        [b, 1, res, res, c],
+        [b, res, 1, res, c],
+        [b, res, res, 1, c],
+    ])?;
+    let decoder = Decoder {
+        trunk_layers: 2,
+        opacity_layers: 2,
+        color_layers: 2,
+        hidden: 32,
+        color_channels: 3,
+    };
+    Ok((grids, decoder))
+}
+
+/// Rays from a ring of cameras at distance 2 towards points in the cube, batch by ray index.
+pub(crate) fn rays(dev: &Device, r: usize) -> Result<[crate::Buffer<f32>; 4]> {
+    let u = values(6 * r, 5);
+    let mut o = Vec::with_capacity(3 * r);
+    let mut d = Vec::with_capacity(3 * r);
+    for i in 0..r {
+        let a = std::f32::consts::PI * u[6 * i];
+        let from = [2.0 * a.cos(), 0.3 * u[6 * i + 1], 2.0 * a.sin()];
+        let to = [0.8 * u[6 * i + 2], 0.8 * u[6 * i + 3], 0.8 * u[6 * i + 4]];
+        o.extend(from);
+        d.extend((0..3).map(|k| to[k] - from[k]));
+    }
+    Ok([
+        dev.upload(&o)?,
+        dev.upload(&d)?,
+        dev.upload(&vec![0.5f32; r])?,
+        dev.upload(&vec![1.5f32; r])?,
+    ])
+}
+
+fn forward<T: Float>(dev: &Device, r: usize, opts: RenderOptions, salt: u64) -> Result<Vec<f32>> {
+    let (grids, decoder) = scene()?;
+    let renderer = Renderer::new(dev, &grids, None, decoder, opts)?;
+    let g: Vec<T> = values(grids.len(), salt)
+        .into_iter()
+        .map(T::from_f32)
+        .collect();
+    let params = decoder.xavier_init(32, None, -1.0, salt)?;
+    let [o, d, near, far] = rays(dev, r)?;
+    let batch = dev.upload(&(0..r as u32).map(|i| i % 3).collect::<Vec<_>>())?;
+    let enc = dev.upload(
+        &values(r * 32, salt + 1)
+            .iter()
+            .map(|x| 0.1 * x)
+            .collect::<Vec<_>>(),
+    )?;
+    let rays = Rays {
+        origins: &o,
+        directions: &d,
+        batch: &batch,
+        near: &near,
+        far: &far,
+        encoding: Some(&enc),
+    };
+    let mut out = RenderOutput::zeros(dev, r, 3)?;
+    out.features.write(&vec![f32::NAN; 3 * r])?;
+    renderer.forward(
+        &dev.upload(&g)?,
+        None,
+        &dev.upload(&params)?,
+        &rays,
+        &mut out,
+    )?;
+    let mut all = out.features.download()?;
+    all.extend(out.ray_length.download()?);
+    all.extend(out.neg_log_transmittance.download()?);
+    Ok(all)
+}
+
+pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec<Row>) {
+    let sizes: &[(&'static str, usize)] = match dev.backend() {
+        Backend::PtxEmu => &[("one", 1), ("ragged", 1001)],
+        _ => &[("one", 1), ("ragged", 1001), ("20k", 20_000)],
+    };
+    let noise = Some(OpacityNoise {
+        sigma: 0.3,
+        seed: 9,
+        stream: 1,
+    });
+    let variants: [(&'static str, RenderOptions); 2] = [
+        (
+            "64+16 samples",
+            RenderOptions {
+                samples: 64,
+                samples_inf: 16,
+                ..Default::default()
+            },
+        ),
+        (
+            "32 samples, mask, noise, gain 2",
+            RenderOptions {
+                samples: 32,
+                mask_out_of_bounds: true,
+                noise,
+                gain: 2.0,
+                ..Default::default()
+            },
+        ),
+    ];
+    let cpu = Device::cpu();
+    for &(size, r) in sizes {
+        for (note, opts) in &variants {
+            for dtype in [DType::F32, DType::BF16] {
+                progress(&format!("{OP} {size} {note} {dtype}"));
+                let mut row = Row {
+                    op: OP,
+                    dtype,
+                    backend: dev.backend().to_string(),
+                    size,
+                    len: r,
+                    metric: "rel L2 of all outputs",
+                    error: f64::INFINITY,
+                    tolerance: 1e-5,
+                    pass: false,
+                    note: note.to_string(),
+                };
+                let run = |d: &Device| match dtype {
+                    DType::BF16 => forward::<half::bf16>(d, r, *opts, 3),
+                    _ => forward::<f32>(d, r, *opts, 3),
+                };
+                match (run(dev), run(&cpu)) {
+                    (Ok(got), Ok(want)) => {
+                        let f = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+                        let (got, want) = (f(got), f(want));
+                        row.error = compare::rel_l2(&got, &want);
+                        row.pass = row.error <= row.tolerance && got.iter().all(|x| x.is_finite());
+                    }
+                    (Err(Error::Unsupported { what, .. }), _) => {
+                        row.metric = "skipped";
+                        row.error = 0.0;
+                        row.tolerance = 0.0;
+                        row.pass = true;
+                        row.note = format!("not run: {what}");
+                    }
+                    (Err(e), _) | (_, Err(e)) => row.note = e.to_string(),
+                }
+                rows.push(row);
+            }
+        }
+    }
+}
