@@ -39,9 +39,7 @@ fn render_benches(c: &mut Criterion) {
             .flat_map(|i| [(i % 32) as f32 / 16.0 - 1.0, 0.1, -2.0])
             .collect();
         let o = dev.upload(&o).expect("upload");
-        let d = dev
-            .upload(&[0.0f32, 0.05, 1.0].repeat(r))
-            .expect("upload");
+        let d = dev.upload(&[0.0f32, 0.05, 1.0].repeat(r)).expect("upload");
         let batch = dev
             .upload(&(0..r as u32).map(|i| i % 3).collect::<Vec<_>>())
             .expect("upload");

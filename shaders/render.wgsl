@@ -4,8 +4,10 @@
 // Entry point (workgroups of 256 invocations in a 2D grid; `slots` = invocations launched):
 //   render_fw   bindings 1 grid table, 2 grids, 3 color grids, 4 mlp_params, 5-10 rays (origins,
 //               directions, near, far, batch, encoding), 11 scratch, 12 status, 13 features,
-//               14 ray_length, 15 lambda. Invocation s marches ray ray0 + s and writes only its
-//               three outputs; a batch of more rays than slots is several dispatches.
+//               14 ray_length, 15 lambda. Invocation s marches samples j0 .. j1 of ray
+//               ray0 + s, carrying the march in its three outputs from one dispatch to the
+//               next; more rays than slots, or more samples than one dispatch's share, is
+//               several dispatches.
 // A sample's activations live in `scratch` (element k of slot s at k * slots + s), a buffer
 // sized by the invocations launched, never by rays or samples. A ray with a batch index out of
 // range, or non-finite or reversed near/far, sets bit 1 or 2 of `status` and gets NaN outputs;
@@ -13,9 +15,11 @@
 // Bytes per ray and sample: 8 corners x C channels x grids read (2 or 4 bytes each); the
 // decoder's weights are read by every invocation at the same address (cached).
 //
-// The backward pass is not here yet: on lavapipe (Mesa 22.3) the reverse march's loops ran for
-// too few iterations (see the closing note of issue 8), and an f32 reverse march from
-// Lambda_last loses the foreground to background samples at disparity 1e-5.
+// llvmpipe (lavapipe) ends every loop of an invocation once the iterations of all its loops add
+// up to 65 535 (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS), silently: hence one ray per invocation
+// and only as many samples per dispatch as the host counts to fit (wgpu.rs, LOOP_BUDGET).
+//
+// The backward pass is not here yet (see the closing note of issue 8 for the design tried).
 
 struct Params {
     rays: u32,
@@ -60,8 +64,8 @@ struct Params {
     hidden: u32,
     cout: u32,       // the color head's outputs (K, or 16 when padded the Lightplane way)
     ray0: u32,       // the first ray of this dispatch
-    pad1: u32,
-    pad2: u32,
+    j0: u32,         // the samples this dispatch marches: j0 .. j1
+    j1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -166,8 +170,6 @@ fn sample_list(list: u32, b: u32, q: vec3<f32>, dst: u32) {
     }
     for (var g = first; g < first + count; g++) {
         for (var k = 0u; k < 8u; k++) {
-            // No `continue` anywhere: lavapipe (Mesa 22.3) cut the enclosing loops short after a
-            // divergent one.
             let cw = corner(g, q, k);
             if (cw.w != 0.0) {
                 let at = cell_at(g, b, cw.cell, nch);
@@ -179,9 +181,9 @@ fn sample_list(list: u32, b: u32, q: vec3<f32>, dst: u32) {
     }
 }
 
-// The MLPs are numbered 0 trunk, 1 opacity, 2 color. Every width and offset is computed from
-// the uniform parameters, so every loop bound is uniform: lavapipe (Mesa 22.3) ran nested loops
-// whose bounds it loaded from a storage buffer for too few iterations.
+// The MLPs are numbered 0 trunk, 1 opacity, 2 color. Every width and offset follows from the
+// uniform parameters (Lightplane's layout; src/ops/render/decoder.rs), so every loop bound is
+// uniform.
 fn mlp_layers(m: u32) -> u32 {
     return select(select(p.lc, p.lo, m == 1u), p.lt, m == 0u);
 }
@@ -403,16 +405,22 @@ fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 }
 
 // The forward march of ray r into its three outputs.
+// The outputs carry the march between dispatches: T_{j0 - 1} = exp(-Lambda) is exactly the
+// value the uncut loop would hold.
 fn march(r: u32) {
-    let total = p.samples + p.samples_inf;
     let b = batch[r];
     var lam = 0.0;
     var ray_len = 0.0;
-    var t_prev = 1.0;
-    for (var o = 0u; o < p.k; o++) {
-        out_feat[r * p.k + o] = 0.0;
+    if (p.j0 == 0u) {
+        for (var o = 0u; o < p.k; o++) {
+            out_feat[r * p.k + o] = 0.0;
+        }
+    } else {
+        lam = lambda[r];
+        ray_len = out_len[r];
     }
-    for (var j = 0u; j < total; j++) {
+    var t_prev = exp(-lam);
+    for (var j = p.j0; j < p.j1; j++) {
         let s = sample_pos(r, j);
         let x = decode(r, j, b, s);
         lam += p.gain * s.delta * softplus(x);
@@ -438,8 +446,7 @@ fn render_fw(
     if (slot >= p.slots) {
         return;
     }
-    // One ray per invocation and dispatch: lavapipe (Mesa 22.3) stopped a loop over several
-    // rays after a few of them, so a large batch is several dispatches from ray0 on.
+    // One ray per invocation and dispatch (see the header on llvmpipe's loop limit).
     let r = p.ray0 + slot;
     if (r >= p.rays) {
         return;

@@ -773,6 +773,17 @@ fn every_backend_matches_the_reference() {
             },
         ),
         (
+            "width 32, 32 channels, depth 1-3, 200 rays",
+            Config {
+                rays: 200,
+                layers: [3, 1, 2],
+                hidden: 32,
+                channels: 32,
+                ..small(BOTH)
+            },
+            opts(16, 11),
+        ),
+        (
             "color grid, contract, mask, noise",
             Config {
                 rays: 64,

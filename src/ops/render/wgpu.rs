@@ -52,7 +52,8 @@ struct Params {
     hidden: u32,
     cout: u32,
     ray0: u32,
-    pad: [u32; 2],
+    j0: u32,
+    j1: u32,
 }
 
 fn device<T: Element>(b: &Buffer<T>) -> Result<&WgpuDevice> {
@@ -64,6 +65,51 @@ fn device<T: Element>(b: &Buffer<T>) -> Result<&WgpuDevice> {
             what: "internal: a buffer is not on wgpu".into(),
         }),
     }
+}
+
+/// Loop iterations one invocation may run in a dispatch. llvmpipe (lavapipe) ends every loop of
+/// an invocation once their iterations add up to 65 535 (gallivm's `LP_MAX_TGSI_LOOP_ITERATIONS`,
+/// shared between all loops), silently; GPUs have no such limit, and the dispatches this costs
+/// them are few.
+const LOOP_BUDGET: usize = 50_000;
+
+/// A bound on the loop iterations render.wgsl runs per sample (each loop counted one more than
+/// its trip count), and the samples per dispatch that keep an invocation within `LOOP_BUDGET`.
+fn samples_per_dispatch(re: &Renderer, lay: &Layout, dev: &WgpuDevice) -> Result<usize> {
+    let list = |g: &super::GridList| {
+        let n = g.shapes().len();
+        g.channels() + 1 + n + 1 + 8 * n * (g.channels() + 2)
+    };
+    let mlps: usize = [&lay.trunk, &lay.opacity, &lay.color]
+        .iter()
+        .map(|m| {
+            (0..m.layers())
+                .map(|l| m.dims[l + 1] * (m.dims[l] + 1) + 1)
+                .sum::<usize>()
+                + 1
+        })
+        .sum();
+    let c = re.grids.channels();
+    let per_sample = 3
+        + list(&re.grids)
+        + re.color.as_ref().map_or(0, list)
+        + 2 * (c + 1)
+        + 3 * (lay.encoding_len() + 1)
+        + 2 * (lay.color.output() + 1)
+        + mlps
+        + 64; // the RNG's rounds and the transcendental functions' loops, with room to spare
+    let chunk = LOOP_BUDGET / per_sample;
+    if chunk == 0 && dev.adapter_info().name.contains("llvmpipe") {
+        return Err(Error::Unsupported {
+            op: OP,
+            backend: "wgpu (lavapipe)",
+            what: format!(
+                "one sample of this decoder runs about {per_sample} loop iterations, past \
+                 llvmpipe's limit of 65535 per invocation"
+            ),
+        });
+    }
+    Ok(chunk.max(1))
 }
 
 /// Everything one call binds besides the caller's buffers.
@@ -157,7 +203,8 @@ impl Plan {
             hidden: re.decoder.hidden as u32,
             cout: lay.color.output() as u32,
             ray0: 0,
-            pad: [0; 2],
+            j0: 0,
+            j1: 0,
         };
         Ok(Plan {
             params,
@@ -248,12 +295,19 @@ pub(super) fn forward<T: Float>(
         "out.neg_log_transmittance",
     )?);
     let slots = plan.params.slots as usize;
-    let params: Vec<Params> = (0..r.div_ceil(slots))
-        .map(|i| Params {
-            ray0: (i * slots) as u32,
-            ..plan.params
-        })
-        .collect();
+    let chunk = samples_per_dispatch(re, lay, dev)?;
+    let total = re.opts.samples + re.opts.samples_inf;
+    let mut params = Vec::new();
+    for i in 0..r.div_ceil(slots) {
+        for j0 in (0..total).step_by(chunk) {
+            params.push(Params {
+                ray0: (i * slots) as u32,
+                j0: j0 as u32,
+                j1: (j0 + chunk).min(total) as u32,
+                ..plan.params
+            });
+        }
+    }
     let work: Vec<Dispatch> = params
         .iter()
         .map(|p| Dispatch {
