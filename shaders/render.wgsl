@@ -1,7 +1,7 @@
-// render.wgsl: triplane/voxel rendering, forward (src/ops/render, design/triplane.md); the
-// same march as the CPU reference, in f32.
+// render.wgsl: triplane/voxel rendering, forward and backward (src/ops/render,
+// design/triplane.md); the same marches as the CPU reference, in f32.
 //
-// Entry point (workgroups of 256 invocations in a 2D grid; `slots` = invocations launched):
+// Entry points (workgroups of 256 invocations in a 2D grid; `slots` = invocations launched):
 //   render_fw   bindings 1 grid table, 2 grids, 3 color grids, 4 mlp_params, 5-10 rays (origins,
 //               directions, near, far, batch, encoding), 11 scratch, 12 status, 13 features,
 //               14 ray_length, 15 lambda. Invocation s marches samples j0 .. j1 of ray
@@ -19,7 +19,20 @@
 // up to 65 535 (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS), silently: hence one ray per invocation
 // and only as many samples per dispatch as the host counts to fit (wgpu.rs, LOOP_BUDGET).
 //
-// The backward pass is not here yet (see the closing note of issue 8 for the design tried).
+//   render_bw   bindings 1-12, 16-18 incoming gradients, 19 grid gradient, 20 color grid
+//               gradient, 21 partials, 22 encoding gradient, 24 per-ray state. Pass 0 sums the
+//               ray's Lambda forward over samples j0 .. j1; pass 1 marches back over them
+//               (triplane.md), the dispatches in reverse sample order. Grid gradients by
+//               compare-and-swap adds on atomic<u32> (WGSL has no portable float atomics);
+//               decoder gradients into the invocation's own slice of `partials` (slots x
+//               params, no atomics); the encoding gradient summed in place per ray.
+//   render_sum  bindings 21 partials, 23 params gradient: sums the slices in slot order.
+//
+// Lambda in the backward march is a 64-bit fixed-point number (integer and 2^-32 fraction
+// words): subtracting tau_j undoes adding it exactly, so the foreground's Lambda comes back
+// exact even when background samples at disparity 1e-5 make Lambda_last 1e5 or more (an f32
+// reverse march loses the foreground's transmittances there). Taus below 2^-32 count as zero
+// and above 4e9 as 4e9 in it (the transmittance is then 0 either way).
 
 struct Params {
     rays: u32,
@@ -66,6 +79,10 @@ struct Params {
     ray0: u32,       // the first ray of this dispatch
     j0: u32,         // the samples this dispatch marches: j0 .. j1
     j1: u32,
+    pass_: u32,      // render_bw: 0 sums Lambda forward, 1 marches back
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -85,6 +102,16 @@ struct Params {
 @group(0) @binding(13) var<storage, read_write> out_feat: array<f32>;
 @group(0) @binding(14) var<storage, read_write> out_len: array<f32>;
 @group(0) @binding(15) var<storage, read_write> lambda: array<f32>;
+@group(0) @binding(16) var<storage, read> g_feat: array<f32>;
+@group(0) @binding(17) var<storage, read> g_len: array<f32>;
+@group(0) @binding(18) var<storage, read> g_lam: array<f32>;
+@group(0) @binding(19) var<storage, read_write> g_grid: array<atomic<u32>>;
+@group(0) @binding(20) var<storage, read_write> g_cgrid: array<atomic<u32>>;
+@group(0) @binding(21) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(22) var<storage, read_write> g_enc: array<f32>;
+@group(0) @binding(23) var<storage, read_write> g_params: array<f32>;
+// Per ray between backward dispatches: Lambda (fixed point, two words), S_{j+1}, p_{j+1}.
+@group(0) @binding(24) var<storage, read_write> bstate: array<u32>;
 
 const F_CONTRACT: u32 = 1u;
 const F_MASK: u32 = 2u;
@@ -405,6 +432,202 @@ fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 }
 
 // The forward march of ray r into its three outputs.
+fn atomic_add_grid(i: u32, x: f32) {
+    var old = atomicLoad(&g_grid[i]);
+    loop {
+        let r = atomicCompareExchangeWeak(&g_grid[i], old, bitcast<u32>(bitcast<f32>(old) + x));
+        if (r.exchanged) {
+            break;
+        }
+        old = r.old_value;
+    }
+}
+
+fn atomic_add_cgrid(i: u32, x: f32) {
+    var old = atomicLoad(&g_cgrid[i]);
+    loop {
+        let r = atomicCompareExchangeWeak(&g_cgrid[i], old, bitcast<u32>(bitcast<f32>(old) + x));
+        if (r.exchanged) {
+            break;
+        }
+        old = r.old_value;
+    }
+}
+
+// The adjoint of sample_list: every corner of every grid of the list gets weight x scratch[src ..].
+fn scatter_list(list: u32, b: u32, q: vec3<f32>, src: u32) {
+    let nch = select(p.c, p.cc, list == 1u);
+    let first = select(0u, p.ngrids, list == 1u);
+    let count = select(p.ngrids, p.ncolor, list == 1u);
+    for (var g = first; g < first + count; g++) {
+        for (var k = 0u; k < 8u; k++) {
+            let cw = corner(g, q, k);
+            if (cw.w != 0.0) {
+                let at = cell_at(g, b, cw.cell, nch);
+                for (var ch = 0u; ch < nch; ch++) {
+                    let v = cw.w * sc(src + ch);
+                    if (v != 0.0 && list == 0u) {
+                        atomic_add_grid(at + ch, v);
+                    }
+                    if (v != 0.0 && list == 1u) {
+                        atomic_add_cgrid(at + ch, v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// Back through MLP m from the gradient of its output in scratch[sc_ga ..], leaving the gradient
+// of its input there and adding the parameter gradients to partials[slice ..].
+fn mlp_bw(m: u32, relu_last: bool, slice: u32) {
+    let layers = mlp_layers(m);
+    for (var ll = 0u; ll < layers; ll++) {
+        let l = layers - 1u - ll;
+        let n_in = layer(m, l, 0u);
+        let n_out = layer(m, l, 1u);
+        let w_off = layer(m, l, 2u);
+        let b_off = layer(m, l, 3u);
+        let x = layer(m, l, 4u);
+        let y = layer(m, l, 5u);
+        let relu = l + 1u < layers || relu_last;
+        for (var o = 0u; o < n_out; o++) {
+            if (relu && sc(y + o) <= 0.0) {
+                sc_set(p.sc_ga + o, 0.0);
+            }
+            partials[slice + b_off + o] += sc(p.sc_ga + o);
+        }
+        for (var i = 0u; i < n_in; i++) {
+            let xi = sc(x + i);
+            var acc = 0.0;
+            for (var o = 0u; o < n_out; o++) {
+                let g = sc(p.sc_ga + o);
+                partials[slice + w_off + i * n_out + o] += xi * g;
+                acc = fma(mlp[w_off + i * n_out + o], g, acc);
+            }
+            sc_set(p.sc_gb + i, acc);
+        }
+        for (var i = 0u; i < n_in; i++) {
+            sc_set(p.sc_ga + i, sc(p.sc_gb + i));
+        }
+    }
+}
+
+// tau as 64-bit fixed point: (integer part, fraction in units of 2^-32).
+fn fixed(tau: f32) -> vec2<u32> {
+    let t = min(tau, 4.0e9);
+    let whole = floor(t);
+    return vec2<u32>(u32(whole), u32((t - whole) * 4294967296.0));
+}
+
+fn fixed_add(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    let lo = a.y + b.y;
+    return vec2<u32>(a.x + b.x + select(0u, 1u, lo < a.y), lo);
+}
+
+fn fixed_sub(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    return vec2<u32>(a.x - b.x - select(0u, 1u, a.y < b.y), a.y - b.y);
+}
+
+fn fixed_f32(a: vec2<u32>) -> f32 {
+    return f32(a.x) + f32(a.y) * 2.3283064e-10;
+}
+
+
+// The backward pass's first march, samples j0 .. j1 of ray r: Lambda summed in fixed point.
+fn sum_lambda(r: u32) {
+    let b = batch[r];
+    var lam = vec2<u32>(0u, 0u);
+    if (p.j0 == 0u) {
+        for (var i = 0u; i < p.e; i++) {
+            g_enc[r * p.e + i] = 0.0;
+        }
+    } else {
+        lam = vec2<u32>(bstate[4u * r], bstate[4u * r + 1u]);
+    }
+    for (var j = p.j0; j < p.j1; j++) {
+        let s = sample_pos(r, j);
+        let x = decode(r, j, b, s);
+        lam = fixed_add(lam, fixed(p.gain * s.delta * softplus(x)));
+    }
+    bstate[4u * r] = lam.x;
+    bstate[4u * r + 1u] = lam.y;
+}
+
+// triplane.md's reverse march over samples j1 - 1 down to j0 of ray r: gradients into the grids,
+// partials[slice ..] and the ray's encoding.
+fn march_back(r: u32, slice: u32) {
+    let total = p.samples + p.samples_inf;
+    let b = batch[r];
+    var lam = vec2<u32>(bstate[4u * r], bstate[4u * r + 1u]);
+    var s_next = 0.0;
+    var p_next = 0.0;
+    if (p.j1 < total) {
+        s_next = bitcast<f32>(bstate[4u * r + 2u]);
+        p_next = bitcast<f32>(bstate[4u * r + 3u]);
+    }
+    let n_logits = layer(2u, p.lc - 1u, 1u);
+    for (var jj = p.j0; jj < p.j1; jj++) {
+        let j = p.j1 - 1u - (jj - p.j0);
+        let s = sample_pos(r, j);
+        let x = decode(r, j, b, s);
+        let t_now = exp(-fixed_f32(lam));
+        lam = fixed_sub(lam, fixed(p.gain * s.delta * softplus(x)));
+        let w = exp(-fixed_f32(lam)) - t_now;
+        var p_now = s.t * g_len[r];
+        for (var o = 0u; o < p.k; o++) {
+            p_now = fma(sc(p.sc_c + o), g_feat[r * p.k + o], p_now);
+        }
+        let s_now = s_next + t_now * (p_now - p_next);
+        let g_oraw = p.gain * s.delta * (s_now + g_lam[r]) * sigmoid(x);
+        s_next = s_now;
+        p_next = p_now;
+        for (var o = 0u; o < n_logits; o++) {
+            var g = 0.0;
+            if (o < p.k) {
+                let c = sc(p.sc_c + o);
+                g = w * g_feat[r * p.k + o] * c * (1.0 - c);
+            }
+            sc_set(p.sc_ga + o, g);
+        }
+        mlp_bw(2u, false, slice);
+        for (var i = 0u; i < p.e; i++) {
+            let g = sc(p.sc_ga + i);
+            sc_set(p.sc_gh + i, g);
+            g_enc[r * p.e + i] += g;
+        }
+        sc_set(p.sc_ga, g_oraw);
+        mlp_bw(1u, false, slice);
+        if ((p.flags & F_COLOR) == 0u) {
+            // The trunk's parameters learn even where the mask zeroes the feature.
+            for (var i = 0u; i < p.e; i++) {
+                sc_set(p.sc_ga + i, sc(p.sc_ga + i) + sc(p.sc_gh + i));
+            }
+            mlp_bw(0u, true, slice);
+            if (s.inside) {
+                scatter_list(0u, b, s.q, p.sc_ga);
+            }
+        } else if (s.inside) {
+            for (var ch = 0u; ch < p.c; ch++) {
+                if (sc(p.sc_f + ch) <= 0.0) {
+                    sc_set(p.sc_ga + ch, 0.0);
+                }
+            }
+            scatter_list(0u, b, s.q, p.sc_ga);
+            for (var ch = 0u; ch < p.cc; ch++) {
+                if (sc(p.sc_fc + ch) <= 0.0) {
+                    sc_set(p.sc_gh + ch, 0.0);
+                }
+            }
+            scatter_list(1u, b, s.q, p.sc_gh);
+        }
+    }
+    bstate[4u * r] = lam.x;
+    bstate[4u * r + 1u] = lam.y;
+    bstate[4u * r + 2u] = bitcast<u32>(s_next);
+    bstate[4u * r + 3u] = bitcast<u32>(p_next);
+}
+
 // The outputs carry the march between dispatches: T_{j0 - 1} = exp(-Lambda) is exactly the
 // value the uncut loop would hold.
 fn march(r: u32) {
@@ -464,3 +687,41 @@ fn render_fw(
 }
 
 
+
+@compute @workgroup_size(256)
+fn render_bw(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    slot = flat_index(wid, nwg, lid);
+    if (slot >= p.slots) {
+        return;
+    }
+    let r = p.ray0 + slot;
+    if (r >= p.rays || !ray_ok(r)) {
+        return;
+    }
+    if (p.pass_ == 0u) {
+        sum_lambda(r);
+    } else {
+        march_back(r, slot * p.plen);
+    }
+}
+
+@compute @workgroup_size(256)
+fn render_sum(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let e = flat_index(wid, nwg, lid);
+    if (e >= p.plen) {
+        return;
+    }
+    var acc = 0.0;
+    for (var s = 0u; s < p.slots; s++) {
+        acc += partials[s * p.plen + e];
+    }
+    g_params[e] = acc;
+}

@@ -314,6 +314,18 @@ impl WgpuDevice {
         })
     }
 
+    /// Zeroes the first `bytes` (a multiple of 4) of `dst`, on the queue.
+    pub(crate) fn clear(&self, dst: &WgpuStorage, bytes: u64) -> Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.scoped("clear", || {
+            let mut enc = self.0.device.create_command_encoder(&Default::default());
+            enc.clear_buffer(&dst.buffer, dst.byte_offset, Some(round4(bytes)));
+            self.0.queue.submit([enc.finish()]);
+        })
+    }
+
     pub(crate) fn synchronize(&self) -> Result<()> {
         self.0
             .device

@@ -18,9 +18,10 @@
 //! the checks in `tests/render.rs`: recovering from the f32 value left gradients off by 1e-3 to
 //! 100% (relative L2), against 1e-8 for the recomputed one.
 //!
-//! Backends: the CPU reference runs forward and backward; wgpu runs forward (one ray per
-//! invocation, activations in a scratch buffer sized by the invocations of one dispatch); the
-//! other backends and the wgpu backward return [`Error::Unsupported`] for now.
+//! Backends: the CPU reference and wgpu run forward and backward (wgpu: one ray per invocation,
+//! activations in a scratch buffer sized by the invocations of one dispatch, the backward
+//! march's `Lambda` in 64-bit fixed point so that subtracting undoes adding exactly); CUDA and
+//! the PTX emulator return [`Error::Unsupported`] for now.
 //!
 //! The decoder's parameters are one flat f32 vector in Lightplane's layout (see [`Decoder`]); a
 //! vector whose color head is padded to 16 outputs (what Lightplane's helpers write when fewer
@@ -364,6 +365,17 @@ impl Renderer {
                 narrow_into(&res.params, &mut grads.params)?;
                 narrow_into(&res.encoding, &mut grads.encoding)
             }
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(_) => wgpu::backward(
+                self,
+                &lay,
+                grids,
+                color_grids,
+                params,
+                rays,
+                grad_out,
+                grads,
+            ),
             #[allow(unreachable_patterns)]
             _ => Err(self.unsupported()),
         }

@@ -2,7 +2,7 @@
 
 use super::decoder::Layout;
 use super::tables::Tables;
-use super::{NOISE_TAG, OP, Rays, RenderOutput, Renderer};
+use super::{NOISE_TAG, OP, Rays, RenderGrads, RenderOutput, Renderer};
 use crate::backend::wgpu::{Dispatch, WgpuDevice, bind_whole, split_u64};
 use crate::buffer::{Buffer, Element, Float, Storage};
 use crate::{Error, Result};
@@ -54,6 +54,8 @@ struct Params {
     ray0: u32,
     j0: u32,
     j1: u32,
+    pass: u32,
+    pad: [u32; 3],
 }
 
 fn device<T: Element>(b: &Buffer<T>) -> Result<&WgpuDevice> {
@@ -75,7 +77,13 @@ const LOOP_BUDGET: usize = 50_000;
 
 /// A bound on the loop iterations render.wgsl runs per sample (each loop counted one more than
 /// its trip count), and the samples per dispatch that keep an invocation within `LOOP_BUDGET`.
-fn samples_per_dispatch(re: &Renderer, lay: &Layout, dev: &WgpuDevice) -> Result<usize> {
+/// `factor` scales the count for kernels that run more loops per sample (the backward march).
+fn samples_per_dispatch(
+    re: &Renderer,
+    lay: &Layout,
+    dev: &WgpuDevice,
+    factor: usize,
+) -> Result<usize> {
     let list = |g: &super::GridList| {
         let n = g.shapes().len();
         g.channels() + 1 + n + 1 + 8 * n * (g.channels() + 2)
@@ -98,6 +106,7 @@ fn samples_per_dispatch(re: &Renderer, lay: &Layout, dev: &WgpuDevice) -> Result
         + 2 * (lay.color.output() + 1)
         + mlps
         + 64; // the RNG's rounds and the transcendental functions' loops, with room to spare
+    let per_sample = factor * per_sample;
     let chunk = LOOP_BUDGET / per_sample;
     if chunk == 0 && dev.adapter_info().name.contains("llvmpipe") {
         return Err(Error::Unsupported {
@@ -122,10 +131,18 @@ struct Plan {
 }
 
 impl Plan {
-    fn new<T: Float>(re: &Renderer, lay: &Layout, dev: &WgpuDevice, rays: usize) -> Result<Plan> {
+    /// `extra_per_slot`: f32 the kernel keeps per invocation besides its scratch (the backward
+    /// pass's parameter gradients), which also must fit one binding.
+    fn new<T: Float>(
+        re: &Renderer,
+        lay: &Layout,
+        dev: &WgpuDevice,
+        rays: usize,
+        extra_per_slot: usize,
+    ) -> Result<Plan> {
         let t = Tables::new(&re.grids, re.color.as_ref(), lay);
         // As many invocations as rays, up to MAX_GROUPS workgroups and a scratch of one binding.
-        let fit = dev.chunk_bytes() as usize / (t.per_slot * 4);
+        let fit = dev.chunk_bytes() as usize / (t.per_slot.max(extra_per_slot) * 4);
         if fit == 0 {
             return Err(Error::LimitExceeded {
                 what: format!("{OP} on wgpu: scratch bytes per invocation (one binding)"),
@@ -205,6 +222,8 @@ impl Plan {
             ray0: 0,
             j0: 0,
             j1: 0,
+            pass: 0,
+            pad: [0; 3],
         };
         Ok(Plan {
             params,
@@ -284,7 +303,7 @@ pub(super) fn forward<T: Float>(
 ) -> Result<()> {
     let dev = device(grids)?;
     let r = rays.len();
-    let plan = Plan::new::<T>(re, lay, dev, r)?.with_flag(rays.encoding.is_some(), F_ENC);
+    let plan = Plan::new::<T>(re, lay, dev, r, 0)?.with_flag(rays.encoding.is_some(), F_ENC);
     let mut buffers = common(&plan, grids, color, params, rays)?;
     buffers.push(bind_whole(&out.features, 13, OP, "out.features")?);
     buffers.push(bind_whole(&out.ray_length, 14, OP, "out.ray_length")?);
@@ -295,7 +314,7 @@ pub(super) fn forward<T: Float>(
         "out.neg_log_transmittance",
     )?);
     let slots = plan.params.slots as usize;
-    let chunk = samples_per_dispatch(re, lay, dev)?;
+    let chunk = samples_per_dispatch(re, lay, dev, 1)?;
     let total = re.opts.samples + re.opts.samples_inf;
     let mut params = Vec::new();
     for i in 0..r.div_ceil(slots) {
@@ -317,5 +336,108 @@ pub(super) fn forward<T: Float>(
         })
         .collect();
     dev.dispatch("render", "render_fw", &work)?;
+    plan.check_status(re.grids.batch())
+}
+
+/// Pass 0 of the backward kernel over every sample chunk in order, then pass 1 in reverse chunk
+/// order, for each block of `slots` rays; one submission.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward<T: Float>(
+    re: &Renderer,
+    lay: &Layout,
+    grids: &Buffer<T>,
+    color: Option<&Buffer<T>>,
+    params: &Buffer<f32>,
+    rays: &Rays,
+    grad_out: &RenderOutput,
+    grads: &mut RenderGrads,
+) -> Result<()> {
+    let dev = device(grids)?;
+    let r = rays.len();
+    let plan = Plan::new::<T>(re, lay, dev, r, lay.len)?.with_flag(rays.encoding.is_some(), F_ENC);
+    let slots = plan.params.slots as usize;
+    let partials: Buffer<f32> = re.dev.zeros(slots * lay.len)?;
+    let state: Buffer<u32> = re.dev.zeros(4 * r.max(1))?;
+    for b in std::iter::once(&grads.grids).chain(grads.color_grids.as_ref()) {
+        let Storage::Wgpu(s) = &b.storage else {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "internal: a gradient is not on wgpu".into(),
+            });
+        };
+        dev.clear(s, (b.len() * 4) as u64)?;
+    }
+    // A placeholder of its own: one buffer cannot be bound read-only and writable at once.
+    let no_color: Buffer<f32> = re.dev.zeros(1)?;
+    let mut buffers = common(&plan, grids, color, params, rays)?;
+    buffers.extend([
+        bind_whole(&grad_out.features, 16, OP, "grad_out.features")?,
+        bind_whole(&grad_out.ray_length, 17, OP, "grad_out.ray_length")?,
+        bind_whole(
+            &grad_out.neg_log_transmittance,
+            18,
+            OP,
+            "grad_out.neg_log_transmittance",
+        )?,
+        bind_whole(&grads.grids, 19, OP, "grads.grids")?,
+        bind_whole(
+            grads.color_grids.as_ref().unwrap_or(&no_color),
+            20,
+            OP,
+            "grads.color_grids",
+        )?,
+        bind_whole(&partials, 21, OP, "the per-invocation parameter gradients")?,
+        bind_whole(&grads.encoding, 22, OP, "grads.encoding")?,
+        bind_whole(&state, 24, OP, "the per-ray state")?,
+    ]);
+    let total = re.opts.samples + re.opts.samples_inf;
+    let back = samples_per_dispatch(re, lay, dev, 3)?;
+    let fwd = samples_per_dispatch(re, lay, dev, 1)?;
+    let mut work_params = Vec::new();
+    for i in 0..r.div_ceil(slots) {
+        let ray0 = (i * slots) as u32;
+        for j0 in (0..total).step_by(fwd) {
+            let j1 = (j0 + fwd).min(total);
+            work_params.push(Params {
+                ray0,
+                j0: j0 as u32,
+                j1: j1 as u32,
+                pass: 0,
+                ..plan.params
+            });
+        }
+        let chunks: Vec<usize> = (0..total).step_by(back).collect();
+        for &j0 in chunks.iter().rev() {
+            let j1 = (j0 + back).min(total);
+            work_params.push(Params {
+                ray0,
+                j0: j0 as u32,
+                j1: j1 as u32,
+                pass: 1,
+                ..plan.params
+            });
+        }
+    }
+    let work: Vec<Dispatch> = work_params
+        .iter()
+        .map(|p| Dispatch {
+            params: bytemuck::bytes_of(p),
+            buffers: buffers.clone(),
+            invocations: slots as u64,
+        })
+        .collect();
+    dev.dispatch("render", "render_bw", &work)?;
+    dev.dispatch(
+        "render",
+        "render_sum",
+        &[Dispatch {
+            params: bytemuck::bytes_of(&plan.params),
+            buffers: vec![
+                bind_whole(&partials, 21, OP, "the per-invocation parameter gradients")?,
+                bind_whole(&grads.params, 23, OP, "grads.params")?,
+            ],
+            invocations: lay.len as u64,
+        }],
+    )?;
     plan.check_status(re.grids.batch())
 }
