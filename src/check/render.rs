@@ -1,7 +1,7 @@
 //! Check cases of rendering: Lightplane's benchmark scene (a triplane of three 32 x 32 planes,
 //! C = 32, batch 3, decoder 32 wide with 2 + 2 + 2 layers) with background samples, the mask and
 //! opacity noise, for 1, 1001 and 20 000 rays (more than one dispatch on wgpu), f32 and bf16
-//! grids, forward against the CPU backend.
+//! grids, forward against the CPU backend; backward (f32 grids) for 1 and 1001 rays.
 
 use super::{Row, compare};
 use crate::backend::Device;
@@ -55,7 +55,23 @@ pub(crate) fn rays(dev: &Device, r: usize) -> Result<[crate::Buffer<f32>; 4]> {
     ])
 }
 
+/// Forward, and with `backward` the gradients of `<1, features + ray_length + lambda>` instead:
+/// grids, parameters and encodings one after another.
 fn forward<T: Float>(dev: &Device, r: usize, opts: RenderOptions, salt: u64) -> Result<Vec<f32>> {
+    run::<T>(dev, r, opts, salt, false)
+}
+
+fn backward<T: Float>(dev: &Device, r: usize, opts: RenderOptions, salt: u64) -> Result<Vec<f32>> {
+    run::<T>(dev, r, opts, salt, true)
+}
+
+fn run<T: Float>(
+    dev: &Device,
+    r: usize,
+    opts: RenderOptions,
+    salt: u64,
+    backward: bool,
+) -> Result<Vec<f32>> {
     let (grids, decoder) = scene()?;
     let renderer = Renderer::new(dev, &grids, None, decoder, opts)?;
     let g: Vec<T> = values(grids.len(), salt)
@@ -81,13 +97,21 @@ fn forward<T: Float>(dev: &Device, r: usize, opts: RenderOptions, salt: u64) -> 
     };
     let mut out = RenderOutput::zeros(dev, r, 3)?;
     out.features.write(&vec![f32::NAN; 3 * r])?;
-    renderer.forward(
-        &dev.upload(&g)?,
-        None,
-        &dev.upload(&params)?,
-        &rays,
-        &mut out,
-    )?;
+    let (g, p) = (dev.upload(&g)?, dev.upload(&params)?);
+    renderer.forward(&g, None, &p, &rays, &mut out)?;
+    if backward {
+        let grad_out = RenderOutput {
+            features: dev.upload(&vec![1.0f32; 3 * r])?,
+            ray_length: dev.upload(&vec![0.5f32; r])?,
+            neg_log_transmittance: dev.upload(&vec![0.25f32; r])?,
+        };
+        let mut grads = renderer.grads_zeros(r, params.len())?;
+        renderer.backward(&g, None, &p, &rays, &grad_out, &mut grads)?;
+        let mut all = grads.grids.download()?;
+        all.extend(grads.params.download()?);
+        all.extend(grads.encoding.download()?);
+        return Ok(all);
+    }
     let mut all = out.features.download()?;
     all.extend(out.ray_length.download()?);
     all.extend(out.neg_log_transmittance.download()?);
@@ -163,6 +187,44 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
                 }
                 rows.push(row);
             }
+        }
+    }
+    // Backward (f32 grids) where the CPU reference stays quick.
+    for &(size, r) in sizes.iter().filter(|s| s.1 <= 1001) {
+        for (note, opts) in &variants {
+            progress(&format!("render bw {size} {note}"));
+            let mut row = Row {
+                op: "render bw",
+                dtype: DType::F32,
+                backend: dev.backend().to_string(),
+                size,
+                len: r,
+                metric: "rel L2 of all gradients",
+                error: f64::INFINITY,
+                tolerance: 1e-4,
+                pass: false,
+                note: note.to_string(),
+            };
+            match (
+                backward::<f32>(dev, r, *opts, 4),
+                backward::<f32>(&cpu, r, *opts, 4),
+            ) {
+                (Ok(got), Ok(want)) => {
+                    let f = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+                    let (got, want) = (f(got), f(want));
+                    row.error = compare::rel_l2(&got, &want);
+                    row.pass = row.error <= row.tolerance && got.iter().all(|x| x.is_finite());
+                }
+                (Err(Error::Unsupported { what, .. }), _) => {
+                    row.metric = "skipped";
+                    row.error = 0.0;
+                    row.tolerance = 0.0;
+                    row.pass = true;
+                    row.note = format!("not run: {what}");
+                }
+                (Err(e), _) | (_, Err(e)) => row.note = e.to_string(),
+            }
+            rows.push(row);
         }
     }
 }

@@ -17,6 +17,10 @@ use crate::buffer::Float;
 /// Rays per parallel task: enough to amortize a task, few enough to balance two to many cores.
 const CHUNK: usize = 64;
 
+/// Parallel tasks of the backward pass at most: each sums the decoder's gradients in its own
+/// f64 vector.
+const PARTIALS: usize = 64;
+
 /// Grid values readable as f64: the buffers' element types, and f64 for the reference checks.
 pub(crate) trait GridRead: Sync {
     fn at(&self, i: usize) -> f64;
@@ -388,15 +392,18 @@ impl<G: GridRead + ?Sized> Scene<'_, G> {
         let grid_grad = zeros(self.grids.list.len());
         let color_grad = self.color.as_ref().map(|g| zeros(g.list.len()));
         let mut g_enc = vec![0.0; n * e_len];
+        // At most PARTIALS tasks, so the parameter gradients take PARTIALS vectors whatever the
+        // number of rays; they are summed in task order.
+        let per_task = n.div_ceil(PARTIALS).max(CHUNK);
         let partial: Vec<Vec<f64>> = g_enc
-            .par_chunks_mut(CHUNK * e_len)
+            .par_chunks_mut(per_task * e_len)
             .enumerate()
             .map(|(chunk, enc)| {
                 let mut gp = vec![0.0; self.lay.len];
                 let mut s = Sample::new(self.lay, c, cc);
                 let mut feat = vec![0.0; self.lay.color_channels];
                 for i in 0..enc.len() / e_len {
-                    let r = chunk * CHUNK + i;
+                    let r = chunk * per_task + i;
                     let (_, lambda) = self.forward_ray(rays, r, &mut s, &mut feat);
                     let gr = RayGrads {
                         feat: &g_feat

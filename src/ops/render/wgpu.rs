@@ -7,6 +7,11 @@ use crate::backend::wgpu::{Dispatch, WgpuDevice, bind_whole, split_u64};
 use crate::buffer::{Buffer, Element, Float, Storage};
 use crate::{Error, Result};
 
+/// Bytes of scratch and per-invocation partial sums one call may allocate (at least one
+/// invocation's): with the per-ray state this keeps forward and backward of 256^2 rays of the
+/// Lightplane benchmark scene near 13 MB beyond inputs and outputs (issue 8 asks for at most 16).
+const MEMORY_BUDGET: usize = 12 << 20;
+
 /// Workgroups launched at most: the scratch grows with them. Lavapipe runs them on a few cores
 /// anyway; a real GPU wants more (untuned: no GPU has run this yet).
 const MAX_GROUPS: usize = 64;
@@ -141,8 +146,12 @@ impl Plan {
         extra_per_slot: usize,
     ) -> Result<Plan> {
         let t = Tables::new(&re.grids, re.color.as_ref(), lay);
-        // As many invocations as rays, up to MAX_GROUPS workgroups and a scratch of one binding.
-        let fit = dev.chunk_bytes() as usize / (t.per_slot.max(extra_per_slot) * 4);
+        // As many invocations as rays, up to MAX_GROUPS workgroups, a scratch (and partial sums)
+        // of one binding, and MEMORY_BUDGET bytes for both.
+        let per_slot_bytes = (t.per_slot + extra_per_slot) * 4;
+        let fit = (dev.chunk_bytes() as usize / (t.per_slot.max(extra_per_slot) * 4))
+            .min(MEMORY_BUDGET / per_slot_bytes)
+            .max(usize::from(per_slot_bytes <= dev.chunk_bytes() as usize));
         if fit == 0 {
             return Err(Error::LimitExceeded {
                 what: format!("{OP} on wgpu: scratch bytes per invocation (one binding)"),
