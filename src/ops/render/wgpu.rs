@@ -192,6 +192,12 @@ impl Plan {
             rays.saturating_mul(o.samples + o.samples_inf),
         )?;
         limit("scratch elements", t.per_slot * slots)?;
+        // The shader indexes features and encodings per ray in u32.
+        let per_ray = lay.color_channels.max(lay.encoding_len()).max(4);
+        limit(
+            "rays x (color channels or encoding width)",
+            rays.saturating_mul(per_ray),
+        )?;
         let params = Params {
             rays: limit("rays", rays)?,
             samples: o.samples as u32,
