@@ -1289,3 +1289,56 @@ fn bad_rays_are_caught_on_every_backend() {
         eprintln!("{dev_name}: bad rays refused");
     }
 }
+
+#[test]
+fn the_widest_decoder_renders_or_is_refused_by_name() {
+    // Width 128 (the documented maximum) and four layers per MLP: the CPU renders it; lavapipe,
+    // whose loops stop after 65 535 iterations per invocation, refuses it by name rather than
+    // return a truncated march.
+    let cfg = Config {
+        rays: 2,
+        layers: [4, 4, 4],
+        hidden: 128,
+        channels: 128,
+        ..small(TRIPLANE)
+    };
+    let mut p = problem(cfg, opts(4, 0), 13);
+    as_f32(&mut p);
+    let want = reference::forward(&p.scene(), &p.rays).unwrap();
+    for (dev_name, dev) in common::devices() {
+        let renderer = Renderer::new(dev, &p.grids, None, p.decoder, p.opts).unwrap();
+        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+        let grids = dev.upload(&f32s(&p.values)).unwrap();
+        let params = dev.upload(&f32s(&p.params)).unwrap();
+        let [origins, directions, near, far, enc] = upload_rays(dev, &p.rays);
+        let batch = dev.upload(&p.rays.batch).unwrap();
+        let rays = Rays {
+            origins: &origins,
+            directions: &directions,
+            batch: &batch,
+            near: &near,
+            far: &far,
+            encoding: Some(&enc),
+        };
+        let mut out = RenderOutput::zeros(dev, 2, 3).unwrap();
+        match renderer.forward(&grids, None, &params, &rays, &mut out) {
+            Ok(()) => {
+                let e = rel_l2(&out.features.download().unwrap(), &want.features);
+                assert!(e <= 1e-5, "{dev_name}: width 128: {e:.2e}");
+                eprintln!("{dev_name}: width 128 renders");
+            }
+            Err(Error::Unsupported { what, backend, .. }) if dev_name != "cpu" => {
+                if dev_name.starts_with("wgpu") {
+                    assert!(
+                        backend.contains("lavapipe") && what.contains("65535"),
+                        "{what}"
+                    );
+                }
+                eprintln!("{dev_name}: width 128 refused: {what}");
+            }
+            // One invocation's scratch alone passes a 4 KiB binding.
+            Err(Error::LimitExceeded { .. }) if dev_name.contains("4KiB") => {}
+            Err(e) => panic!("{dev_name}: {e}"),
+        }
+    }
+}

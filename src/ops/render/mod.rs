@@ -398,7 +398,7 @@ impl Renderer {
         Error::Unsupported {
             op: OP,
             backend: self.dev.backend().name(),
-            what: "not built for this backend yet (forward: CPU and wgpu; backward: CPU)".into(),
+            what: "not built for this backend yet (rendering runs on the CPU and wgpu)".into(),
         }
     }
 
