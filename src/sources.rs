@@ -22,6 +22,7 @@ pub const PTX_MODULES: &[(&str, &str)] = &[
     ("clip", include_str!("../kernels/clip.ptx")),
     ("mf_noise", include_str!("../kernels/mf_noise.ptx")),
     ("noise", include_str!("../kernels/noise.ptx")),
+    ("render", include_str!("../kernels/render.ptx")),
     ("upgd", include_str!("../kernels/upgd.ptx")),
 ];
 

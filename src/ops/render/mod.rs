@@ -20,8 +20,8 @@
 //!
 //! Backends: the CPU reference and wgpu run forward and backward (wgpu: one ray per invocation,
 //! activations in a scratch buffer sized by the invocations of one dispatch, the backward
-//! march's `Lambda` in 64-bit fixed point so that subtracting undoes adding exactly); CUDA and
-//! the PTX emulator return [`Error::Unsupported`] for now.
+//! march's `Lambda` in 64-bit fixed point so that subtracting undoes adding exactly); PTX (CUDA
+//! and the emulator) runs forward, and its backward returns [`Error::Unsupported`] for now.
 //!
 //! The decoder's parameters are one flat f32 vector in Lightplane's layout (see [`Decoder`]); a
 //! vector whose color head is padded to 16 outputs (what Lightplane's helpers write when fewer
@@ -62,8 +62,10 @@ mod cpu;
 mod decoder;
 mod grid;
 mod helpers;
+#[cfg(any(feature = "cuda", feature = "ptx-emu"))]
+mod ptx;
 pub mod reference;
-#[cfg(feature = "wgpu")]
+#[cfg(any(feature = "wgpu", feature = "cuda", feature = "ptx-emu"))]
 mod tables;
 #[cfg(feature = "wgpu")]
 mod wgpu;
@@ -74,6 +76,8 @@ pub use grid::{GridList, Marching};
 pub use helpers::{composite_background, harmonic_dim, harmonic_embedding};
 
 use crate::backend::Device;
+#[cfg(any(feature = "cuda", feature = "ptx-emu"))]
+use crate::backend::ptx::PtxDevice;
 use crate::buffer::{Buffer, Float, Storage};
 use crate::{Error, Result, validate};
 use decoder::Layout;
@@ -324,6 +328,11 @@ impl Renderer {
             }
             #[cfg(feature = "wgpu")]
             Storage::Wgpu(_) => wgpu::forward(self, &lay, grids, color_grids, params, rays, out),
+            #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
+            _ if PtxDevice::of(&self.dev).is_some() => {
+                let dev = PtxDevice::of(&self.dev).ok_or_else(|| self.unsupported())?;
+                ptx::forward(&dev, self, &lay, grids, color_grids, params, rays, out)
+            }
             #[allow(unreachable_patterns)]
             _ => Err(self.unsupported()),
         }
@@ -398,7 +407,8 @@ impl Renderer {
         Error::Unsupported {
             op: OP,
             backend: self.dev.backend().name(),
-            what: "not built for this backend yet (rendering runs on the CPU and wgpu)".into(),
+            what: "not built for this backend yet (the backward pass runs on the CPU and wgpu)"
+                .into(),
         }
     }
 

@@ -3,8 +3,10 @@
 //! (`shaders/render.wgsl`, header). Each layer's widths and offsets follow from these and the
 //! decoder's shape, as `decoder::Mlp` lays them out.
 
-use super::GridList;
 use super::decoder::Layout;
+use super::{GridList, NOISE_TAG, OP, Renderer};
+use crate::buffer::Float;
+use crate::{Error, Result};
 
 /// The grid table (D, H, W, element offset per grid, the color list after the grid list) and
 /// the scratch layout (offsets in f32 elements of one invocation's scratch).
@@ -72,4 +74,171 @@ impl Tables {
             per_slot: state + 4,
         }
     }
+}
+
+/// The parameter block of render.wgsl and render.ptx (the same words in both).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Params {
+    pub rays: u32,
+    pub samples: u32,
+    pub samples_inf: u32,
+    pub flags: u32,
+    pub gain: f32,
+    pub dai: f32,
+    pub sigma: f32,
+    pub dtype: u32,
+    pub seed: [u32; 2],
+    pub stream: [u32; 2],
+    pub ngrids: u32,
+    pub ncolor: u32,
+    pub c: u32,
+    pub cc: u32,
+    pub batch: u32,
+    pub k: u32,
+    pub e: u32,
+    pub slots: u32,
+    pub params_at: [u32; 3],
+    pub plen: u32,
+    pub lt: u32,
+    pub lo: u32,
+    pub lc: u32,
+    pub sc_f: u32,
+    pub sc_fc: u32,
+    pub sc_ga: u32,
+    pub sc_gb: u32,
+    pub sc_gh: u32,
+    pub sc_c: u32,
+    pub sc_enc: u32,
+    pub groups: u32,
+    pub sc_st: u32,
+    pub acts_at: [u32; 3],
+    pub hidden: u32,
+    pub cout: u32,
+    pub ray0: u32,
+    pub j0: u32,
+    pub j1: u32,
+    pub pass: u32,
+    pub pad: [u32; 3],
+}
+
+impl Params {
+    /// The block for `rays` rays and `slots` threads (invocations) over grids of type `T`;
+    /// refuses sizes whose indices would pass u32 (`backend` names the backend in errors).
+    pub fn new<T: Float>(
+        re: &Renderer,
+        lay: &Layout,
+        t: &Tables,
+        rays: usize,
+        slots: usize,
+        backend: &str,
+    ) -> Result<Params> {
+        let o = &re.opts;
+        let mut flags = 0;
+        for (on, bit) in [
+            (o.contract, 1),
+            (o.mask_out_of_bounds, 2),
+            (o.noise.is_some(), 4),
+            (re.color.is_some(), 8),
+        ] {
+            if on {
+                flags |= bit;
+            }
+        }
+        let noise = o.noise.unwrap_or(super::OpacityNoise {
+            sigma: 0.0,
+            seed: 0,
+            stream: 0,
+        });
+        let limit = |what: &str, n: usize| {
+            u32::try_from(n).map_err(|_| Error::LimitExceeded {
+                what: format!("{OP} on {backend}: {what}"),
+                requested: n as u64,
+                max: u64::from(u32::MAX),
+            })
+        };
+        let total = re.grids.len() + re.color.as_ref().map_or(0, |g| g.len());
+        limit("grid elements", total)?;
+        limit(
+            "rays x samples",
+            rays.saturating_mul(o.samples + o.samples_inf),
+        )?;
+        limit("scratch elements", t.per_slot * slots)?;
+        // The shader indexes features and encodings per ray in u32.
+        let per_ray = lay.color_channels.max(lay.encoding_len()).max(4);
+        limit(
+            "rays x (color channels or encoding width)",
+            rays.saturating_mul(per_ray),
+        )?;
+        Ok(Params {
+            rays: limit("rays", rays)?,
+            samples: o.samples as u32,
+            samples_inf: o.samples_inf as u32,
+            flags,
+            gain: o.gain,
+            dai: o.disparity_at_inf,
+            sigma: noise.sigma,
+            dtype: T::DTYPE.kernel_code(),
+            seed: [noise.seed as u32, (noise.seed >> 32) as u32],
+            stream: [
+                (NOISE_TAG ^ noise.stream) as u32,
+                ((NOISE_TAG ^ noise.stream) >> 32) as u32,
+            ],
+            ngrids: re.grids.shapes().len() as u32,
+            ncolor: re.color.as_ref().map_or(0, |g| g.shapes().len()) as u32,
+            c: re.grids.channels() as u32,
+            cc: re.color.as_ref().map_or(0, |g| g.channels()) as u32,
+            batch: re.grids.batch() as u32,
+            k: lay.color_channels as u32,
+            e: lay.encoding_len() as u32,
+            slots: slots as u32,
+            params_at: t.params_at,
+            plen: lay.len as u32,
+            lt: lay.trunk.layers() as u32,
+            lo: lay.opacity.layers() as u32,
+            lc: lay.color.layers() as u32,
+            sc_f: t.f,
+            sc_fc: t.fc,
+            sc_ga: t.ga,
+            sc_gb: t.gb,
+            sc_gh: t.gh,
+            sc_c: t.c,
+            sc_enc: t.enc,
+            groups: slots.div_ceil(256) as u32,
+            sc_st: t.state,
+            acts_at: t.acts_at,
+            hidden: re.decoder.hidden as u32,
+            cout: lay.color.output() as u32,
+            ray0: 0,
+            j0: 0,
+            j1: 0,
+            pass: 0,
+            pad: [0; 3],
+        })
+    }
+}
+
+/// The flag bit of a call whose rays carry an encoding.
+pub(crate) const F_ENC: u32 = 16;
+
+/// The error a kernel's status word stands for: bit 1 a batch index out of range, bit 2 a
+/// non-finite or reversed ray (the kernels give such rays NaN outputs and no gradient).
+pub(crate) fn check_status(bits: u32, batch: usize) -> Result<()> {
+    if bits & 1 != 0 {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            what: format!(
+                "rays.batch holds an index out of range for grids of batch {batch} (found on the device)"
+            ),
+        });
+    }
+    if bits & 2 != 0 {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            what: "a ray's near and far must be finite with near <= far, and its origin and \
+                   direction finite (found on the device)"
+                .into(),
+        });
+    }
+    Ok(())
 }

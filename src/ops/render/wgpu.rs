@@ -1,9 +1,9 @@
 //! wgpu glue of rendering (`shaders/render.wgsl`): one dispatch forward.
 
 use super::decoder::Layout;
-use super::tables::Tables;
-use super::{NOISE_TAG, OP, Rays, RenderGrads, RenderOutput, Renderer};
-use crate::backend::wgpu::{Dispatch, WgpuDevice, bind_whole, split_u64};
+use super::tables::{Params, Tables};
+use super::{OP, Rays, RenderGrads, RenderOutput, Renderer};
+use crate::backend::wgpu::{Dispatch, WgpuDevice, bind_whole};
 use crate::buffer::{Buffer, Element, Float, Storage};
 use crate::{Error, Result};
 
@@ -16,52 +16,6 @@ const MEMORY_BUDGET: usize = 12 << 20;
 /// anyway; a real GPU wants more (untuned: no GPU has run this yet).
 const MAX_GROUPS: usize = 64;
 const WG: usize = crate::backend::wgpu::WORKGROUP_SIZE as usize;
-
-/// `Params` of render.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rays: u32,
-    samples: u32,
-    samples_inf: u32,
-    flags: u32,
-    gain: f32,
-    dai: f32,
-    sigma: f32,
-    dtype: u32,
-    seed: [u32; 2],
-    stream: [u32; 2],
-    ngrids: u32,
-    ncolor: u32,
-    c: u32,
-    cc: u32,
-    batch: u32,
-    k: u32,
-    e: u32,
-    slots: u32,
-    params_at: [u32; 3],
-    plen: u32,
-    lt: u32,
-    lo: u32,
-    lc: u32,
-    sc_f: u32,
-    sc_fc: u32,
-    sc_ga: u32,
-    sc_gb: u32,
-    sc_gh: u32,
-    sc_c: u32,
-    sc_enc: u32,
-    groups: u32,
-    sc_st: u32,
-    acts_at: [u32; 3],
-    hidden: u32,
-    cout: u32,
-    ray0: u32,
-    j0: u32,
-    j1: u32,
-    pass: u32,
-    pad: [u32; 3],
-}
 
 fn device<T: Element>(b: &Buffer<T>) -> Result<&WgpuDevice> {
     match &b.storage {
@@ -160,86 +114,7 @@ impl Plan {
             });
         }
         let slots = rays.clamp(1, MAX_GROUPS * WG).min(fit);
-        let groups = slots.div_ceil(WG);
-        let o = &re.opts;
-        let mut flags = 0;
-        for (on, bit) in [
-            (o.contract, 1),
-            (o.mask_out_of_bounds, 2),
-            (o.noise.is_some(), 4),
-            (re.color.is_some(), 8),
-        ] {
-            if on {
-                flags |= bit;
-            }
-        }
-        let noise = o.noise.unwrap_or(super::OpacityNoise {
-            sigma: 0.0,
-            seed: 0,
-            stream: 0,
-        });
-        let limit = |what: &str, n: usize| {
-            u32::try_from(n).map_err(|_| Error::LimitExceeded {
-                what: format!("{OP} on wgpu: {what}"),
-                requested: n as u64,
-                max: u64::from(u32::MAX),
-            })
-        };
-        let total = re.grids.len() + re.color.as_ref().map_or(0, |g| g.len());
-        limit("grid elements", total)?;
-        limit(
-            "rays x samples",
-            rays.saturating_mul(o.samples + o.samples_inf),
-        )?;
-        limit("scratch elements", t.per_slot * slots)?;
-        // The shader indexes features and encodings per ray in u32.
-        let per_ray = lay.color_channels.max(lay.encoding_len()).max(4);
-        limit(
-            "rays x (color channels or encoding width)",
-            rays.saturating_mul(per_ray),
-        )?;
-        let params = Params {
-            rays: limit("rays", rays)?,
-            samples: o.samples as u32,
-            samples_inf: o.samples_inf as u32,
-            flags,
-            gain: o.gain,
-            dai: o.disparity_at_inf,
-            sigma: noise.sigma,
-            dtype: T::DTYPE.kernel_code(),
-            seed: split_u64(noise.seed),
-            stream: split_u64(NOISE_TAG ^ noise.stream),
-            ngrids: re.grids.shapes().len() as u32,
-            ncolor: re.color.as_ref().map_or(0, |g| g.shapes().len()) as u32,
-            c: re.grids.channels() as u32,
-            cc: re.color.as_ref().map_or(0, |g| g.channels()) as u32,
-            batch: re.grids.batch() as u32,
-            k: lay.color_channels as u32,
-            e: lay.encoding_len() as u32,
-            slots: slots as u32,
-            params_at: t.params_at,
-            plen: lay.len as u32,
-            lt: lay.trunk.layers() as u32,
-            lo: lay.opacity.layers() as u32,
-            lc: lay.color.layers() as u32,
-            sc_f: t.f,
-            sc_fc: t.fc,
-            sc_ga: t.ga,
-            sc_gb: t.gb,
-            sc_gh: t.gh,
-            sc_c: t.c,
-            sc_enc: t.enc,
-            groups: groups as u32,
-            sc_st: t.state,
-            acts_at: t.acts_at,
-            hidden: re.decoder.hidden as u32,
-            cout: lay.color.output() as u32,
-            ray0: 0,
-            j0: 0,
-            j1: 0,
-            pass: 0,
-            pad: [0; 3],
-        };
+        let params = Params::new::<T>(re, lay, &t, rays, slots, "wgpu")?;
         Ok(Plan {
             params,
             tables: re.dev.upload(&t.words)?,
@@ -258,26 +133,11 @@ impl Plan {
 
     /// The error a raised status bit stands for.
     fn check_status(&self, batch: usize) -> Result<()> {
-        let s = self.status.download()?[0];
-        if s & 1 != 0 {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                what: format!(
-                    "rays.batch holds an index out of range for grids of batch {batch} (found on the device)"
-                ),
-            });
-        }
-        if s & 2 != 0 {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                what: "a ray's near and far must be finite with near <= far, and its origin and direction finite (found on the device)".into(),
-            });
-        }
-        Ok(())
+        super::tables::check_status(self.status.download()?[0], batch)
     }
 }
 
-const F_ENC: u32 = 16;
+use super::tables::F_ENC;
 
 /// The bindings 1 to 12 every entry point reads.
 fn common<'a, T: Float>(
