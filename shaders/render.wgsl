@@ -69,8 +69,8 @@ struct Params {
     sc_gh: u32,
     sc_c: u32,
     sc_enc: u32,
-    groups: u32,
-    sc_st: u32,      // four words of per-ray state (unused forward)
+    unused0: u32,    // (words 34 and 35 are kept so render.ptx's offsets stay put)
+    unused1: u32,
     ab_t: u32,       // where each MLP's activations start in scratch
     ab_o: u32,
     ab_c: u32,

@@ -170,22 +170,7 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
                     DType::BF16 => forward::<half::bf16>(d, r, *opts, 3),
                     _ => forward::<f32>(d, r, *opts, 3),
                 };
-                match (run(dev), run(&cpu)) {
-                    (Ok(got), Ok(want)) => {
-                        let f = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
-                        let (got, want) = (f(got), f(want));
-                        row.error = compare::rel_l2(&got, &want);
-                        row.pass = row.error <= row.tolerance && got.iter().all(|x| x.is_finite());
-                    }
-                    (Err(Error::Unsupported { what, .. }), _) => {
-                        row.metric = "skipped";
-                        row.error = 0.0;
-                        row.tolerance = 0.0;
-                        row.pass = true;
-                        row.note = format!("not run: {what}");
-                    }
-                    (Err(e), _) | (_, Err(e)) => row.note = e.to_string(),
-                }
+                judge(&mut row, run(dev), run(&cpu));
                 rows.push(row);
             }
         }
@@ -206,26 +191,33 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
                 pass: false,
                 note: note.to_string(),
             };
-            match (
+            let (got, want) = (
                 backward::<f32>(dev, r, *opts, 4),
                 backward::<f32>(&cpu, r, *opts, 4),
-            ) {
-                (Ok(got), Ok(want)) => {
-                    let f = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
-                    let (got, want) = (f(got), f(want));
-                    row.error = compare::rel_l2(&got, &want);
-                    row.pass = row.error <= row.tolerance && got.iter().all(|x| x.is_finite());
-                }
-                (Err(Error::Unsupported { what, .. }), _) => {
-                    row.metric = "skipped";
-                    row.error = 0.0;
-                    row.tolerance = 0.0;
-                    row.pass = true;
-                    row.note = format!("not run: {what}");
-                }
-                (Err(e), _) | (_, Err(e)) => row.note = e.to_string(),
-            }
+            );
+            judge(&mut row, got, want);
             rows.push(row);
         }
+    }
+}
+
+/// Fills a row from the device's and the CPU's results: the relative L2 error (NaN fails), a
+/// `skipped` row where the backend lacks the op, or the error's text.
+fn judge(row: &mut Row, got: Result<Vec<f32>>, want: Result<Vec<f32>>) {
+    match (got, want) {
+        (Ok(got), Ok(want)) => {
+            let f = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+            let (got, want) = (f(got), f(want));
+            row.error = compare::rel_l2(&got, &want);
+            row.pass = row.error <= row.tolerance && got.iter().all(|x| x.is_finite());
+        }
+        (Err(Error::Unsupported { what, .. }), _) => {
+            row.metric = "skipped";
+            row.error = 0.0;
+            row.tolerance = 0.0;
+            row.pass = true;
+            row.note = format!("not run: {what}");
+        }
+        (Err(e), _) | (_, Err(e)) => row.note = e.to_string(),
     }
 }

@@ -3,7 +3,7 @@
 //! is the one render.wgsl reads, uploaded as words.
 
 use super::decoder::Layout;
-use super::tables::{F_ENC, Params, Tables};
+use super::tables::{Params, Tables};
 use super::{OP, Rays, RenderOutput, Renderer};
 use crate::Result;
 use crate::backend::ptx::{KernelArg, PtxDevice, ptr_of};
@@ -35,10 +35,7 @@ pub(super) fn forward<T: Float>(
     let slots = r
         .clamp(1, MAX_THREADS)
         .min((MEMORY_BUDGET / (t.per_slot * 4)).max(1));
-    let mut block = Params::new::<T>(re, lay, &t, r, slots, "ptx")?;
-    if rays.encoding.is_some() {
-        block.flags |= F_ENC;
-    }
+    let block = Params::new::<T>(re, lay, &t, r, rays.encoding.is_some(), slots, "ptx")?;
     let words: &[u32] = bytemuck::cast_slice(std::slice::from_ref(&block));
     let pblock = re.dev.upload(words)?;
     let tables = re.dev.upload(&t.words)?;

@@ -23,8 +23,6 @@ pub(crate) struct Tables {
     pub gh: u32,
     pub c: u32,
     pub enc: u32,
-    /// Four words the kernels may use for per-ray state.
-    pub state: u32,
     /// f32 elements of scratch per invocation.
     pub per_slot: usize,
 }
@@ -58,7 +56,6 @@ impl Tables {
         let gh = gb + wmax;
         let col = gh + wmax;
         let enc = col + lay.color.output();
-        let state = enc + lay.encoding_len();
         Tables {
             words,
             params_at,
@@ -70,8 +67,7 @@ impl Tables {
             gh: gh as u32,
             c: col as u32,
             enc: enc as u32,
-            state: state as u32,
-            per_slot: state + 4,
+            per_slot: enc + lay.encoding_len(),
         }
     }
 }
@@ -110,8 +106,7 @@ pub(crate) struct Params {
     pub sc_gh: u32,
     pub sc_c: u32,
     pub sc_enc: u32,
-    pub groups: u32,
-    pub sc_st: u32,
+    pub unused: [u32; 2],
     pub acts_at: [u32; 3],
     pub hidden: u32,
     pub cout: u32,
@@ -123,13 +118,15 @@ pub(crate) struct Params {
 }
 
 impl Params {
-    /// The block for `rays` rays and `slots` threads (invocations) over grids of type `T`;
-    /// refuses sizes whose indices would pass u32 (`backend` names the backend in errors).
+    /// The block for `rays` rays (with or without an `encoding`) and `slots` threads
+    /// (invocations) over grids of type `T`; refuses sizes whose indices would pass u32
+    /// (`backend` names the backend in errors).
     pub fn new<T: Float>(
         re: &Renderer,
         lay: &Layout,
         t: &Tables,
         rays: usize,
+        encoding: bool,
         slots: usize,
         backend: &str,
     ) -> Result<Params> {
@@ -140,6 +137,7 @@ impl Params {
             (o.mask_out_of_bounds, 2),
             (o.noise.is_some(), 4),
             (re.color.is_some(), 8),
+            (encoding, F_ENC),
         ] {
             if on {
                 flags |= bit;
@@ -204,8 +202,7 @@ impl Params {
             sc_gh: t.gh,
             sc_c: t.c,
             sc_enc: t.enc,
-            groups: slots.div_ceil(256) as u32,
-            sc_st: t.state,
+            unused: [0; 2],
             acts_at: t.acts_at,
             hidden: re.decoder.hidden as u32,
             cout: lay.color.output() as u32,
@@ -219,7 +216,7 @@ impl Params {
 }
 
 /// The flag bit of a call whose rays carry an encoding.
-pub(crate) const F_ENC: u32 = 16;
+const F_ENC: u32 = 16;
 
 /// The error a kernel's status word stands for: bit 1 a batch index out of range, bit 2 a
 /// non-finite or reversed ray (the kernels give such rays NaN outputs and no gradient).

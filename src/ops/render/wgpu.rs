@@ -3,7 +3,7 @@
 use super::decoder::Layout;
 use super::tables::{Params, Tables};
 use super::{OP, Rays, RenderGrads, RenderOutput, Renderer};
-use crate::backend::wgpu::{Dispatch, WgpuDevice, bind_whole};
+use crate::backend::wgpu::{Dispatch, Range, WgpuDevice, bind_whole};
 use crate::buffer::{Buffer, Element, Float, Storage};
 use crate::{Error, Result};
 
@@ -96,9 +96,10 @@ impl Plan {
         re: &Renderer,
         lay: &Layout,
         dev: &WgpuDevice,
-        rays: usize,
+        rays: &Rays,
         extra_per_slot: usize,
     ) -> Result<Plan> {
+        let (encoding, rays) = (rays.encoding.is_some(), rays.len());
         let t = Tables::new(&re.grids, re.color.as_ref(), lay);
         // As many invocations as rays, up to MAX_GROUPS workgroups, a scratch (and partial sums)
         // of one binding, and MEMORY_BUDGET bytes for both.
@@ -114,7 +115,7 @@ impl Plan {
             });
         }
         let slots = rays.clamp(1, MAX_GROUPS * WG).min(fit);
-        let params = Params::new::<T>(re, lay, &t, rays, slots, "wgpu")?;
+        let params = Params::new::<T>(re, lay, &t, rays, encoding, slots, "wgpu")?;
         Ok(Plan {
             params,
             tables: re.dev.upload(&t.words)?,
@@ -124,20 +125,11 @@ impl Plan {
         })
     }
 
-    fn with_flag(mut self, on: bool, bit: u32) -> Self {
-        if on {
-            self.params.flags |= bit;
-        }
-        self
-    }
-
     /// The error a raised status bit stands for.
     fn check_status(&self, batch: usize) -> Result<()> {
         super::tables::check_status(self.status.download()?[0], batch)
     }
 }
-
-use super::tables::F_ENC;
 
 /// The bindings 1 to 12 every entry point reads.
 fn common<'a, T: Float>(
@@ -178,7 +170,7 @@ pub(super) fn forward<T: Float>(
 ) -> Result<()> {
     let dev = device(grids)?;
     let r = rays.len();
-    let plan = Plan::new::<T>(re, lay, dev, r, 0)?.with_flag(rays.encoding.is_some(), F_ENC);
+    let plan = Plan::new::<T>(re, lay, dev, rays, 0)?;
     let mut buffers = common(&plan, grids, color, params, rays)?;
     buffers.push(bind_whole(&out.features, 13, OP, "out.features")?);
     buffers.push(bind_whole(&out.ray_length, 14, OP, "out.ray_length")?);
@@ -202,15 +194,7 @@ pub(super) fn forward<T: Float>(
             });
         }
     }
-    let work: Vec<Dispatch> = params
-        .iter()
-        .map(|p| Dispatch {
-            params: bytemuck::bytes_of(p),
-            buffers: buffers.clone(),
-            invocations: slots as u64,
-        })
-        .collect();
-    dev.dispatch("render", "render_fw", &work)?;
+    dispatch_all(dev, "render_fw", &params, &buffers, slots)?;
     plan.check_status(re.grids.batch())
 }
 
@@ -229,7 +213,7 @@ pub(super) fn backward<T: Float>(
 ) -> Result<()> {
     let dev = device(grids)?;
     let r = rays.len();
-    let plan = Plan::new::<T>(re, lay, dev, r, lay.len)?.with_flag(rays.encoding.is_some(), F_ENC);
+    let plan = Plan::new::<T>(re, lay, dev, rays, lay.len)?;
     let slots = plan.params.slots as usize;
     let partials: Buffer<f32> = re.dev.zeros(slots * lay.len)?;
     let state: Buffer<u32> = re.dev.zeros(4 * r.max(1))?;
@@ -293,15 +277,7 @@ pub(super) fn backward<T: Float>(
             });
         }
     }
-    let work: Vec<Dispatch> = work_params
-        .iter()
-        .map(|p| Dispatch {
-            params: bytemuck::bytes_of(p),
-            buffers: buffers.clone(),
-            invocations: slots as u64,
-        })
-        .collect();
-    dev.dispatch("render", "render_bw", &work)?;
+    dispatch_all(dev, "render_bw", &work_params, &buffers, slots)?;
     dev.dispatch(
         "render",
         "render_sum",
@@ -315,4 +291,24 @@ pub(super) fn backward<T: Float>(
         }],
     )?;
     plan.check_status(re.grids.batch())
+}
+
+/// One dispatch of `entry` per parameter block, `slots` invocations each, the same bindings, in
+/// one submission (in order: later blocks continue what earlier ones left in the buffers).
+fn dispatch_all(
+    dev: &WgpuDevice,
+    entry: &'static str,
+    blocks: &[Params],
+    buffers: &[Range],
+    slots: usize,
+) -> Result<()> {
+    let work: Vec<Dispatch> = blocks
+        .iter()
+        .map(|p| Dispatch {
+            params: bytemuck::bytes_of(p),
+            buffers: buffers.to_vec(),
+            invocations: slots as u64,
+        })
+        .collect();
+    dev.dispatch("render", entry, &work)
 }
