@@ -5,4 +5,5 @@ pub mod clip;
 pub mod mf_noise;
 pub mod noise;
 pub mod render;
+pub mod splat;
 pub mod upgd;

@@ -60,6 +60,18 @@ pub struct HostRays {
 }
 
 impl HostRays {
+    /// The point at depth `t` on ray `r`, contracted if asked, and whether it counts (`mask`:
+    /// only points inside `[-1, 1]^3` do).
+    pub(crate) fn point(&self, r: usize, t: f64, contract_: bool, mask: bool) -> ([f64; 3], bool) {
+        let o = &self.origins[3 * r..3 * r + 3];
+        let d = &self.directions[3 * r..3 * r + 3];
+        let mut p = [o[0] + t * d[0], o[1] + t * d[1], o[2] + t * d[2]];
+        if contract_ {
+            p = contract(p);
+        }
+        (p, !mask || in_bounds(p))
+    }
+
     pub fn len(&self) -> usize {
         self.near.len()
     }
@@ -149,7 +161,7 @@ pub(crate) fn sample_into<G: GridRead + ?Sized>(
 }
 
 /// The adjoint of [`sample_into`]: `grad[cell] += w * g` at every corner.
-fn scatter(list: &GridList, b: usize, p: [f64; 3], g: &[f64], grad: &[AtomicU64]) {
+pub(crate) fn scatter(list: &GridList, b: usize, p: [f64; 3], g: &[f64], grad: &[AtomicU64]) {
     for (i, s) in list.shapes().iter().enumerate() {
         for (cell, w) in corners([s[1], s[2], s[3]], p) {
             if w == 0.0 {
@@ -165,7 +177,7 @@ fn scatter(list: &GridList, b: usize, p: [f64; 3], g: &[f64], grad: &[AtomicU64]
     }
 }
 
-fn atomic_add(a: &AtomicU64, x: f64) {
+pub(crate) fn atomic_add(a: &AtomicU64, x: f64) {
     let mut old = a.load(Ordering::Relaxed);
     loop {
         let new = (f64::from_bits(old) + x).to_bits();
@@ -178,7 +190,7 @@ fn atomic_add(a: &AtomicU64, x: f64) {
 
 /// `acts[l + 1] = act(acts[l] W_l + b_l)`, ReLU after every layer but (unless `relu_last`) the
 /// last.
-fn mlp_forward(params: &[f64], m: &Mlp, acts: &mut [Vec<f64>], relu_last: bool) {
+pub(crate) fn mlp_forward(params: &[f64], m: &Mlp, acts: &mut [Vec<f64>], relu_last: bool) {
     for l in 0..m.layers() {
         let (n_in, n_out) = (m.dims[l], m.dims[l + 1]);
         let (lo, hi) = acts.split_at_mut(l + 1);
@@ -199,7 +211,7 @@ fn mlp_forward(params: &[f64], m: &Mlp, acts: &mut [Vec<f64>], relu_last: bool) 
 
 /// Back through [`mlp_forward`]: `g` is the gradient of the output (overwritten); returns the
 /// gradient of the input in `g_in` and adds the parameter gradients to `gp`.
-fn mlp_backward(
+pub(crate) fn mlp_backward(
     params: &[f64],
     m: &Mlp,
     acts: &[Vec<f64>],
@@ -246,14 +258,7 @@ impl<G: GridRead + ?Sized> Scene<'_, G> {
 
     /// The point of sample `t` on ray `r`, contracted if asked, and whether it counts.
     fn point(&self, rays: &HostRays, r: usize, t: f64) -> ([f64; 3], bool) {
-        let o = &rays.origins[3 * r..3 * r + 3];
-        let d = &rays.directions[3 * r..3 * r + 3];
-        let mut p = [o[0] + t * d[0], o[1] + t * d[1], o[2] + t * d[2]];
-        if self.opts.contract {
-            p = contract(p);
-        }
-        let inside = !self.opts.mask_out_of_bounds || in_bounds(p);
-        (p, inside)
+        rays.point(r, t, self.opts.contract, self.opts.mask_out_of_bounds)
     }
 
     fn noise(&self, r: usize, j: usize) -> f64 {

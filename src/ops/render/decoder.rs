@@ -43,7 +43,13 @@ pub(crate) struct Mlp {
 impl Mlp {
     /// Lays out an MLP of `layers` layers from `input` through `hidden` to `output`, starting at
     /// `start`; returns it and the offset just past it.
-    fn at(start: usize, layers: usize, input: usize, hidden: usize, output: usize) -> (Mlp, usize) {
+    pub(crate) fn at(
+        start: usize,
+        layers: usize,
+        input: usize,
+        hidden: usize,
+        output: usize,
+    ) -> (Mlp, usize) {
         let mut dims = vec![input];
         for l in 0..layers {
             dims.push(if l + 1 == layers { output } else { hidden });
@@ -64,6 +70,22 @@ impl Mlp {
 
     pub fn layers(&self) -> usize {
         self.w.len()
+    }
+
+    /// Xavier-uniform weights with ReLU's gain, `U(-b, b)` with `b = sqrt(2) sqrt(6 / (in +
+    /// out))`, drawn from the crate's RNG by each weight's index in `p` (stream "XAVR"); biases
+    /// stay as they are.
+    pub(crate) fn xavier_fill(&self, p: &mut [f32], seed: u64) {
+        let stream = u64::from(u32::from_be_bytes(*b"XAVR")) << 32;
+        for l in 0..self.layers() {
+            let (n_in, n_out) = (self.dims[l], self.dims[l + 1]);
+            let bound = 2f64.sqrt() * (6.0 / (n_in + n_out) as f64).sqrt();
+            for k in 0..n_in * n_out {
+                let at = self.w[l] + k;
+                let u = crate::rng::uniform(crate::rng::word(seed, stream, at as u64)) as f64;
+                p[at] = (bound * (2.0 * u - 1.0)) as f32;
+            }
+        }
     }
 
     pub fn input(&self) -> usize {
@@ -207,17 +229,8 @@ impl Decoder {
         self.check(grid_channels, color_grid_channels)?;
         let lay = self.layout_with(grid_channels, color_grid_channels, self.color_channels);
         let mut p = vec![0.0f32; lay.len];
-        let stream = u64::from(u32::from_be_bytes(*b"XAVR")) << 32;
         for mlp in [&lay.trunk, &lay.opacity, &lay.color] {
-            for l in 0..mlp.layers() {
-                let (n_in, n_out) = (mlp.dims[l], mlp.dims[l + 1]);
-                let bound = 2f64.sqrt() * (6.0 / (n_in + n_out) as f64).sqrt();
-                for k in 0..n_in * n_out {
-                    let at = mlp.w[l] + k;
-                    let u = crate::rng::uniform(crate::rng::word(seed, stream, at as u64)) as f64;
-                    p[at] = (bound * (2.0 * u - 1.0)) as f32;
-                }
-            }
+            mlp.xavier_fill(&mut p, seed);
         }
         let last = lay.opacity.layers() - 1;
         p[lay.opacity.b[last]] = opacity_bias;

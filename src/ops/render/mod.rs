@@ -58,9 +58,9 @@
 //! writes nothing). Rays whose samples leave the grids are not errors: outside samples read zero
 //! features (the decoder still runs on them, as in Lightplane).
 
-mod cpu;
-mod decoder;
-mod grid;
+pub(crate) mod cpu;
+pub(crate) mod decoder;
+pub(crate) mod grid;
 mod helpers;
 #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
 mod ptx;
@@ -526,26 +526,36 @@ impl Renderer {
         )
     }
 
-    /// The rays on the host in f64, each checked: batch in range, finite values, `near <= far`.
     fn host_rays(&self, rays: &Rays) -> Result<HostRays> {
-        let host = HostRays {
-            origins: widen(rays.origins)?,
-            directions: widen(rays.directions)?,
-            batch: rays.batch.download()?,
-            near: widen(rays.near)?,
-            far: widen(rays.far)?,
-            encoding: rays.encoding.map(widen).transpose()?,
-        };
-        reference::check_rays(&host, self.grids.batch(), self.encoding_len())?;
-        Ok(host)
+        host_rays(OP, rays, self.grids.batch(), self.encoding_len())
     }
 }
 
-fn widen(b: &Buffer<f32>) -> Result<Vec<f64>> {
+/// The rays on the host in f64, each checked: batch in range, finite values, `near <= far`
+/// (`op` names the caller in errors).
+pub(crate) fn host_rays(
+    op: &'static str,
+    rays: &Rays,
+    batch: usize,
+    encoding_len: usize,
+) -> Result<HostRays> {
+    let host = HostRays {
+        origins: widen(rays.origins)?,
+        directions: widen(rays.directions)?,
+        batch: rays.batch.download()?,
+        near: widen(rays.near)?,
+        far: widen(rays.far)?,
+        encoding: rays.encoding.map(widen).transpose()?,
+    };
+    reference::check_rays(op, &host, batch, encoding_len)?;
+    Ok(host)
+}
+
+pub(crate) fn widen(b: &Buffer<f32>) -> Result<Vec<f64>> {
     Ok(b.download()?.into_iter().map(f64::from).collect())
 }
 
-fn narrow_into(src: &[f64], dst: &mut Buffer<f32>) -> Result<()> {
+pub(crate) fn narrow_into(src: &[f64], dst: &mut Buffer<f32>) -> Result<()> {
     let v: Vec<f32> = src.iter().map(|&x| x as f32).collect();
     dst.write(&v)
 }

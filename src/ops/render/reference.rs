@@ -35,7 +35,7 @@ impl HostScene<'_> {
         if let Some((l, v)) = self.color {
             crate::validate::len(OP, "color_grids", l.len(), v.len())?;
         }
-        check_rays(rays, self.grids.batch(), lay.encoding_len())?;
+        check_rays(OP, rays, self.grids.batch(), lay.encoding_len())?;
         Ok(lay)
     }
 }
@@ -81,18 +81,24 @@ fn as_scene<'a>(s: &'a HostScene, lay: &'a super::decoder::Layout) -> Scene<'a, 
     }
 }
 
-/// Every ray's lengths, batch index (`< batch`), finite values and `near <= far`.
-pub(crate) fn check_rays(rays: &HostRays, batch: usize, encoding_len: usize) -> Result<()> {
+/// Every ray's lengths, batch index (`< batch`), finite values and `near <= far` (`op` names
+/// the caller in errors).
+pub(crate) fn check_rays(
+    op: &'static str,
+    rays: &HostRays,
+    batch: usize,
+    encoding_len: usize,
+) -> Result<()> {
     let r = rays.len();
     let v = crate::validate::len;
-    v(OP, "rays.origins", 3 * r, rays.origins.len())?;
-    v(OP, "rays.directions", 3 * r, rays.directions.len())?;
-    v(OP, "rays.batch", r, rays.batch.len())?;
-    v(OP, "rays.far", r, rays.far.len())?;
+    v(op, "rays.origins", 3 * r, rays.origins.len())?;
+    v(op, "rays.directions", 3 * r, rays.directions.len())?;
+    v(op, "rays.batch", r, rays.batch.len())?;
+    v(op, "rays.far", r, rays.far.len())?;
     if let Some(e) = &rays.encoding {
-        v(OP, "rays.encoding", r * encoding_len, e.len())?;
+        v(op, "rays.encoding", r * encoding_len, e.len())?;
     }
-    let bad = |what: String| Err(Error::InvalidArgument { op: OP, what });
+    let bad = |what: String| Err(Error::InvalidArgument { op, what });
     for i in 0..r {
         let b = rays.batch[i] as usize;
         if b >= batch {
