@@ -113,8 +113,6 @@ struct Params {
 // Per ray between backward dispatches: Lambda (fixed point, two words), S_{j+1}, p_{j+1}.
 @group(0) @binding(24) var<storage, read_write> bstate: array<u32>;
 
-const F_CONTRACT: u32 = 1u;
-const F_MASK: u32 = 2u;
 const F_NOISE: u32 = 4u;
 const F_COLOR: u32 = 8u;
 const F_ENC: u32 = 16u;
@@ -143,42 +141,9 @@ fn elem(list: u32, i: u32) -> f32 {
     return half_to_f32((w >> ((i & 1u) * 16u)) & 0xffffu, p.dtype);
 }
 
-// The corners of one axis of n cells at coordinate x: lower index (as i32) and the upper weight.
-fn axis(n: u32, x: f32) -> vec2<f32> {
-    if (n == 1u) {
-        return vec2<f32>(0.0, 0.0);
-    }
-    let ix = ((x + 1.0) * 0.5) * f32(n) - 0.5;
-    let fl = floor(ix);
-    // Far outside both corners are outside; the clamp keeps the index conversion defined.
-    return vec2<f32>(clamp(fl, -2.0, f32(n) + 1.0), ix - fl);
-}
-
-struct Corner {
-    cell: u32,
-    w: f32,
-}
-
-// Corner k (bits x, y, z) of grid g at point q: its flat cell index and weight (0 if outside).
+// Corner k of grid g at point q (common/march.wgsl).
 fn corner(g: u32, q: vec3<f32>, k: u32) -> Corner {
-    let d = tables[4u * g];
-    let h = tables[4u * g + 1u];
-    let w = tables[4u * g + 2u];
-    let ax = axis(w, q.x);
-    let ay = axis(h, q.y);
-    let az = axis(d, q.z);
-    let hx = (k & 1u) != 0u;
-    let hy = (k & 2u) != 0u;
-    let hz = (k & 4u) != 0u;
-    let ix = i32(ax.x) + select(0, 1, hx);
-    let iy = i32(ay.x) + select(0, 1, hy);
-    let iz = i32(az.x) + select(0, 1, hz);
-    let wt = select(1.0 - ax.y, ax.y, hx) * select(1.0 - ay.y, ay.y, hy) * select(1.0 - az.y, az.y, hz);
-    let inside = ix >= 0 && ix < i32(w) && iy >= 0 && iy < i32(h) && iz >= 0 && iz < i32(d);
-    if (!inside || wt == 0.0) {
-        return Corner(0u, 0.0);
-    }
-    return Corner((u32(iz) * h + u32(iy)) * w + u32(ix), wt);
+    return march_corner(tables[4u * g], tables[4u * g + 1u], tables[4u * g + 2u], q, k);
 }
 
 // The element offset of a cell of batch b in grid g (whose list has nch channels).
@@ -292,50 +257,10 @@ fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
 }
 
-struct SamplePos {
-    t: f32,
-    delta: f32,
-    q: vec3<f32>,
-    inside: bool,
-}
-
 fn sample_pos(r: u32, j: u32) -> SamplePos {
-    let nr = near[r];
-    let fr = far[r];
-    var s: SamplePos;
-    if (j < p.samples) {
-        s.delta = (fr - nr) / f32(p.samples - 1u);
-        s.t = nr + (fr - nr) * f32(j) / f32(p.samples - 1u);
-    } else {
-        // far / ((d - 1) (k + 1) / m + 1) with the denominator summed from positive terms (the
-        // literal form cancels three digits in f32 at d = 1e-5).
-        let k = j - p.samples;
-        let m = f32(p.samples_inf);
-        s.t = fr * m / (f32(p.samples_inf - k - 1u) + p.dai * f32(k + 1u));
-        var prev = fr;
-        if (k > 0u) {
-            prev = fr * m / (f32(p.samples_inf - k) + p.dai * f32(k));
-        }
-        s.delta = s.t - prev;
-    }
     let o = vec3<f32>(origins[3u * r], origins[3u * r + 1u], origins[3u * r + 2u]);
     let d = vec3<f32>(dirs[3u * r], dirs[3u * r + 1u], dirs[3u * r + 2u]);
-    var q = o + s.t * d;
-    if ((p.flags & F_CONTRACT) != 0u) {
-        let m = max(abs(q.x), max(abs(q.y), abs(q.z)));
-        if (m > 1.0) {
-            var c: vec3<f32>;
-            for (var a = 0u; a < 3u; a++) {
-                let x = q[a];
-                c[a] = select(x / m, (2.0 - 1.0 / abs(x)) * sign(x), abs(x) == m);
-            }
-            q = c;
-        }
-        q = 0.5 * q;
-    }
-    s.q = q;
-    s.inside = (p.flags & F_MASK) == 0u || all(abs(q) <= vec3<f32>(1.0));
-    return s;
+    return march_sample(o, d, near[r], far[r], j, p.samples, p.samples_inf, p.dai, p.flags);
 }
 
 fn noise(r: u32, j: u32) -> f32 {
@@ -412,15 +337,9 @@ fn ray_ok(r: u32) -> bool {
         atomicOr(&status[0], 1u);
         ok = false;
     }
-    let nr = near[r];
-    let fr = far[r];
-    var fin = nr == nr && fr == fr && abs(nr) <= 3.4e38 && abs(fr) <= 3.4e38;
-    for (var a = 0u; a < 3u; a++) {
-        let x = origins[3u * r + a];
-        let y = dirs[3u * r + a];
-        fin = fin && x == x && y == y && abs(x) <= 3.4e38 && abs(y) <= 3.4e38;
-    }
-    if (!fin || nr > fr) {
+    let o = vec3<f32>(origins[3u * r], origins[3u * r + 1u], origins[3u * r + 2u]);
+    let d = vec3<f32>(dirs[3u * r], dirs[3u * r + 1u], dirs[3u * r + 2u]);
+    if (!march_ray_ok(o, d, near[r], far[r])) {
         atomicOr(&status[0], 2u);
         ok = false;
     }

@@ -15,6 +15,10 @@ pub const PTX_COMMON: &[(&str, &str)] = &[
         "common/storage.ptx",
         include_str!("../kernels/common/storage.ptx"),
     ),
+    (
+        "common/march.ptx",
+        include_str!("../kernels/common/march.ptx"),
+    ),
 ];
 
 /// PTX modules by name (`kernels/<name>.ptx`).
@@ -23,6 +27,7 @@ pub const PTX_MODULES: &[(&str, &str)] = &[
     ("mf_noise", include_str!("../kernels/mf_noise.ptx")),
     ("noise", include_str!("../kernels/noise.ptx")),
     ("render", include_str!("../kernels/render.ptx")),
+    ("splat", include_str!("../kernels/splat.ptx")),
     ("upgd", include_str!("../kernels/upgd.ptx")),
 ];
 
@@ -36,6 +41,10 @@ pub const WGSL_COMMON: &[(&str, &str)] = &[
         "common/storage.wgsl",
         include_str!("../shaders/common/storage.wgsl"),
     ),
+    (
+        "common/march.wgsl",
+        include_str!("../shaders/common/march.wgsl"),
+    ),
 ];
 
 /// WGSL shaders by name (`shaders/<name>.wgsl`).
@@ -44,6 +53,7 @@ pub const WGSL_MODULES: &[(&str, &str)] = &[
     ("mf_noise", include_str!("../shaders/mf_noise.wgsl")),
     ("noise", include_str!("../shaders/noise.wgsl")),
     ("render", include_str!("../shaders/render.wgsl")),
+    ("splat", include_str!("../shaders/splat.wgsl")),
     ("upgd", include_str!("../shaders/upgd.wgsl")),
 ];
 

@@ -66,7 +66,7 @@ mod helpers;
 mod ptx;
 pub mod reference;
 #[cfg(any(feature = "wgpu", feature = "cuda", feature = "ptx-emu"))]
-mod tables;
+pub(crate) mod tables;
 #[cfg(feature = "wgpu")]
 mod wgpu;
 

@@ -69,5 +69,5 @@ pub(super) fn forward<T: Float>(
     // decoder's parameters at the layout's offsets (the vector's length was checked) and the
     // encoding row r when present.
     unsafe { dev.launch_1d("render", "render_fw", OP, &args, slots as u64)? };
-    super::tables::check_status(status.download()?[0], re.grids.batch())
+    super::tables::check_status(OP, status.download()?[0], re.grids.batch())
 }

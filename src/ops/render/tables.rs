@@ -220,10 +220,10 @@ const F_ENC: u32 = 16;
 
 /// The error a kernel's status word stands for: bit 1 a batch index out of range, bit 2 a
 /// non-finite or reversed ray (the kernels give such rays NaN outputs and no gradient).
-pub(crate) fn check_status(bits: u32, batch: usize) -> Result<()> {
+pub(crate) fn check_status(op: &'static str, bits: u32, batch: usize) -> Result<()> {
     if bits & 1 != 0 {
         return Err(Error::InvalidArgument {
-            op: OP,
+            op,
             what: format!(
                 "rays.batch holds an index out of range for grids of batch {batch} (found on the device)"
             ),
@@ -231,7 +231,7 @@ pub(crate) fn check_status(bits: u32, batch: usize) -> Result<()> {
     }
     if bits & 2 != 0 {
         return Err(Error::InvalidArgument {
-            op: OP,
+            op,
             what: "a ray's near and far must be finite with near <= far, and its origin and \
                    direction finite (found on the device)"
                 .into(),

@@ -127,7 +127,7 @@ impl Plan {
 
     /// The error a raised status bit stands for.
     fn check_status(&self, batch: usize) -> Result<()> {
-        super::tables::check_status(self.status.download()?[0], batch)
+        super::tables::check_status(OP, self.status.download()?[0], batch)
     }
 }
 

@@ -49,6 +49,8 @@ mod cpu;
 #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
 mod ptx;
 pub mod reference;
+#[cfg(any(feature = "wgpu", feature = "cuda", feature = "ptx-emu"))]
+mod tables;
 #[cfg(feature = "wgpu")]
 mod wgpu;
 
