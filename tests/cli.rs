@@ -866,3 +866,45 @@ fn run_render_writes_the_library_values() {
     assert!(err.contains("origins") || err.contains("far"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn demo_writes_pngs_and_fitting_raises_psnr() {
+    let dir = std::env::temp_dir().join(format!("trainkern-demo-{}", std::process::id()));
+    let out = trainkern()
+        .args(["demo", "--steps", "60", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // "held-out view PSNR: before fitting X dB, after 60 steps Y dB"
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("held-out view PSNR"))
+        .expect("a PSNR line");
+    let numbers: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (before, after) = (numbers[0], numbers[2]);
+    assert!(after > before + 3.0, "{line}");
+    for (name, width) in [
+        ("truth.png", 64),
+        ("before.png", 64),
+        ("after.png", 64),
+        ("demo.png", 196),
+    ] {
+        let file = std::fs::File::open(dir.join(name)).unwrap();
+        let reader = png::Decoder::new(std::io::BufReader::new(file))
+            .read_info()
+            .unwrap();
+        let info = reader.info();
+        assert_eq!((info.width, info.height), (width, 64), "{name}");
+        assert_eq!(info.color_type, png::ColorType::Rgb, "{name}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

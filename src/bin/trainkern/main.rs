@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 mod clip;
+mod demo;
 mod mf;
 mod npy;
 mod render;
@@ -50,6 +51,23 @@ enum Command {
     /// Matrix-factorization (correlated noise) planning on the CPU, in f64.
     #[command(subcommand)]
     Mf(MfCommand),
+    /// Render views of a small built-in scene, splat them into a triplane, fit the triplane and
+    /// a decoder with the renderer's backward pass, and write PNGs of a held-out view (truth,
+    /// before, after) with their PSNR.
+    Demo {
+        /// Directory for the PNGs (created if missing).
+        #[arg(long, default_value = "demo")]
+        out: std::path::PathBuf,
+        /// Adam steps of 1024 rays each.
+        #[arg(long, default_value_t = 400)]
+        steps: usize,
+        /// Seed of the decoder's initialization and the ray batches.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// cpu, wgpu or cuda (default: the CPU, the fastest here: lavapipe is slower than it).
+        #[arg(long)]
+        backend: Option<Backend>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -482,6 +500,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 })?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            out,
+            steps,
+            seed,
+            backend,
+        } => {
+            let dev = Device::from_backend(backend.unwrap_or(Backend::Cpu))?;
+            demo::run(&dev, &demo::Demo { out, steps, seed })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(cmd @ RunCommand::Upgd { .. }) => run_upgd(cmd),
