@@ -318,10 +318,9 @@ fn transcription(p: &Problem) -> Vec<f64> {
                 let d = f64::from(o.disparity_at_inf);
                 fr / ((d - 1.0) * (k + 1.0) / o.samples_inf as f64 + 1.0)
             };
-            let mut q = [0.0; 3];
-            for a in 0..3 {
-                q[a] = p.rays.origins[3 * r + a] + t * p.rays.directions[3 * r + a];
-            }
+            let mut q: [f64; 3] = std::array::from_fn(|a| {
+                p.rays.origins[3 * r + a] + t * p.rays.directions[3 * r + a]
+            });
             if o.contract {
                 let m = q.iter().fold(0.0f64, |m, x| m.max(x.abs()));
                 if m > 1.0 {

@@ -5,6 +5,7 @@ mod clip;
 mod mf_noise;
 mod noise;
 mod render;
+mod splat;
 mod upgd;
 
 use std::time::Instant;
@@ -135,7 +136,7 @@ pub fn run(dev: &Device, sizes: &[usize], progress: &mut dyn FnMut(&str)) -> Res
         mf_noise::run(dev, len, copy_gbps, progress, &mut rows)?;
         upgd::run(dev, len, copy_gbps, progress, &mut rows)?;
     }
-    // Rendering once, on Lightplane's benchmark scene: 256^2 rays of 256 samples on GPUs, a
+    // Rendering and splatting once, on Lightplane's benchmark scenes: 256^2 rays on GPUs, a
     // smaller batch where every sample costs microseconds (the CPU, lavapipe, the emulator).
     let (n_rays, samples) = match dev.backend() {
         Backend::Cuda => (1 << 16, 256),
@@ -146,6 +147,12 @@ pub fn run(dev: &Device, sizes: &[usize], progress: &mut dyn FnMut(&str)) -> Res
     match render::run(dev, n_rays, samples, copy_gbps, progress, &mut rows) {
         Err(crate::Error::Unsupported { what, .. }) => {
             progress(&format!("render: not run on {}: {what}", dev.backend()))
+        }
+        other => other?,
+    }
+    match splat::run(dev, n_rays, copy_gbps, progress, &mut rows) {
+        Err(crate::Error::Unsupported { what, .. }) => {
+            progress(&format!("splat: not run on {}: {what}", dev.backend()))
         }
         other => other?,
     }

@@ -6,6 +6,7 @@ mod compare;
 mod mf_noise;
 mod noise;
 pub(crate) mod render;
+mod splat;
 mod upgd;
 
 pub use compare::{rel_l2, scaled_max_error, ulp16};
@@ -74,6 +75,7 @@ pub fn run(dev: &Device, progress: &mut dyn FnMut(&str)) -> Vec<Row> {
     mf_noise::cases(dev, progress, &mut rows);
     upgd::cases(dev, progress, &mut rows);
     render::cases(dev, progress, &mut rows);
+    splat::cases(dev, progress, &mut rows);
     rows
 }
 

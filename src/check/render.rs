@@ -203,7 +203,7 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
 
 /// Fills a row from the device's and the CPU's results: the relative L2 error (NaN fails), a
 /// `skipped` row where the backend lacks the op, or the error's text.
-fn judge(row: &mut Row, got: Result<Vec<f32>>, want: Result<Vec<f32>>) {
+pub(super) fn judge(row: &mut Row, got: Result<Vec<f32>>, want: Result<Vec<f32>>) {
     match (got, want) {
         (Ok(got), Ok(want)) => {
             let f = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();

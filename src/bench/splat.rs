@@ -1,0 +1,71 @@
+//! Bench cases of splatting on Lightplane's splatter setup scaled to the device: a triplane of
+//! three 128 x 128 planes with C = 32 and batch 3, 96 samples per ray, forward and backward,
+//! rays per second. The bytes are the least any splatter moves: the output grids and their
+//! weights written once (forward) or read once (backward), and each ray's inputs.
+
+use super::{Row, row, time};
+use crate::Result;
+use crate::backend::Device;
+use crate::buffer::DType;
+use crate::check::render::{rays, values};
+use crate::render::{GridList, Rays};
+use crate::splat::{SplatOptions, Splatter};
+
+pub(super) fn run(
+    dev: &Device,
+    n_rays: usize,
+    copy_gbps: f64,
+    progress: &mut dyn FnMut(&str),
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    let (b, res, c) = (3, 128, 32);
+    let out = GridList::new(&[
+        [b, 1, res, res, c],
+        [b, res, 1, res, c],
+        [b, res, res, 1, c],
+    ])?;
+    let opts = SplatOptions {
+        samples: 96,
+        ..Default::default()
+    };
+    let s = Splatter::new(dev, &out, opts)?;
+    let [o, d, near, far] = rays(dev, n_rays)?;
+    let batch = dev.upload(&(0..n_rays as u32).map(|i| i % 3).collect::<Vec<_>>())?;
+    let enc = dev.upload(&values(n_rays * c, 2))?;
+    let rays = Rays {
+        origins: &o,
+        directions: &d,
+        batch: &batch,
+        near: &near,
+        far: &far,
+        encoding: Some(&enc),
+    };
+    let mut grid = dev.zeros::<f32>(out.len())?;
+    let grid_bytes = 4 * (out.len() + out.len() / c) as u64;
+    let per_ray = 4 * (3 + 3 + 1 + 1 + 1 + c) as u64;
+    progress(&format!("splat fw {n_rays} rays x 96"));
+    let t = time(dev, || s.forward(&rays, &mut grid))?;
+    let bytes = grid_bytes + per_ray * n_rays as u64;
+    rows.push(row(
+        dev,
+        "splat fw (rays)",
+        DType::F32,
+        n_rays,
+        t,
+        bytes,
+        copy_gbps,
+    ));
+    progress(&format!("splat bw {n_rays} rays x 96"));
+    let mut g_enc = dev.zeros::<f32>(n_rays * c)?;
+    let t = time(dev, || s.backward(&rays, &grid, &mut g_enc))?;
+    rows.push(row(
+        dev,
+        "splat bw (rays)",
+        DType::F32,
+        n_rays,
+        t,
+        bytes,
+        copy_gbps,
+    ));
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! Check cases of splatting: rays of the render check (`check::render::rays`) into a triplane of
+//! three 32 x 32 planes with C = 32 and batch 3, 32 + 8 samples, plain and with contraction and
+//! the mask, forward and backward against the CPU backend; the MLP splatter (7 input channels,
+//! 2 layers of 32) likewise, where the backend has it.
+
+use super::Row;
+use super::render::{judge, rays, values};
+use crate::backend::Device;
+use crate::buffer::DType;
+use crate::render::{GridList, Rays};
+use crate::splat::{SplatMlp, SplatOptions, Splatter};
+use crate::{Backend, Result};
+
+fn planes(c: usize) -> Result<GridList> {
+    let (b, res) = (3, 32);
+    GridList::new(&[
+        [b, 1, res, res, c],
+        [b, res, 1, res, c],
+        [b, res, res, 1, c],
+    ])
+}
+
+/// The splat, and with `backward` the encoding gradient (and the MLP's) of `<g, splat>` for a
+/// fixed `g` instead.
+fn run(dev: &Device, r: usize, opts: SplatOptions, mlp: bool, backward: bool) -> Result<Vec<f32>> {
+    let out = planes(32)?;
+    let input = planes(7)?;
+    let net = SplatMlp {
+        layers: 2,
+        hidden: 32,
+    };
+    let s = if mlp {
+        Splatter::with_mlp(dev, &out, &input, net, opts)?
+    } else {
+        Splatter::new(dev, &out, opts)?
+    };
+    let [o, d, near, far] = rays(dev, r)?;
+    let batch = dev.upload(&(0..r as u32).map(|i| i % 3).collect::<Vec<_>>())?;
+    let enc = dev.upload(&values(r * s.encoding_len(), 6))?;
+    let rays = Rays {
+        origins: &o,
+        directions: &d,
+        batch: &batch,
+        near: &near,
+        far: &far,
+        encoding: Some(&enc),
+    };
+    let mut grid = dev.upload(&vec![f32::NAN; out.len()])?;
+    let input_values = dev.upload(&values(input.len(), 7))?;
+    let params = dev.upload(&net.xavier_init(7, 32, 8)?)?;
+    if !backward {
+        if mlp {
+            s.forward_mlp(&input_values, &params, &rays, &mut grid)?;
+        } else {
+            s.forward(&rays, &mut grid)?;
+        }
+        return grid.download();
+    }
+    let g = dev.upload(&values(out.len(), 9))?;
+    if mlp {
+        let mut grads = s.grads_zeros(r)?;
+        s.backward_mlp(&input_values, &params, &rays, &g, &mut grads)?;
+        let mut all = grads.encoding.download()?;
+        all.extend(grads.params.download()?);
+        all.extend(grads.input_grids.download()?);
+        return Ok(all);
+    }
+    let mut g_enc = dev.upload(&vec![f32::NAN; r * 32])?;
+    s.backward(&rays, &g, &mut g_enc)?;
+    g_enc.download()
+}
+
+pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec<Row>) {
+    let sizes: &[(&'static str, usize)] = match dev.backend() {
+        Backend::PtxEmu => &[("one", 1), ("ragged", 67)],
+        _ => &[("one", 1), ("ragged", 1001), ("20k", 20_000)],
+    };
+    let variants: [(&'static str, SplatOptions, bool); 3] = [
+        (
+            "32+8 samples",
+            SplatOptions {
+                samples: 32,
+                samples_inf: 8,
+                ..Default::default()
+            },
+            false,
+        ),
+        (
+            "32 samples, contract, mask",
+            SplatOptions {
+                samples: 32,
+                contract: true,
+                mask_out_of_bounds: true,
+                ..Default::default()
+            },
+            false,
+        ),
+        (
+            "MLP 7 -> 32, 32+8 samples",
+            SplatOptions {
+                samples: 32,
+                samples_inf: 8,
+                ..Default::default()
+            },
+            true,
+        ),
+    ];
+    let cpu = Device::cpu();
+    for &(size, r) in sizes {
+        for (note, opts, mlp) in &variants {
+            for backward in [false, true] {
+                let op = if backward { "splat bw" } else { "splat fw" };
+                progress(&format!("{op} {size} {note}"));
+                let mut row = Row {
+                    op,
+                    dtype: DType::F32,
+                    backend: dev.backend().to_string(),
+                    size,
+                    len: r,
+                    metric: if backward {
+                        "rel L2 of all gradients"
+                    } else {
+                        "rel L2 of the grids"
+                    },
+                    error: f64::INFINITY,
+                    tolerance: if backward { 1e-4 } else { 1e-5 },
+                    pass: false,
+                    note: note.to_string(),
+                };
+                let got = run(dev, r, *opts, *mlp, backward);
+                let want = run(&cpu, r, *opts, *mlp, backward);
+                judge(&mut row, got, want);
+                rows.push(row);
+            }
+        }
+    }
+}
