@@ -39,6 +39,7 @@ run)
   timeout 90 python3 .device/clip.py --json "$out/torch_clip.json" 2>&1 | tee -a "$out/torch.txt"
   timeout 90 python3 .device/mf_noise.py --json "$out/torch_mf_noise.json" 2>&1 | tee -a "$out/torch.txt"
   timeout 120 python3 .device/render.py --json "$out/torch_render.json" 2>&1 | tee -a "$out/torch.txt"
+  timeout 60 python3 .device/splat.py --json "$out/torch_splat.json" 2>&1 | tee -a "$out/torch.txt"
   echo "commit $(cat .device/commit); check exit $check"
   exit "$check"
   ;;

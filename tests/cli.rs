@@ -908,3 +908,138 @@ fn demo_writes_pngs_and_fitting_raises_psnr() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn run_splat_writes_the_library_values() {
+    use trainkern::render::{GridList, Rays};
+    use trainkern::splat::{SplatMlp, SplatOptions, Splatter};
+    let dir = std::env::temp_dir().join(format!("tk_splat_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let vals = |n: usize, k: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as f32 * 0.37 + k).sin()) * 0.8)
+            .collect()
+    };
+    let out_shapes = [[1usize, 1, 4, 5, 3], [1, 3, 1, 5, 3]];
+    let in_shape = [1u64, 3, 4, 5, 2];
+    let input = vals(120, 1.0);
+    write_npz(
+        &dir.join("i.npz"),
+        &[("i0", in_shape.to_vec(), input.clone())],
+    );
+    let mlp = SplatMlp {
+        layers: 2,
+        hidden: 6,
+    };
+    let params = mlp.xavier_init(2, 3, 5).unwrap();
+    write_npy(&dir.join("p.npy"), &[params.len() as u64], &params);
+    let r = 3;
+    let origins = vec![0.0f32, 0.0, -2.0, 0.3, 0.1, -2.0, -0.4, 0.2, -2.0];
+    let directions = vec![0.0f32, 0.0, 1.0, 0.0, 0.1, 1.0, 0.2, 0.0, 1.0];
+    let (near, far) = (vec![1.0f32; r], vec![3.0f32; r]);
+    let enc = vals(2 * r, 3.0);
+    write_npz(
+        &dir.join("r.npz"),
+        &[
+            ("origins", vec![r as u64, 3], origins.clone()),
+            ("directions", vec![r as u64, 3], directions.clone()),
+            ("near", vec![r as u64], near.clone()),
+            ("far", vec![r as u64], far.clone()),
+            ("batch", vec![r as u64], vec![0.0; r]),
+            ("encoding", vec![r as u64, 2], enc.clone()),
+        ],
+    );
+    let list = GridList::new(&out_shapes).unwrap();
+    let g_in = vals(list.len(), 4.0);
+    let n0 = 60;
+    write_npz(
+        &dir.join("gin.npz"),
+        &[
+            ("g0", vec![1, 1, 4, 5, 3], g_in[..n0].to_vec()),
+            ("g1", vec![1, 3, 1, 5, 3], g_in[n0..].to_vec()),
+        ],
+    );
+    let out = trainkern()
+        .args(["run", "splat", "--grid-sizes", "1,1,4,5,3; 1,3,1,5,3"])
+        .args(["--samples", "9", "--layers", "2", "--hidden", "6"])
+        .arg("--input-grids")
+        .arg(dir.join("i.npz"))
+        .arg("--params")
+        .arg(dir.join("p.npy"))
+        .arg("--rays")
+        .arg(dir.join("r.npz"))
+        .arg("--out")
+        .arg(dir.join("o.npz"))
+        .arg("--backward")
+        .arg(dir.join("gin.npz"))
+        .arg("--grads-out")
+        .arg(dir.join("grads.npz"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The library on the same inputs.
+    let dev = Device::cpu();
+    let in_list = GridList::new(&[in_shape.map(|x| x as usize)]).unwrap();
+    let opts = SplatOptions {
+        samples: 9,
+        ..Default::default()
+    };
+    let s = Splatter::with_mlp(&dev, &list, &in_list, mlp, opts).unwrap();
+    let up = |v: &[f32]| dev.upload(v).unwrap();
+    let (o, d, n, f, e) = (up(&origins), up(&directions), up(&near), up(&far), up(&enc));
+    let batch = dev.upload(&vec![0u32; r]).unwrap();
+    let rays = Rays {
+        origins: &o,
+        directions: &d,
+        batch: &batch,
+        near: &n,
+        far: &f,
+        encoding: Some(&e),
+    };
+    let (iv, pv) = (up(&input), up(&params));
+    let mut want = dev.zeros::<f32>(list.len()).unwrap();
+    s.forward_mlp(&iv, &pv, &rays, &mut want).unwrap();
+    let mut grads = s.grads_zeros(r).unwrap();
+    s.backward_mlp(&iv, &pv, &rays, &up(&g_in), &mut grads)
+        .unwrap();
+    let close = |what: &str, got: Vec<f32>, want: Vec<f32>| {
+        assert_eq!(got.len(), want.len(), "{what}");
+        assert!(want.iter().any(|x| *x != 0.0), "{what}: all zero");
+        for (a, b) in got.iter().zip(&want) {
+            assert!(
+                (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                "{what}: {a} vs {b}"
+            );
+        }
+    };
+    let want = want.download().unwrap();
+    let mut z = npyz::npz::NpzArchive::open(dir.join("o.npz")).unwrap();
+    let g1 = z.by_name("g1").unwrap().unwrap();
+    assert_eq!(g1.shape(), &[1, 3, 1, 5, 3]);
+    close("g1", g1.into_vec().unwrap(), want[n0..].to_vec());
+    let mut z = npyz::npz::NpzArchive::open(dir.join("grads.npz")).unwrap();
+    let get = |z: &mut npyz::npz::NpzArchive<_>, name: &str| -> Vec<f32> {
+        z.by_name(name).unwrap().unwrap().into_vec().unwrap()
+    };
+    close(
+        "i0",
+        get(&mut z, "i0"),
+        grads.input_grids.download().unwrap(),
+    );
+    close(
+        "params",
+        get(&mut z, "params"),
+        grads.params.download().unwrap(),
+    );
+    close(
+        "encoding",
+        get(&mut z, "encoding"),
+        grads.encoding.download().unwrap(),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,6 +8,7 @@ mod demo;
 mod mf;
 mod npy;
 mod render;
+mod splat;
 mod upgd;
 
 use clap::{Args, Parser, Subcommand};
@@ -322,6 +323,47 @@ enum RunCommand {
         #[arg(long)]
         grads_out: Option<std::path::PathBuf>,
     },
+    /// Splat rays into grids (design/triplane.md, "Splat"): r.npz as for `run render`, its
+    /// `encoding` (R, C) being what each ray splats (with the MLP splatter: added to the input
+    /// grids' sample; optional). --grid-sizes gives the output shapes, e.g.
+    /// "3,1,32,32,16;3,32,1,32,16;3,32,32,1,16". The MLP splatter takes --input-grids (i0, i1,
+    /// ...) and --params (flat, Lightplane's layout). Writes g0, g1, ... to --out; with
+    /// --backward (an .npz of g0, g1, ... incoming gradients) writes encoding (and i0, ...,
+    /// params) to --grads-out. Prints a JSON summary.
+    Splat {
+        #[arg(long)]
+        grid_sizes: String,
+        #[arg(long)]
+        rays: std::path::PathBuf,
+        #[arg(long, requires = "params")]
+        input_grids: Option<std::path::PathBuf>,
+        #[arg(long, requires = "input_grids")]
+        params: Option<std::path::PathBuf>,
+        /// Layers of the MLP splatter.
+        #[arg(long, default_value_t = 2)]
+        layers: usize,
+        #[arg(long, default_value_t = 32)]
+        hidden: usize,
+        /// Samples per ray (>= 2, both ends included).
+        #[arg(long)]
+        samples: usize,
+        #[arg(long, default_value_t = 0)]
+        samples_inf: usize,
+        #[arg(long, default_value_t = 1e-5)]
+        disparity_at_inf: f32,
+        #[arg(long)]
+        contract: bool,
+        #[arg(long)]
+        mask_oob: bool,
+        #[command(flatten)]
+        backend: BackendArg,
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long)]
+        backward: Option<std::path::PathBuf>,
+        #[arg(long)]
+        grads_out: Option<std::path::PathBuf>,
+    },
     /// Per-example clipping of g.npy (B rows; trailing axes flattened into d columns): writes
     /// the clipped (noised, scaled) sum as a (d,) .npy and the norms as (B,) or, with --groups,
     /// (B, L), both f32, and prints {"clipped": N, "nonfinite": M}. f16 files run in f16;
@@ -593,6 +635,44 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 grads_out,
             };
             println!("{}", render::run(&dev, &args)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(RunCommand::Splat {
+            grid_sizes,
+            rays,
+            input_grids,
+            params,
+            layers,
+            hidden,
+            samples,
+            samples_inf,
+            disparity_at_inf,
+            contract,
+            mask_oob,
+            backend,
+            out,
+            backward,
+            grads_out,
+        }) => {
+            let dev = backend.device()?;
+            let args = splat::Args {
+                grid_sizes,
+                rays,
+                input_grids,
+                params,
+                mlp: trainkern::splat::SplatMlp { layers, hidden },
+                opts: trainkern::splat::SplatOptions {
+                    samples,
+                    samples_inf,
+                    disparity_at_inf,
+                    contract,
+                    mask_out_of_bounds: mask_oob,
+                },
+                out,
+                backward,
+                grads_out,
+            };
+            println!("{}", splat::run(&dev, &args)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(RunCommand::Clip {

@@ -29,7 +29,7 @@ fn bad(what: String) -> Error {
 
 /// The grids of an archive: `g0, g1, ...` (or `c0, c1, ...`), each `[B, D, H, W, C]`, and
 /// whether every one was stored as f16.
-fn grid_list(path: &Path, prefix: char) -> Result<(GridList, Vec<f64>, bool)> {
+pub fn grid_list(path: &Path, prefix: char) -> Result<(GridList, Vec<f64>, bool)> {
     let arrays = npy::read_npz(path, OP)?;
     let mut shapes = Vec::new();
     let mut values = Vec::new();
@@ -56,7 +56,7 @@ fn grid_list(path: &Path, prefix: char) -> Result<(GridList, Vec<f64>, bool)> {
     Ok((GridList::new(&shapes)?, values, all_f16))
 }
 
-fn find<'a>(arrays: &'a [Named], path: &Path, name: &str) -> Result<&'a npy::Array> {
+pub fn find<'a>(arrays: &'a [Named], path: &Path, name: &str) -> Result<&'a npy::Array> {
     arrays
         .iter()
         .find(|a| a.name == name)
@@ -64,7 +64,95 @@ fn find<'a>(arrays: &'a [Named], path: &Path, name: &str) -> Result<&'a npy::Arr
         .ok_or_else(|| bad(format!("{}: no array {name}", path.display())))
 }
 
-fn f32s(v: &[f64]) -> Vec<f32> {
+/// The rays of an archive (`origins, directions, near, far, batch` and optionally `encoding`),
+/// on the device.
+pub struct RayFile {
+    pub len: usize,
+    origins: Buffer<f32>,
+    directions: Buffer<f32>,
+    near: Buffer<f32>,
+    far: Buffer<f32>,
+    batch: Buffer<u32>,
+    encoding: Option<Buffer<f32>>,
+}
+
+impl RayFile {
+    pub fn read(dev: &Device, path: &Path, op: &'static str) -> Result<RayFile> {
+        let arrays = npy::read_npz(path, op)?;
+        let get = |name| find(&arrays, path, name);
+        let origins = dev.upload(&f32s(&get("origins")?.data))?;
+        let directions = dev.upload(&f32s(&get("directions")?.data))?;
+        let near = get("near")?;
+        let len = near.data.len();
+        let near = dev.upload(&f32s(&near.data))?;
+        let far = dev.upload(&f32s(&get("far")?.data))?;
+        let batch_vals = &get("batch")?.data;
+        if let Some(x) = batch_vals
+            .iter()
+            .find(|&&x| x < 0.0 || x.fract() != 0.0 || x > f64::from(u32::MAX))
+        {
+            return Err(Error::InvalidArgument {
+                op,
+                what: format!("rays.batch holds {x}, not a batch index"),
+            });
+        }
+        Ok(RayFile {
+            len,
+            origins,
+            directions,
+            near,
+            far,
+            batch: dev.upload(&batch_vals.iter().map(|&x| x as u32).collect::<Vec<_>>())?,
+            encoding: match arrays.iter().find(|n| n.name == "encoding") {
+                Some(e) => Some(dev.upload(&f32s(&e.array.data))?),
+                None => None,
+            },
+        })
+    }
+
+    pub fn rays(&self) -> Rays<'_> {
+        Rays {
+            origins: &self.origins,
+            directions: &self.directions,
+            batch: &self.batch,
+            near: &self.near,
+            far: &self.far,
+            encoding: self.encoding.as_ref(),
+        }
+    }
+}
+
+/// Each grid of `list` as its own array `{prefix}0, {prefix}1, ...` of its shape, sliced from
+/// the flat `values`.
+pub fn grid_arrays<'a>(
+    list: &GridList,
+    prefix: char,
+    values: &'a [f32],
+) -> Vec<(String, Vec<u64>, &'a [f32])> {
+    list.shapes()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let n: usize = s.iter().product();
+            (
+                format!("{prefix}{i}"),
+                s.map(|x| x as u64).to_vec(),
+                &values[list.offset(i)..list.offset(i) + n],
+            )
+        })
+        .collect()
+}
+
+/// Writes named arrays of owned names and shapes.
+pub fn write_arrays(path: &Path, arrays: &[(String, Vec<u64>, &[f32])]) -> Result<()> {
+    let refs: Vec<(&str, &[u64], &[f32])> = arrays
+        .iter()
+        .map(|(n, s, d)| (n.as_str(), s.as_slice(), *d))
+        .collect();
+    npy::write_npz(path, &refs)
+}
+
+pub fn f32s(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }
 
@@ -78,34 +166,9 @@ pub fn run(dev: &Device, a: &Args) -> Result<String> {
         .transpose()?;
     let renderer = Renderer::new(dev, &grids, color.as_ref().map(|c| &c.0), a.decoder, a.opts)?;
     let params = dev.upload(&f32s(&npy::read(&a.params)?.data))?;
-    let ray_arrays = npy::read_npz(&a.rays, OP)?;
-    let get = |name| find(&ray_arrays, &a.rays, name);
-    let near = get("near")?;
-    let r = near.data.len();
-    let origins = dev.upload(&f32s(&get("origins")?.data))?;
-    let directions = dev.upload(&f32s(&get("directions")?.data))?;
-    let near = dev.upload(&f32s(&near.data))?;
-    let far = dev.upload(&f32s(&get("far")?.data))?;
-    let batch_vals = &get("batch")?.data;
-    if let Some(x) = batch_vals
-        .iter()
-        .find(|&&x| x < 0.0 || x.fract() != 0.0 || x > f64::from(u32::MAX))
-    {
-        return Err(bad(format!("rays.batch holds {x}, not a batch index")));
-    }
-    let batch = dev.upload(&batch_vals.iter().map(|&x| x as u32).collect::<Vec<_>>())?;
-    let encoding = match ray_arrays.iter().find(|n| n.name == "encoding") {
-        Some(e) => Some(dev.upload(&f32s(&e.array.data))?),
-        None => None,
-    };
-    let rays = Rays {
-        origins: &origins,
-        directions: &directions,
-        batch: &batch,
-        near: &near,
-        far: &far,
-        encoding: encoding.as_ref(),
-    };
+    let loaded = RayFile::read(dev, &a.rays, OP)?;
+    let rays = loaded.rays();
+    let r = loaded.len;
     if f16 && color.as_ref().is_none_or(|c| c.2) {
         let to = |v: &[f64]| {
             v.iter()
@@ -200,38 +263,14 @@ fn render<T: Float>(
             .transpose()?;
         let p = grads.params.download()?;
         let e = grads.encoding.download()?;
-        let shape = |s: &[usize; 5]| s.map(|x| x as u64);
-        let mut names = Vec::new();
-        let mut shapes = Vec::new();
-        let mut slices: Vec<&[f32]> = Vec::new();
-        for (i, s) in list.shapes().iter().enumerate() {
-            let n: usize = s.iter().product();
-            names.push(format!("g{i}"));
-            shapes.push(shape(s).to_vec());
-            slices.push(&g[list.offset(i)..list.offset(i) + n]);
-        }
+        let mut arrays = grid_arrays(list, 'g', &g);
         if let (Some(cl), Some(c)) = (color_list, c.as_ref()) {
-            for (i, s) in cl.shapes().iter().enumerate() {
-                let n: usize = s.iter().product();
-                names.push(format!("c{i}"));
-                shapes.push(shape(s).to_vec());
-                slices.push(&c[cl.offset(i)..cl.offset(i) + n]);
-            }
+            arrays.extend(grid_arrays(cl, 'c', c));
         }
         let e_len = (e.len() / r.max(1)) as u64;
-        names.push("params".into());
-        shapes.push(vec![p.len() as u64]);
-        slices.push(&p);
-        names.push("encoding".into());
-        shapes.push(vec![rr, e_len]);
-        slices.push(&e);
-        let arrays: Vec<(&str, &[u64], &[f32])> = names
-            .iter()
-            .zip(&shapes)
-            .zip(&slices)
-            .map(|((n, s), d)| (n.as_str(), s.as_slice(), *d))
-            .collect();
-        npy::write_npz(grads_out, &arrays)?;
+        arrays.push(("params".into(), vec![p.len() as u64], &p));
+        arrays.push(("encoding".into(), vec![rr, e_len], &e));
+        write_arrays(grads_out, &arrays)?;
         backward = format!("{:?}", grads_out.display().to_string());
     }
     Ok(format!(
