@@ -2,16 +2,28 @@
 // (src/ops/splat, design/triplane.md "Splat"); the same sums as the CPU reference, in f32.
 //
 // Entry points (workgroups of 256 invocations in a 2D grid):
-//   splat_fw    bindings 1 grid table, 2-7 rays (origins, directions, near, far, batch,
-//               encoding), 8 status, 9 out, 10 weights. Invocation i takes sample j0 + i % nj of
-//               ray ray0 + i / nj and adds w and w * v into every corner of every grid (flag 4:
-//               the weights only). Float adds are compare-and-swap loops on atomic<u32> (WGSL
-//               has no portable float atomics).
+//   splat_fw    bindings 1 tables, 2-7 rays (origins, directions, near, far, batch, encoding),
+//               8 status, 9 out, 10 weights, 13 input grids, 14 mlp, 15 scratch. Invocation i
+//               < count takes item item0 + i: sample item % total of ray item / total, and adds
+//               w and w * v into every corner of every grid (flag 4: the weights only). v is the
+//               ray's encoding, or (flag 8) the MLP of the encoding plus the input grids' sample,
+//               its activations in `scratch` (element k of invocation i at k * slots + i).
+//               Float adds are compare-and-swap loops on atomic<u32> (WGSL has no portable
+//               float atomics).
 //   splat_norm  bindings 9 out, 10 weights: out[i] /= max(weights[i / C], 1e-5), i < len.
 //   splat_bw    bindings 1-6, 8, 10 weights, 11 grad_out, 12 grad_encoding. Invocation i sums
 //               channel i % C of ray ray0 + i / C over samples j0 .. j0 + nj: every corner's
 //               grad_out / max(weight, 1e-5), weighted as in the splat (a gather: no atomics).
 //               The first window of a ray writes its sum, later ones add to it.
+//   splat_mlp_bw  bindings 1-8, 10, 11, 12 (here R x C_in), 13-16 partials, 17 input grid
+//               gradient. Invocation i marches samples j0 .. j0 + nj of ray ray0 + i: the MLP
+//               again, the gathered grad_out / max(weight, 1e-5) as the output's gradient, back
+//               through the MLP into its own slice of `partials` (slots x params, no atomics),
+//               the encoding gradient and, by compare-and-swap adds, the input grids' gradient.
+//   splat_mlp_sum bindings 16 partials, 18 params gradient: sums the slices in slot order.
+// tables: the output grids [D, H, W, element offset, cell offset] from 0, the input grids [D,
+// H, W, element offset] from gin_at, the MLP's layers [n_in, n_out, weight offset, bias offset,
+// input slot, output slot] from lt_at.
 // A ray with a batch index out of range, or non-finite or reversed near/far, sets bit 1 or 2 of
 // `status` and splats nothing; the host turns the bits into an error.
 // Bytes per ray and sample: forward 8 corners x grids x (C + 1) read-modify-writes of 4 bytes;
@@ -32,7 +44,20 @@ struct Params {
     j0: u32,
     nj: u32,
     len: u32,        // splat_norm: elements of out
-    first: u32,      // splat_bw: 1 in a ray's first window of samples
+    first: u32,      // splat_bw, splat_mlp_bw: 1 in a ray's first window of samples
+    item0: u32,      // splat_fw: this dispatch's items item0 .. item0 + count
+    count: u32,
+    slots: u32,      // invocations sharing the scratch (its stride)
+    cin: u32,        // the MLP splatter: input channels, input grids, their storage type,
+    ngin: u32,       // layers, parameters, the scratch offsets of the output and of two
+    dtype: u32,      // gradient vectors, where the input grids' and layers' tables start
+    layers: u32,
+    plen: u32,
+    act_out: u32,
+    sc_ga: u32,
+    sc_gb: u32,
+    gin_at: u32,
+    lt_at: u32,
     pad0: u32,
     pad1: u32,
 }
@@ -51,10 +76,86 @@ struct Params {
 @group(0) @binding(10) var<storage, read_write> weights: array<atomic<u32>>;
 @group(0) @binding(11) var<storage, read> grad_out: array<f32>;
 @group(0) @binding(12) var<storage, read_write> g_enc: array<f32>;
+@group(0) @binding(13) var<storage, read> input: array<u32>;
+@group(0) @binding(14) var<storage, read> mlp: array<f32>;
+@group(0) @binding(15) var<storage, read_write> scratch: array<f32>;
+@group(0) @binding(16) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(17) var<storage, read_write> g_input: array<atomic<u32>>;
+@group(0) @binding(18) var<storage, read_write> g_params: array<f32>;
 
 const WEIGHTS_ONLY: u32 = 4u;
+const F_MLP: u32 = 8u;
+const F_ENC: u32 = 16u;
 const FLOOR: f32 = 1e-5;
 const WG: u32 = 256u;
+
+var<private> slot: u32;
+
+fn sc(k: u32) -> f32 {
+    return scratch[k * p.slots + slot];
+}
+
+fn sc_set(k: u32, v: f32) {
+    scratch[k * p.slots + slot] = v;
+}
+
+fn input_at(i: u32) -> f32 {
+    let w = input[select(i >> 1u, i, p.dtype == DT_F32)];
+    if (p.dtype == DT_F32) {
+        return bitcast<f32>(w);
+    }
+    return half_to_f32((w >> ((i & 1u) * 16u)) & 0xffffu, p.dtype);
+}
+
+// Field f of layer l: 0 n_in, 1 n_out, 2 weight offset, 3 bias offset, 4 input slot, 5 output
+// slot.
+fn layer(l: u32, f: u32) -> u32 {
+    return tables[p.lt_at + 6u * l + f];
+}
+
+// scratch[0 .. cin] = the input grids' sample at q (plus the ray's encoding), then the MLP.
+fn mlp_value(r: u32, b: u32, q: vec3<f32>) {
+    for (var ch = 0u; ch < p.cin; ch++) {
+        var e = 0.0;
+        if ((p.flags & F_ENC) != 0u) {
+            e = enc[r * p.cin + ch];
+        }
+        sc_set(ch, e);
+    }
+    for (var g = 0u; g < p.ngin; g++) {
+        let t = p.gin_at + 4u * g;
+        let dd = tables[t];
+        let hh = tables[t + 1u];
+        let ww = tables[t + 2u];
+        for (var k = 0u; k < 8u; k++) {
+            let cw = march_corner(dd, hh, ww, q, k);
+            if (cw.w != 0.0) {
+                let at = tables[t + 3u] + (b * dd * hh * ww + cw.cell) * p.cin;
+                for (var ch = 0u; ch < p.cin; ch++) {
+                    sc_set(ch, fma(cw.w, input_at(at + ch), sc(ch)));
+                }
+            }
+        }
+    }
+    for (var l = 0u; l < p.layers; l++) {
+        let n_in = layer(l, 0u);
+        let n_out = layer(l, 1u);
+        let w_off = layer(l, 2u);
+        let b_off = layer(l, 3u);
+        let x = layer(l, 4u);
+        let y = layer(l, 5u);
+        for (var o = 0u; o < n_out; o++) {
+            var acc = mlp[b_off + o];
+            for (var i = 0u; i < n_in; i++) {
+                acc = fma(sc(x + i), mlp[w_off + i * n_out + o], acc);
+            }
+            if (l + 1u < p.layers) {
+                acc = max(acc, 0.0);
+            }
+            sc_set(y + o, acc);
+        }
+    }
+}
 
 fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
@@ -105,16 +206,23 @@ fn ray_sample(r: u32, j: u32) -> SamplePos {
 fn splat_fw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);
-    if (i >= p.nr * p.nj) {
+    if (i >= p.count) {
         return;
     }
-    let r = p.ray0 + i / p.nj;
-    let s = ray_sample(r, p.j0 + i % p.nj);
+    let item = p.item0 + i;
+    let total = p.samples + p.samples_inf;
+    let r = item / total;
+    let s = ray_sample(r, item % total);
     if (!s.inside) {
         return;
     }
     let b = batch[r];
     let values = (p.flags & WEIGHTS_ONLY) == 0u;
+    let with_mlp = values && (p.flags & F_MLP) != 0u;
+    if (with_mlp) {
+        slot = i;
+        mlp_value(r, b, s.q);
+    }
     for (var g = 0u; g < p.ngrids; g++) {
         let dd = tables[5u * g];
         let hh = tables[5u * g + 1u];
@@ -127,7 +235,12 @@ fn splat_fw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
                 if (values) {
                     let at = tables[5u * g + 3u] + (b * dd * hh * ww + cw.cell) * p.c;
                     for (var ch = 0u; ch < p.c; ch++) {
-                        let v = cw.w * enc[r * p.c + ch];
+                        var v: f32;
+                        if (with_mlp) {
+                            v = cw.w * sc(p.act_out + ch);
+                        } else {
+                            v = cw.w * enc[r * p.c + ch];
+                        }
                         if (v != 0.0) {
                             atomic_add_out(at + ch, v);
                         }
@@ -186,4 +299,126 @@ fn splat_bw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     } else {
         g_enc[at] = g_enc[at] + acc;
     }
+}
+
+fn atomic_add_input(i: u32, x: f32) {
+    var old = atomicLoad(&g_input[i]);
+    loop {
+        let r = atomicCompareExchangeWeak(&g_input[i], old, bitcast<u32>(bitcast<f32>(old) + x));
+        if (r.exchanged) {
+            break;
+        }
+        old = r.old_value;
+    }
+}
+
+@compute @workgroup_size(256)
+fn splat_mlp_bw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.nr) {
+        return;
+    }
+    slot = i;
+    let r = p.ray0 + i;
+    let slice = i * p.plen;
+    if (p.first == 1u) {
+        for (var ch = 0u; ch < p.cin; ch++) {
+            g_enc[r * p.cin + ch] = 0.0;
+        }
+    }
+    for (var j = p.j0; j < p.j0 + p.nj; j++) {
+        let s = ray_sample(r, j);
+        if (!s.inside) {
+            continue;
+        }
+        let b = batch[r];
+        mlp_value(r, b, s.q);
+        // The output's gradient: grad_out / max(weight, 1e-5) gathered at the sample.
+        for (var ch = 0u; ch < p.c; ch++) {
+            sc_set(p.sc_ga + ch, 0.0);
+        }
+        for (var g = 0u; g < p.ngrids; g++) {
+            let dd = tables[5u * g];
+            let hh = tables[5u * g + 1u];
+            let ww = tables[5u * g + 2u];
+            let cell0 = b * dd * hh * ww;
+            for (var k = 0u; k < 8u; k++) {
+                let cw = march_corner(dd, hh, ww, s.q, k);
+                if (cw.w != 0.0) {
+                    let w = bitcast<f32>(atomicLoad(&weights[tables[5u * g + 4u] + cell0 + cw.cell]));
+                    let scale = cw.w / max(w, FLOOR);
+                    let at = tables[5u * g + 3u] + (cell0 + cw.cell) * p.c;
+                    for (var ch = 0u; ch < p.c; ch++) {
+                        sc_set(p.sc_ga + ch, fma(scale, grad_out[at + ch], sc(p.sc_ga + ch)));
+                    }
+                }
+            }
+        }
+        // Back through the layers (ReLU on all but the last).
+        for (var ll = 0u; ll < p.layers; ll++) {
+            let l = p.layers - 1u - ll;
+            let n_in = layer(l, 0u);
+            let n_out = layer(l, 1u);
+            let w_off = layer(l, 2u);
+            let b_off = layer(l, 3u);
+            let x = layer(l, 4u);
+            let y = layer(l, 5u);
+            for (var o = 0u; o < n_out; o++) {
+                if (l + 1u < p.layers && sc(y + o) <= 0.0) {
+                    sc_set(p.sc_ga + o, 0.0);
+                }
+                partials[slice + b_off + o] += sc(p.sc_ga + o);
+            }
+            for (var ii = 0u; ii < n_in; ii++) {
+                let xi = sc(x + ii);
+                var acc = 0.0;
+                for (var o = 0u; o < n_out; o++) {
+                    let go = sc(p.sc_ga + o);
+                    partials[slice + w_off + ii * n_out + o] += xi * go;
+                    acc = fma(mlp[w_off + ii * n_out + o], go, acc);
+                }
+                sc_set(p.sc_gb + ii, acc);
+            }
+            for (var ii = 0u; ii < n_in; ii++) {
+                sc_set(p.sc_ga + ii, sc(p.sc_gb + ii));
+            }
+        }
+        // The input's gradient: the encoding's, and the input grids' at the sample's corners.
+        for (var ch = 0u; ch < p.cin; ch++) {
+            g_enc[r * p.cin + ch] += sc(p.sc_ga + ch);
+        }
+        for (var g = 0u; g < p.ngin; g++) {
+            let t = p.gin_at + 4u * g;
+            let dd = tables[t];
+            let hh = tables[t + 1u];
+            let ww = tables[t + 2u];
+            for (var k = 0u; k < 8u; k++) {
+                let cw = march_corner(dd, hh, ww, s.q, k);
+                if (cw.w != 0.0) {
+                    let at = tables[t + 3u] + (b * dd * hh * ww + cw.cell) * p.cin;
+                    for (var ch = 0u; ch < p.cin; ch++) {
+                        let v = cw.w * sc(p.sc_ga + ch);
+                        if (v != 0.0) {
+                            atomic_add_input(at + ch, v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn splat_mlp_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let e = flat_index(wid, nwg, lid);
+    if (e >= p.plen) {
+        return;
+    }
+    var acc = 0.0;
+    for (var s = 0u; s < p.slots; s++) {
+        acc += partials[s * p.plen + e];
+    }
+    g_params[e] = acc;
 }

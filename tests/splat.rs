@@ -552,6 +552,27 @@ fn every_backend_matches_the_reference() {
             },
             opts(16, 11),
         ),
+        (
+            "mlp, triplane, 1 ray, 3 layers, 5 -> 3 channels",
+            Config {
+                mlp: Some((5, 3, 9)),
+                ..plain(TRIPLANE, 3, 1)
+            },
+            opts(16, 11),
+        ),
+        (
+            "mlp, voxel, 128 rays, 1 layer, no encoding, contract, mask",
+            Config {
+                mlp: Some((4, 1, 8)),
+                encoding: false,
+                ..plain(VOXEL, 6, 128)
+            },
+            SplatOptions {
+                contract: true,
+                mask_out_of_bounds: true,
+                ..opts(16, 11)
+            },
+        ),
     ];
     for (dev_name, dev) in common::devices() {
         let mut ran = Vec::new();
@@ -596,7 +617,7 @@ fn every_backend_matches_the_reference() {
             };
             let grads = match result {
                 Ok(g) => g,
-                // The MLP splatter runs on the CPU only so far; anything else must say so.
+                // The MLP splatter runs on the CPU and wgpu so far; anything else must say so.
                 Err(Error::Unsupported { .. }) if p.input.is_some() && dev_name != "cpu" => {
                     eprintln!(
                         "{dev_name}: {name}: the MLP splatter is unsupported here (as documented)"
@@ -607,7 +628,8 @@ fn every_backend_matches_the_reference() {
                 Err(Error::LimitExceeded { what, .. })
                     if dev_name.starts_with("wgpu") && what.contains("one binding") =>
                 {
-                    assert!(p.out.len() * 4 > 4096, "{dev_name}: {name}: refused {what}");
+                    let biggest = p.input.as_ref().map_or(0, |i| i.0.len()).max(p.out.len());
+                    assert!(biggest * 4 > 4096, "{dev_name}: {name}: refused {what}");
                     continue;
                 }
                 Err(e) => panic!("{dev_name}: {name}: {e}"),
@@ -765,4 +787,47 @@ fn bad_input_is_a_clear_error() {
     );
     sm.forward_mlp(&values, &params, &enc5.rays(), &mut buf)
         .unwrap();
+}
+
+#[test]
+fn mlp_splatter_reads_half_precision_input_grids() {
+    let cfg = Config {
+        mlp: Some((5, 2, 8)),
+        ..plain(TRIPLANE, 4, 60)
+    };
+    for (dev_name, dev) in common::devices() {
+        let mut p = problem(cfg, opts(12, 3), 31);
+        // The reference on the values the device reads: each rounded to bf16 (f16 likewise).
+        for (half, round) in [
+            (
+                "bf16",
+                (|x: f64| f64::from(half::bf16::from_f64(x))) as fn(f64) -> f64,
+            ),
+            ("f16", |x: f64| f64::from(half::f16::from_f64(x))),
+        ] {
+            let input = p.input.as_mut().unwrap();
+            input.1 = input.1.iter().map(|&x| round(x)).collect();
+            let (list, values, mlp, params) = p.input.as_ref().unwrap();
+            let want = reference::forward(&p.host(), &p.rays).unwrap();
+            let s = Splatter::with_mlp(dev, &p.out, list, *mlp, p.opts).unwrap();
+            let rays = DevRays::new(dev, &p.rays);
+            let params = dev.upload(&f32s(params)).unwrap();
+            let mut out = dev.zeros::<f32>(p.out.len()).unwrap();
+            let res = if half == "bf16" {
+                let v: Vec<half::bf16> = values.iter().map(|&x| half::bf16::from_f64(x)).collect();
+                s.forward_mlp(&dev.upload(&v).unwrap(), &params, &rays.rays(), &mut out)
+            } else {
+                let v: Vec<half::f16> = values.iter().map(|&x| half::f16::from_f64(x)).collect();
+                s.forward_mlp(&dev.upload(&v).unwrap(), &params, &rays.rays(), &mut out)
+            };
+            match res {
+                Ok(()) => {}
+                Err(Error::Unsupported { .. }) if dev_name.starts_with("ptx") => continue,
+                Err(Error::LimitExceeded { .. }) if dev_name.contains("4KiB") => continue,
+                Err(e) => panic!("{dev_name}: {half}: {e}"),
+            }
+            let e = rel_l2(&out.download().unwrap(), &want);
+            assert!(e <= 1e-5, "{dev_name}: {half} input grids: rel L2 {e:.2e}");
+        }
+    }
 }

@@ -41,8 +41,8 @@
 //! # Ok::<(), trainkern::Error>(())
 //! ```
 //!
-//! Backends: the CPU reference runs both splatters forward and backward; wgpu and PTX (CUDA and
-//! the emulator) run the plain splatter forward and backward, and return
+//! Backends: the CPU reference and wgpu run both splatters forward and backward; PTX (CUDA and
+//! the emulator) runs the plain splatter forward and backward, and returns
 //! [`Error::Unsupported`] for the MLP splatter for now.
 
 mod cpu;
@@ -336,12 +336,20 @@ impl Splatter {
         self.check_mlp_inputs(input, params)?;
         self.check_rays(rays, false)?;
         self.check_grid(out, "out")?;
-        let Some(values) = input.as_host_slice() else {
-            return Err(self.unsupported("MLP"));
-        };
-        let host = self.host_rays(rays)?;
-        let p = widen(params)?;
-        narrow_into(&self.scene(Some((values, &p)))?.forward(&host), out)
+        match &out.storage {
+            Storage::Cpu(_) => {
+                let values = input
+                    .as_host_slice()
+                    .ok_or_else(|| self.unsupported("MLP"))?;
+                let host = self.host_rays(rays)?;
+                let p = widen(params)?;
+                narrow_into(&self.scene(Some((values, &p)))?.forward(&host), out)
+            }
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(_) => wgpu::forward_mlp(self, input, params, rays, out),
+            #[allow(unreachable_patterns)]
+            _ => Err(self.unsupported("MLP")),
+        }
     }
 
     /// Gradients of `<grad_out, forward_mlp(..)>` into `grads` (overwritten).
@@ -369,17 +377,25 @@ impl Splatter {
             validate::on_device(OP, arg, dev, buf)?;
             validate::len(OP, arg, len, buf.len())?;
         }
-        let Some(values) = input.as_host_slice() else {
-            return Err(self.unsupported("MLP"));
-        };
-        let host = self.host_rays(rays)?;
-        let p = widen(params)?;
-        let g = self
-            .scene(Some((values, &p)))?
-            .backward(&host, &widen(grad_out)?);
-        narrow_into(&g.encoding, &mut grads.encoding)?;
-        narrow_into(&g.input_grids.unwrap_or_default(), &mut grads.input_grids)?;
-        narrow_into(&g.params.unwrap_or_default(), &mut grads.params)
+        match &grad_out.storage {
+            Storage::Cpu(_) => {
+                let values = input
+                    .as_host_slice()
+                    .ok_or_else(|| self.unsupported("MLP"))?;
+                let host = self.host_rays(rays)?;
+                let p = widen(params)?;
+                let g = self
+                    .scene(Some((values, &p)))?
+                    .backward(&host, &widen(grad_out)?);
+                narrow_into(&g.encoding, &mut grads.encoding)?;
+                narrow_into(&g.input_grids.unwrap_or_default(), &mut grads.input_grids)?;
+                narrow_into(&g.params.unwrap_or_default(), &mut grads.params)
+            }
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(_) => wgpu::backward_mlp(self, input, params, rays, grad_out, grads),
+            #[allow(unreachable_patterns)]
+            _ => Err(self.unsupported("MLP")),
+        }
     }
 
     /// Zeroed gradient buffers of the MLP splatter's shapes for `rays` rays.
@@ -448,8 +464,8 @@ impl Splatter {
             op: OP,
             backend: self.dev.backend().name(),
             what: format!(
-                "the {which} splatter is not built for this backend yet (the CPU runs both; \
-                 wgpu and PTX run the plain one)"
+                "the {which} splatter is not built for this backend yet (the CPU and wgpu run \
+                 both; PTX runs the plain one)"
             ),
         }
     }

@@ -5,7 +5,7 @@ use super::tables::{Params, Tables, WEIGHTS_ONLY, check_status};
 use super::{OP, Splatter};
 use crate::Result;
 use crate::backend::ptx::{KernelArg, PtxDevice, ptr_of};
-use crate::buffer::{Buffer, Element};
+use crate::buffer::{Buffer, DType, Element};
 use crate::ops::render::Rays;
 
 /// Threads launched at most; the kernels stride over the rest.
@@ -88,7 +88,7 @@ pub(super) fn forward(
     rays: &Rays,
     out: &mut Buffer<f32>,
 ) -> Result<()> {
-    let t = Tables::new(s, rays.len(), "ptx")?;
+    let t = Tables::new(s, rays.len(), DType::F32, "ptx")?;
     let bound = Bound::new(s, &t, 0)?;
     out.write(&vec![0.0; out.len()])?;
     if !rays.is_empty() {
@@ -118,7 +118,7 @@ pub(super) fn backward(
     if rays.is_empty() {
         return Ok(());
     }
-    let t = Tables::new(s, rays.len(), "ptx")?;
+    let t = Tables::new(s, rays.len(), DType::F32, "ptx")?;
     let bound = Bound::new(s, &t, WEIGHTS_ONLY)?;
     bound.splat(dev, &t, rays, None)?;
     let mut args = bound.rays(rays)?;

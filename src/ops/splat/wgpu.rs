@@ -1,16 +1,21 @@
-//! wgpu glue of splatting (`shaders/splat.wgsl`): the forward splat in windows of (ray, sample)
-//! invocations then one normalizing dispatch; the backward pass splats the weights again and
-//! gathers in windows of samples per (ray, channel) invocation.
+//! wgpu glue of splatting (`shaders/splat.wgsl`): the forward splat in dispatches of (ray,
+//! sample) items then one normalizing dispatch; the backward pass splats the weights again and
+//! gathers in windows of samples, per (ray, channel) for the plain splatter and per ray for the
+//! MLP splatter (whose parameter gradients are summed per invocation, then across them).
 
-use super::tables::{Params, Tables, WEIGHTS_ONLY, check_status};
-use super::{OP, Splatter};
+use super::tables::{ENCODING, MLP, Params, Tables, WEIGHTS_ONLY, check_status};
+use super::{OP, SplatGrads, Splatter};
 use crate::backend::wgpu::{Dispatch, Range, WgpuDevice, bind_whole};
-use crate::buffer::{Buffer, Storage};
+use crate::buffer::{Buffer, DType, Float, Storage};
 use crate::ops::render::Rays;
 use crate::{Error, Result};
 
 /// Invocations per dispatch at most (a 2D grid of 256-wide workgroups holds them easily).
 const MAX_INVOCATIONS: usize = 1 << 22;
+
+/// Bytes of MLP scratch and per-invocation parameter gradients one call may allocate (at least
+/// one invocation's), as in rendering.
+const MEMORY_BUDGET: usize = 12 << 20;
 
 /// Loop iterations one invocation may run in a dispatch: llvmpipe (lavapipe) silently ends every
 /// loop of an invocation past 65 535 in all (see render's wgpu.rs); GPUs have no such limit.
@@ -26,105 +31,159 @@ fn device(s: &Splatter) -> Result<&WgpuDevice> {
     }
 }
 
-fn llvmpipe(dev: &WgpuDevice) -> bool {
-    dev.adapter_info().name.contains("llvmpipe")
+/// Loop iterations of the MLP's forward pass at one sample (input sampling and layers).
+fn mlp_loops(s: &Splatter) -> usize {
+    s.mlp.as_ref().map_or(0, |m| {
+        let cin = m.input.channels();
+        let sampling = cin + 1 + m.input.shapes().len() * (1 + 8 * (cin + 2));
+        let layers: usize = (0..m.mlp.layers())
+            .map(|l| 1 + m.mlp.dims[l + 1] * (m.mlp.dims[l] + 2))
+            .sum();
+        sampling + layers + 1
+    })
 }
 
-/// Loop iterations of one forward invocation (a compare-and-swap add counted as two), refused
-/// on llvmpipe past the budget.
-fn check_forward_loops(s: &Splatter, dev: &WgpuDevice) -> Result<()> {
-    let grids = s.out.shapes().len();
-    let per = 16 + grids * (1 + 8 * (3 + 2 * (s.out.channels() + 1)));
-    if per > LOOP_BUDGET && llvmpipe(dev) {
+/// Refuses, on llvmpipe, a kernel whose single sample runs past the loop budget.
+fn check_loops(dev: &WgpuDevice, per_sample: usize) -> Result<()> {
+    if per_sample > LOOP_BUDGET && dev.adapter_info().name.contains("llvmpipe") {
         return Err(Error::Unsupported {
             op: OP,
             backend: "wgpu (lavapipe)",
             what: format!(
-                "one sample of this grid list runs about {per} loop iterations, past llvmpipe's \
-                 limit of 65535 per invocation"
+                "one sample runs about {per_sample} loop iterations, past llvmpipe's limit of \
+                 65535 per invocation"
             ),
         });
     }
     Ok(())
 }
 
-/// Samples per backward window: each sample loops over every corner of every grid.
-fn samples_per_window(s: &Splatter) -> usize {
-    let per_sample = 8 + s.out.shapes().len() * 10;
-    (LOOP_BUDGET / per_sample).max(1)
+/// Loop iterations of one forward item (a compare-and-swap add counted as two).
+fn forward_loops(s: &Splatter) -> usize {
+    let grids = s.out.shapes().len();
+    16 + mlp_loops(s) + grids * (1 + 8 * (3 + 2 * (s.out.channels() + 1)))
 }
 
-/// The buffers every splat dispatch reads: the table, the rays and the status word.
+/// Loop iterations of one sample of the MLP splatter's backward march.
+fn mlp_backward_loops(s: &Splatter) -> usize {
+    let Some(m) = &s.mlp else { return 0 };
+    let c = s.out.channels();
+    let cin = m.input.channels();
+    let gather = c + 1 + s.out.shapes().len() * (1 + 8 * (c + 2));
+    let layers: usize = (0..m.mlp.layers())
+        .map(|l| 3 + m.mlp.dims[l + 1] * 2 + m.mlp.dims[l] * (m.mlp.dims[l + 1] + 3))
+        .sum();
+    let scatter = cin + 1 + m.input.shapes().len() * (1 + 8 * (2 * cin + 2));
+    16 + mlp_loops(s) + gather + layers + scatter
+}
+
+/// Buffers a call binds besides the caller's: the table, the status word, the weights, and
+/// placeholders (one per writable binding: a buffer cannot be bound writable twice).
 struct Bound {
+    t: Tables,
     tables: Buffer<u32>,
     status: Buffer<u32>,
     weights: Buffer<f32>,
+    scratch: Buffer<f32>,
     dummy: Buffer<f32>,
-    /// A placeholder of its own: one buffer cannot be bound read-only and writable at once.
+    dummy_u32: Buffer<u32>,
     dummy_out: Buffer<f32>,
+    dummy_scratch: Buffer<f32>,
 }
 
 impl Bound {
-    fn new(s: &Splatter, t: &Tables) -> Result<Bound> {
+    /// `slots`: invocations sharing the MLP scratch (0 without it).
+    fn new(s: &Splatter, t: Tables, slots: usize) -> Result<Bound> {
+        let scratch = s.dev.zeros((t.per_slot * slots).max(1))?;
         Ok(Bound {
             tables: s.dev.upload(&t.words)?,
             status: s.dev.zeros(1)?,
             weights: s.dev.zeros(t.cells)?,
+            scratch,
             dummy: s.dev.zeros(1)?,
+            dummy_u32: s.dev.zeros(1)?,
             dummy_out: s.dev.zeros(1)?,
+            dummy_scratch: s.dev.zeros(1)?,
+            t,
         })
     }
 
-    fn rays<'a>(&'a self, rays: &'a Rays) -> Result<Vec<Range<'a>>> {
+    /// Bindings 1 to 8: the table, the rays (the encoding at 7, or a placeholder) and status.
+    fn rays<'a>(&'a self, rays: &'a Rays, encoding: bool) -> Result<Vec<Range<'a>>> {
         Ok(vec![
-            bind_whole(&self.tables, 1, OP, "the grid table")?,
+            bind_whole(&self.tables, 1, OP, "the tables")?,
             bind_whole(rays.origins, 2, OP, "rays.origins")?,
             bind_whole(rays.directions, 3, OP, "rays.directions")?,
             bind_whole(rays.near, 4, OP, "rays.near")?,
             bind_whole(rays.far, 5, OP, "rays.far")?,
             bind_whole(rays.batch, 6, OP, "rays.batch")?,
+            match rays.encoding.filter(|_| encoding) {
+                Some(e) => bind_whole(e, 7, OP, "rays.encoding")?,
+                None => bind_whole(&self.dummy, 7, OP, "a placeholder")?,
+            },
             bind_whole(&self.status, 8, OP, "the status word")?,
         ])
     }
 
-    /// The forward splat over every (ray, sample), in windows; `out` none splats the weights
-    /// only.
-    fn splat(
+    /// The forward splat of every (ray, sample) item: the weights alone (`out` none), the
+    /// rays' encodings, or with `mlp` (input grids, parameters) the MLP splatter's values.
+    fn splat<T: Float>(
         &self,
         dev: &WgpuDevice,
-        t: &Tables,
         rays: &Rays,
         out: Option<&Buffer<f32>>,
+        mlp: Option<(&Buffer<T>, &Buffer<f32>)>,
+        slots: usize,
     ) -> Result<()> {
-        let r = t.params.rays as usize;
-        let total = (t.params.samples + t.params.samples_inf) as usize;
-        let nj = total.min(MAX_INVOCATIONS);
-        let nr = (MAX_INVOCATIONS / nj).max(1);
-        let mut buffers = self.rays(rays)?;
+        let p = self.t.params;
+        let items = p.rays as usize * (p.samples + p.samples_inf) as usize;
+        let mut buffers = self.rays(rays, out.is_some())?;
         buffers.extend([
-            match (out, rays.encoding) {
-                (Some(_), Some(e)) => bind_whole(e, 7, OP, "rays.encoding")?,
-                _ => bind_whole(&self.dummy, 7, OP, "a placeholder")?,
-            },
             bind_whole(out.unwrap_or(&self.dummy_out), 9, OP, "out")?,
             bind_whole(&self.weights, 10, OP, "the weights")?,
         ]);
-        let flags = t.params.flags | if out.is_none() { WEIGHTS_ONLY } else { 0 };
-        let mut blocks = Vec::new();
-        for ray0 in (0..r).step_by(nr) {
-            for j0 in (0..total).step_by(nj) {
-                blocks.push(Params {
-                    flags,
-                    ray0: ray0 as u32,
-                    nr: nr.min(r - ray0) as u32,
-                    j0: j0 as u32,
-                    nj: nj.min(total - j0) as u32,
-                    ..t.params
-                });
-            }
+        let flags = match (out, mlp) {
+            (None, _) => WEIGHTS_ONLY,
+            (Some(_), None) => 0,
+            (Some(_), Some(_)) => MLP | if rays.encoding.is_some() { ENCODING } else { 0 },
+        };
+        match mlp {
+            Some((input, params)) => buffers.extend([
+                bind_whole(input, 13, OP, "input_grids")?,
+                bind_whole(params, 14, OP, "mlp_params")?,
+                bind_whole(&self.scratch, 15, OP, "the scratch")?,
+            ]),
+            None => buffers.extend([
+                bind_whole(&self.dummy_u32, 13, OP, "a placeholder")?,
+                bind_whole(&self.dummy, 14, OP, "a placeholder")?,
+                bind_whole(&self.dummy_scratch, 15, OP, "a placeholder")?,
+            ]),
         }
-        dispatch(dev, "splat_fw", &blocks, &buffers, |p| {
-            u64::from(p.nr) * u64::from(p.nj)
+        let per = if flags & MLP != 0 {
+            slots
+        } else {
+            MAX_INVOCATIONS
+        };
+        let blocks: Vec<Params> = (0..items)
+            .step_by(per.max(1))
+            .map(|item0| Params {
+                flags: p.flags | flags,
+                item0: item0 as u32,
+                count: per.min(items - item0) as u32,
+                slots: slots as u32,
+                ..p
+            })
+            .collect();
+        dispatch(dev, "splat_fw", &blocks, &buffers, |b| u64::from(b.count))
+    }
+
+    fn normalize(&self, dev: &WgpuDevice, out: &Buffer<f32>) -> Result<()> {
+        let norm = [
+            bind_whole(out, 9, OP, "out")?,
+            bind_whole(&self.weights, 10, OP, "the weights")?,
+        ];
+        dispatch(dev, "splat_norm", &[self.t.params], &norm, |p| {
+            u64::from(p.len)
         })
     }
 
@@ -161,20 +220,56 @@ fn clear(dev: &WgpuDevice, b: &Buffer<f32>) -> Result<()> {
     dev.clear(st, (b.len() * 4) as u64)
 }
 
+/// Invocations that share the MLP scratch (and, backward, the per-invocation parameter
+/// gradients): as many as `work` items, within MEMORY_BUDGET and one binding.
+fn mlp_slots(dev: &WgpuDevice, t: &Tables, extra: usize, work: usize) -> Result<usize> {
+    let per = t.per_slot + extra;
+    let binding = dev.chunk_bytes() as usize / (4 * t.per_slot.max(extra).max(1));
+    let fit = (MEMORY_BUDGET / (4 * per)).min(binding);
+    if binding == 0 {
+        return Err(Error::LimitExceeded {
+            what: format!("{OP} on wgpu: MLP scratch bytes per invocation (one binding)"),
+            requested: (4 * per) as u64,
+            max: dev.chunk_bytes(),
+        });
+    }
+    Ok(fit.max(1).min(work.max(1)))
+}
+
 pub(super) fn forward(s: &Splatter, rays: &Rays, out: &mut Buffer<f32>) -> Result<()> {
+    forward_any::<f32>(s, None, rays, out)
+}
+
+pub(super) fn forward_mlp<T: Float>(
+    s: &Splatter,
+    input: &Buffer<T>,
+    params: &Buffer<f32>,
+    rays: &Rays,
+    out: &mut Buffer<f32>,
+) -> Result<()> {
+    forward_any(s, Some((input, params)), rays, out)
+}
+
+fn forward_any<T: Float>(
+    s: &Splatter,
+    mlp: Option<(&Buffer<T>, &Buffer<f32>)>,
+    rays: &Rays,
+    out: &mut Buffer<f32>,
+) -> Result<()> {
     let dev = device(s)?;
-    check_forward_loops(s, dev)?;
-    let t = Tables::new(s, rays.len(), "wgpu")?;
-    let bound = Bound::new(s, &t)?;
+    check_loops(dev, forward_loops(s))?;
+    let t = Tables::new(s, rays.len(), T::DTYPE, "wgpu")?;
+    let items = rays.len() * (s.opts.samples + s.opts.samples_inf);
+    let slots = match mlp {
+        Some(_) => mlp_slots(dev, &t, 0, items)?,
+        None => 0,
+    };
+    let bound = Bound::new(s, t, slots)?;
     clear(dev, out)?;
     if !rays.is_empty() {
-        bound.splat(dev, &t, rays, Some(out))?;
+        bound.splat(dev, rays, Some(out), mlp, slots)?;
     }
-    let norm = [
-        bind_whole(out, 9, OP, "out")?,
-        bind_whole(&bound.weights, 10, OP, "the weights")?,
-    ];
-    dispatch(dev, "splat_norm", &[t.params], &norm, |p| u64::from(p.len))?;
+    bound.normalize(dev, out)?;
     bound.check(s)
 }
 
@@ -189,10 +284,12 @@ pub(super) fn backward(
     if r == 0 {
         return Ok(());
     }
-    let t = Tables::new(s, r, "wgpu")?;
-    let bound = Bound::new(s, &t)?;
-    bound.splat(dev, &t, rays, None)?;
-    let mut buffers = bound.rays(rays)?;
+    let t = Tables::new(s, r, DType::F32, "wgpu")?;
+    let bound = Bound::new(s, t, 0)?;
+    bound.splat::<f32>(dev, rays, None, None, 0)?;
+    let mut buffers = bound.rays(rays, false)?;
+    // splat_bw reads no encoding.
+    buffers.retain(|b| b.binding != 7);
     buffers.extend([
         bind_whole(&bound.weights, 10, OP, "the weights")?,
         bind_whole(grad_out, 11, OP, "grad_out")?,
@@ -200,8 +297,18 @@ pub(super) fn backward(
     ]);
     let c = s.out.channels();
     let nr = (MAX_INVOCATIONS / c).max(1);
+    let per_sample = 8 + s.out.shapes().len() * 10;
+    let blocks = windows(s, r, nr, (LOOP_BUDGET / per_sample).max(1), &bound.t.params);
+    dispatch(dev, "splat_bw", &blocks, &buffers, |p| {
+        u64::from(p.nr) * u64::from(p.c)
+    })?;
+    bound.check(s)
+}
+
+/// Parameter blocks over rays in blocks of `nr` and samples in windows of `nj`, in order (a
+/// ray's first window flagged).
+fn windows(s: &Splatter, r: usize, nr: usize, nj: usize, p: &Params) -> Vec<Params> {
     let total = s.opts.samples + s.opts.samples_inf;
-    let nj = samples_per_window(s);
     let mut blocks = Vec::new();
     for ray0 in (0..r).step_by(nr) {
         for j0 in (0..total).step_by(nj) {
@@ -211,12 +318,59 @@ pub(super) fn backward(
                 j0: j0 as u32,
                 nj: nj.min(total - j0) as u32,
                 first: u32::from(j0 == 0),
-                ..t.params
+                ..*p
             });
         }
     }
-    dispatch(dev, "splat_bw", &blocks, &buffers, |p| {
-        u64::from(p.nr) * u64::from(p.c)
-    })?;
+    blocks
+}
+
+pub(super) fn backward_mlp<T: Float>(
+    s: &Splatter,
+    input: &Buffer<T>,
+    params: &Buffer<f32>,
+    rays: &Rays,
+    grad_out: &Buffer<f32>,
+    grads: &mut SplatGrads,
+) -> Result<()> {
+    let dev = device(s)?;
+    let r = rays.len();
+    clear(dev, &grads.input_grids)?;
+    clear(dev, &grads.params)?;
+    clear(dev, &grads.encoding)?;
+    if r == 0 {
+        return Ok(());
+    }
+    let per_sample = mlp_backward_loops(s);
+    check_loops(dev, per_sample)?;
+    let t = Tables::new(s, r, T::DTYPE, "wgpu")?;
+    let plen = s.params_len();
+    let slots = mlp_slots(dev, &t, plen, r)?;
+    let bound = Bound::new(s, t, slots)?;
+    bound.splat::<T>(dev, rays, None, None, 0)?;
+    let partials: Buffer<f32> = s.dev.zeros(slots * plen)?;
+    let mut buffers = bound.rays(rays, true)?;
+    buffers.extend([
+        bind_whole(&bound.weights, 10, OP, "the weights")?,
+        bind_whole(grad_out, 11, OP, "grad_out")?,
+        bind_whole(&grads.encoding, 12, OP, "grads.encoding")?,
+        bind_whole(input, 13, OP, "input_grids")?,
+        bind_whole(params, 14, OP, "mlp_params")?,
+        bind_whole(&bound.scratch, 15, OP, "the scratch")?,
+        bind_whole(&partials, 16, OP, "the per-invocation parameter gradients")?,
+        bind_whole(&grads.input_grids, 17, OP, "grads.input_grids")?,
+    ]);
+    let p = Params {
+        flags: bound.t.params.flags | MLP | if rays.encoding.is_some() { ENCODING } else { 0 },
+        slots: slots as u32,
+        ..bound.t.params
+    };
+    let blocks = windows(s, r, slots, (LOOP_BUDGET / per_sample).max(1), &p);
+    dispatch(dev, "splat_mlp_bw", &blocks, &buffers, |b| u64::from(b.nr))?;
+    let sum = [
+        bind_whole(&partials, 16, OP, "the per-invocation parameter gradients")?,
+        bind_whole(&grads.params, 18, OP, "grads.params")?,
+    ];
+    dispatch(dev, "splat_mlp_sum", &[p], &sum, |b| u64::from(b.plen))?;
     bound.check(s)
 }
