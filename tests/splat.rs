@@ -617,13 +617,6 @@ fn every_backend_matches_the_reference() {
             };
             let grads = match result {
                 Ok(g) => g,
-                // The MLP splatter runs on the CPU and wgpu so far; anything else must say so.
-                Err(Error::Unsupported { .. }) if p.input.is_some() && dev_name != "cpu" => {
-                    eprintln!(
-                        "{dev_name}: {name}: the MLP splatter is unsupported here (as documented)"
-                    );
-                    continue;
-                }
                 // Output grids past one binding are refused on wgpu, by name.
                 Err(Error::LimitExceeded { what, .. })
                     if dev_name.starts_with("wgpu") && what.contains("one binding") =>
@@ -822,7 +815,6 @@ fn mlp_splatter_reads_half_precision_input_grids() {
             };
             match res {
                 Ok(()) => {}
-                Err(Error::Unsupported { .. }) if dev_name.starts_with("ptx") => continue,
                 Err(Error::LimitExceeded { .. }) if dev_name.contains("4KiB") => continue,
                 Err(e) => panic!("{dev_name}: {half}: {e}"),
             }

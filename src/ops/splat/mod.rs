@@ -41,9 +41,9 @@
 //! # Ok::<(), trainkern::Error>(())
 //! ```
 //!
-//! Backends: the CPU reference and wgpu run both splatters forward and backward; PTX (CUDA and
-//! the emulator) runs the plain splatter forward and backward, and returns
-//! [`Error::Unsupported`] for the MLP splatter for now.
+//! Backends: the CPU reference, wgpu and PTX (CUDA and the emulator) run both splatters forward
+//! and backward. On wgpu each grid list must fit one storage binding (a larger one is refused by
+//! name), and lavapipe refuses a sample whose loops would pass llvmpipe's per-invocation limit.
 
 mod cpu;
 #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
@@ -347,6 +347,11 @@ impl Splatter {
             }
             #[cfg(feature = "wgpu")]
             Storage::Wgpu(_) => wgpu::forward_mlp(self, input, params, rays, out),
+            #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
+            _ if PtxDevice::of(&self.dev).is_some() => {
+                let dev = PtxDevice::of(&self.dev).ok_or_else(|| self.unsupported("MLP"))?;
+                ptx::forward_mlp(&dev, self, input, params, rays, out)
+            }
             #[allow(unreachable_patterns)]
             _ => Err(self.unsupported("MLP")),
         }
@@ -393,6 +398,11 @@ impl Splatter {
             }
             #[cfg(feature = "wgpu")]
             Storage::Wgpu(_) => wgpu::backward_mlp(self, input, params, rays, grad_out, grads),
+            #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
+            _ if PtxDevice::of(&self.dev).is_some() => {
+                let dev = PtxDevice::of(&self.dev).ok_or_else(|| self.unsupported("MLP"))?;
+                ptx::backward_mlp(&dev, self, input, params, rays, grad_out, grads)
+            }
             #[allow(unreachable_patterns)]
             _ => Err(self.unsupported("MLP")),
         }

@@ -1,41 +1,51 @@
 //! PTX glue of splatting (`kernels/splat.ptx`), shared by CUDA and the PTX emulator: one
-//! grid-stride launch per kernel, the parameter block uploaded as words.
+//! grid-stride launch per kernel, the parameter block uploaded as words. The MLP splatter's
+//! threads each own a slice of the scratch (and, backward, of the parameter gradients), so
+//! their number is bounded by memory.
 
-use super::tables::{Params, Tables, WEIGHTS_ONLY, check_status};
-use super::{OP, Splatter};
+use super::tables::{ENCODING, MLP, Params, Tables, WEIGHTS_ONLY, check_status};
+use super::{OP, SplatGrads, Splatter};
 use crate::Result;
 use crate::backend::ptx::{KernelArg, PtxDevice, ptr_of};
-use crate::buffer::{Buffer, DType, Element};
+use crate::buffer::{Buffer, DType, Element, Float};
 use crate::ops::render::Rays;
 
 /// Threads launched at most; the kernels stride over the rest.
 const MAX_THREADS: u64 = 1 << 20;
 
+/// Threads per block (`launch_1d`): the MLP splatter launches whole blocks.
+const BLOCK: usize = 256;
+
+/// Bytes of MLP scratch and per-thread parameter gradients one call may allocate (at least one
+/// block's), as on wgpu.
+const MEMORY_BUDGET: usize = 12 << 20;
+
 fn ptr<T: Element>(b: &Buffer<T>) -> Result<KernelArg> {
     ptr_of(OP, b, 0, b.len().max(1))
 }
 
-/// What both passes bind: the block, the table, the rays, the status word and the weights.
+/// What the launches bind besides the caller's buffers.
 struct Bound {
     block: Buffer<u32>,
     tables: Buffer<u32>,
     status: Buffer<u32>,
     weights: Buffer<f32>,
+    scratch: Buffer<f32>,
     dummy: Buffer<f32>,
+    dummy_u32: Buffer<u32>,
 }
 
 impl Bound {
-    fn new(s: &Splatter, t: &Tables, flags: u32) -> Result<Bound> {
-        let p = Params {
-            flags: t.params.flags | flags,
-            ..t.params
-        };
+    /// `p` is the block to upload; `slots` threads share the MLP scratch (0 without one).
+    fn new(s: &Splatter, t: &Tables, p: Params, slots: usize) -> Result<Bound> {
         Ok(Bound {
             block: s.dev.upload(bytemuck::cast_slice::<Params, u32>(&[p]))?,
             tables: s.dev.upload(&t.words)?,
             status: s.dev.zeros(1)?,
             weights: s.dev.zeros(t.cells)?,
+            scratch: s.dev.zeros((t.per_slot * slots).max(1))?,
             dummy: s.dev.zeros(1)?,
+            dummy_u32: s.dev.zeros(1)?,
         })
     }
 
@@ -51,13 +61,15 @@ impl Bound {
         ])
     }
 
-    /// Every (ray, sample) splats its weights, and `out` the encoding when given.
-    fn splat(
+    /// Every (ray, sample) splats its weights, and into `out` the encoding or, with `mlp`, the
+    /// MLP splatter's value (`threads` launched: the block's `slots` with an MLP).
+    fn splat<T: Float>(
         &self,
         dev: &PtxDevice,
-        t: &Tables,
         rays: &Rays,
         out: Option<&Buffer<f32>>,
+        mlp: Option<(&Buffer<T>, &Buffer<f32>)>,
+        threads: u64,
     ) -> Result<()> {
         let mut args = self.rays(rays)?;
         args.extend([
@@ -69,17 +81,43 @@ impl Bound {
             ptr(out.unwrap_or(&self.dummy))?,
             ptr(&self.weights)?,
         ]);
-        let items = u64::from(t.params.rays) * u64::from(t.params.samples + t.params.samples_inf);
+        match mlp {
+            Some((input, params)) => args.extend([ptr(input)?, ptr(params)?, ptr(&self.scratch)?]),
+            None => args.extend([
+                ptr(&self.dummy_u32)?,
+                ptr(&self.dummy)?,
+                ptr(&self.scratch)?,
+            ]),
+        }
         // SAFETY: the list matches splat_fw in splat.ptx; item i < rays x samples touches ray
-        // i / samples (rays checked against the buffers' lengths), its encoding row (C wide,
-        // read only without WEIGHTS_ONLY, when the encoding is bound), and cells of out and the
-        // weights inside the table's shapes (corners checked, batch checked on the device).
-        unsafe { dev.launch_1d("splat", "splat_fw", OP, &args, items.min(MAX_THREADS)) }
+        // i / samples (rays checked against the buffers' lengths), its encoding row (read only
+        // when the block's flags say one is bound), cells of out and the weights inside the
+        // table's shapes (corners checked, batch checked on the device), and with an MLP the
+        // input grids inside their shapes, the parameters at the layers' offsets (the length
+        // was checked) and the scratch of thread s < slots (per_slot x slots elements).
+        unsafe { dev.launch_1d("splat", "splat_fw", OP, &args, threads) }
     }
 
     fn check(&self, s: &Splatter) -> Result<()> {
         check_status(self.status.download()?[0], s.out.batch())
     }
+}
+
+fn items(s: &Splatter, rays: usize) -> usize {
+    rays * (s.opts.samples + s.opts.samples_inf)
+}
+
+/// Threads of the MLP splatter: whole blocks, as many as `work` needs, within the budget.
+fn mlp_slots(t: &Tables, extra: usize, work: usize) -> usize {
+    let per_block = 4 * (t.per_slot + extra) * BLOCK;
+    let blocks = (MEMORY_BUDGET / per_block)
+        .max(1)
+        .min(work.div_ceil(BLOCK).max(1));
+    blocks * BLOCK
+}
+
+fn flags(rays: &Rays) -> u32 {
+    MLP | if rays.encoding.is_some() { ENCODING } else { 0 }
 }
 
 pub(super) fn forward(
@@ -88,11 +126,45 @@ pub(super) fn forward(
     rays: &Rays,
     out: &mut Buffer<f32>,
 ) -> Result<()> {
-    let t = Tables::new(s, rays.len(), DType::F32, "ptx")?;
-    let bound = Bound::new(s, &t, 0)?;
+    forward_any::<f32>(dev, s, None, rays, out)
+}
+
+pub(super) fn forward_mlp<T: Float>(
+    dev: &PtxDevice,
+    s: &Splatter,
+    input: &Buffer<T>,
+    params: &Buffer<f32>,
+    rays: &Rays,
+    out: &mut Buffer<f32>,
+) -> Result<()> {
+    forward_any(dev, s, Some((input, params)), rays, out)
+}
+
+fn forward_any<T: Float>(
+    dev: &PtxDevice,
+    s: &Splatter,
+    mlp: Option<(&Buffer<T>, &Buffer<f32>)>,
+    rays: &Rays,
+    out: &mut Buffer<f32>,
+) -> Result<()> {
+    let t = Tables::new(s, rays.len(), T::DTYPE, "ptx")?;
+    let n = items(s, rays.len());
+    let (p, slots, threads) = match mlp {
+        Some(_) => {
+            let slots = mlp_slots(&t, 0, n);
+            let p = Params {
+                flags: t.params.flags | flags(rays),
+                slots: slots as u32,
+                ..t.params
+            };
+            (p, slots, slots as u64)
+        }
+        None => (t.params, 0, (n as u64).min(MAX_THREADS)),
+    };
+    let bound = Bound::new(s, &t, p, slots)?;
     out.write(&vec![0.0; out.len()])?;
-    if !rays.is_empty() {
-        bound.splat(dev, &t, rays, Some(out))?;
+    if n > 0 {
+        bound.splat(dev, rays, Some(out), mlp, threads)?;
     }
     let args = [ptr(&bound.block)?, ptr(out)?, ptr(&bound.weights)?];
     // SAFETY: the list matches splat_norm; element i < len of out and cell i / C of the weights.
@@ -119,8 +191,13 @@ pub(super) fn backward(
         return Ok(());
     }
     let t = Tables::new(s, rays.len(), DType::F32, "ptx")?;
-    let bound = Bound::new(s, &t, WEIGHTS_ONLY)?;
-    bound.splat(dev, &t, rays, None)?;
+    let p = Params {
+        flags: t.params.flags | WEIGHTS_ONLY,
+        ..t.params
+    };
+    let bound = Bound::new(s, &t, p, 0)?;
+    let n = items(s, rays.len()) as u64;
+    bound.splat::<f32>(dev, rays, None, None, n.min(MAX_THREADS))?;
     let mut args = bound.rays(rays)?;
     args.extend([
         ptr(&bound.status)?,
@@ -132,5 +209,76 @@ pub(super) fn backward(
     // SAFETY: the list matches splat_bw; item i < rays x C reads ray i / C, the weights and
     // grad_out at corner cells inside the table's shapes, and writes grad_encoding[i].
     unsafe { dev.launch_1d("splat", "splat_bw", OP, &args, items.min(MAX_THREADS))? };
+    bound.check(s)
+}
+
+pub(super) fn backward_mlp<T: Float>(
+    dev: &PtxDevice,
+    s: &Splatter,
+    input: &Buffer<T>,
+    params: &Buffer<f32>,
+    rays: &Rays,
+    grad_out: &Buffer<f32>,
+    grads: &mut SplatGrads,
+) -> Result<()> {
+    let r = rays.len();
+    grads
+        .input_grids
+        .write(&vec![0.0; grads.input_grids.len()])?;
+    grads.params.write(&vec![0.0; grads.params.len()])?;
+    grads.encoding.write(&vec![0.0; grads.encoding.len()])?;
+    if r == 0 {
+        return Ok(());
+    }
+    let t = Tables::new(s, r, T::DTYPE, "ptx")?;
+    let plen = s.params_len();
+    let slots = mlp_slots(&t, plen, r);
+    // The weights first (a plain splat of ones), then the march with the MLP.
+    let weights_only = Params {
+        flags: t.params.flags | WEIGHTS_ONLY,
+        ..t.params
+    };
+    let bound = Bound::new(s, &t, weights_only, slots)?;
+    let n = items(s, r) as u64;
+    bound.splat::<T>(dev, rays, None, None, n.min(MAX_THREADS))?;
+    let p = Params {
+        flags: t.params.flags | flags(rays),
+        slots: slots as u32,
+        ..t.params
+    };
+    let block = s.dev.upload(bytemuck::cast_slice::<Params, u32>(&[p]))?;
+    let partials: Buffer<f32> = s.dev.zeros(slots * plen)?;
+    let mut args = bound.rays(rays)?;
+    args[0] = ptr(&block)?;
+    args.extend([
+        ptr(rays.encoding.unwrap_or(&bound.dummy))?,
+        ptr(&bound.status)?,
+        ptr(&bound.weights)?,
+        ptr(grad_out)?,
+        ptr(&grads.encoding)?,
+        ptr(input)?,
+        ptr(params)?,
+        ptr(&bound.scratch)?,
+        ptr(&partials)?,
+        ptr(&grads.input_grids)?,
+    ]);
+    // SAFETY: the list matches splat_mlp_bw; thread s < slots marches rays s, s + slots, ...
+    // (rays checked against the buffers' lengths), reads the encoding when the flags say one is
+    // bound, the weights and grad_out at output cells inside the table's shapes, the input
+    // grids and the parameters as splat_fw does, and writes its own scratch slot, its own slice
+    // of partials (plen elements), the ray's encoding gradient row and input grid gradients at
+    // cells inside their shapes.
+    unsafe { dev.launch_1d("splat", "splat_mlp_bw", OP, &args, slots as u64)? };
+    let args = [ptr(&block)?, ptr(&partials)?, ptr(&grads.params)?];
+    // SAFETY: the list matches splat_mlp_sum: partials is slots x plen, g_params plen long.
+    unsafe {
+        dev.launch_1d(
+            "splat",
+            "splat_mlp_sum",
+            OP,
+            &args,
+            (plen as u64).min(MAX_THREADS),
+        )?
+    };
     bound.check(s)
 }
