@@ -9,24 +9,7 @@ use trainkern::render::{
 };
 use trainkern::{Device, Error, rng};
 
-/// Uniform in `(lo, hi)` from the crate's RNG, so test data needs no other generator.
-struct Gen {
-    seed: u64,
-    i: u64,
-}
-
-impl Gen {
-    fn new(seed: u64) -> Gen {
-        Gen { seed, i: 0 }
-    }
-    fn uni(&mut self, lo: f64, hi: f64) -> f64 {
-        self.i += 1;
-        lo + (hi - lo) * f64::from(rng::uniform(rng::word(self.seed, 99, self.i)))
-    }
-    fn vec(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f64> {
-        (0..n).map(|_| self.uni(lo, hi)).collect()
-    }
-}
+type Gen = common::Gen<99>;
 
 /// A small random problem: grids, optional color grids, decoder parameters and rays that cross
 /// the cube (some leave it).

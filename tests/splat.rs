@@ -7,26 +7,9 @@ mod common;
 use trainkern::render::{GridList, HostRays, Rays};
 use trainkern::splat::reference::{self, HostSplat, HostSplatMlp};
 use trainkern::splat::{SplatMlp, SplatOptions, Splatter};
-use trainkern::{Buffer, Device, Error, rng};
+use trainkern::{Buffer, Device, Error};
 
-/// Uniform in `(lo, hi)` from the crate's RNG, so test data needs no other generator.
-struct Gen {
-    seed: u64,
-    i: u64,
-}
-
-impl Gen {
-    fn new(seed: u64) -> Gen {
-        Gen { seed, i: 0 }
-    }
-    fn uni(&mut self, lo: f64, hi: f64) -> f64 {
-        self.i += 1;
-        lo + (hi - lo) * f64::from(rng::uniform(rng::word(self.seed, 98, self.i)))
-    }
-    fn vec(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f64> {
-        (0..n).map(|_| self.uni(lo, hi)).collect()
-    }
-}
+type Gen = common::Gen<98>;
 
 const TRIPLANE: &[[usize; 3]] = &[[1, 6, 7], [5, 1, 7], [5, 6, 1]];
 const VOXEL: &[[usize; 3]] = &[[5, 6, 7]];

@@ -70,3 +70,26 @@ pub fn wgpu_device() -> Option<Device> {
         .find(|(n, _)| n == "wgpu")
         .map(|(_, d)| d.clone())
 }
+
+/// Uniform in `(lo, hi)` from the crate's RNG under stream `STREAM`, so test data needs no other
+/// generator.
+pub struct Gen<const STREAM: u64> {
+    seed: u64,
+    i: u64,
+}
+
+impl<const STREAM: u64> Gen<STREAM> {
+    pub fn new(seed: u64) -> Self {
+        Gen { seed, i: 0 }
+    }
+
+    pub fn uni(&mut self, lo: f64, hi: f64) -> f64 {
+        self.i += 1;
+        let u = trainkern::rng::uniform(trainkern::rng::word(self.seed, STREAM, self.i));
+        lo + (hi - lo) * f64::from(u)
+    }
+
+    pub fn vec(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+        (0..n).map(|_| self.uni(lo, hi)).collect()
+    }
+}

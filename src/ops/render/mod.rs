@@ -131,28 +131,8 @@ impl Default for RenderOptions {
 
 impl RenderOptions {
     pub(crate) fn check(&self) -> Result<()> {
-        let bad = |what: String| Err(Error::InvalidArgument { op: OP, what });
-        if self.samples < 2 {
-            return bad(format!(
-                "samples must be >= 2 (both ends of [near, far] are sampled), got {}",
-                self.samples
-            ));
-        }
-        if self
-            .samples
-            .checked_add(self.samples_inf)
-            .is_none_or(|n| n > u32::MAX as usize)
-        {
-            return bad(format!(
-                "samples + samples_inf must fit in 32 bits, got {} + {}",
-                self.samples, self.samples_inf
-            ));
-        }
+        self.marching().check(OP)?;
         validate::finite_non_negative(OP, "gain", self.gain)?;
-        let d = self.disparity_at_inf;
-        if !(d > 0.0 && d < 1.0) {
-            return bad(format!("disparity_at_inf must be in (0, 1), got {d}"));
-        }
         if let Some(n) = self.noise {
             validate::finite_non_negative(OP, "noise.sigma", n.sigma)?;
         }

@@ -97,28 +97,7 @@ impl Default for SplatOptions {
 
 impl SplatOptions {
     fn check(&self) -> Result<()> {
-        let bad = |what: String| Err(Error::InvalidArgument { op: OP, what });
-        if self.samples < 2 {
-            return bad(format!(
-                "samples must be >= 2 (both ends of [near, far] are sampled), got {}",
-                self.samples
-            ));
-        }
-        if self
-            .samples
-            .checked_add(self.samples_inf)
-            .is_none_or(|n| n > u32::MAX as usize)
-        {
-            return bad(format!(
-                "samples + samples_inf must fit in 32 bits, got {} + {}",
-                self.samples, self.samples_inf
-            ));
-        }
-        let d = self.disparity_at_inf;
-        if !(d > 0.0 && d < 1.0) {
-            return bad(format!("disparity_at_inf must be in (0, 1), got {d}"));
-        }
-        Ok(())
+        self.marching().check(OP)
     }
 
     pub fn marching(&self) -> Marching {
