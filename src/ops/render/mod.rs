@@ -18,10 +18,11 @@
 //! the checks in `tests/render.rs`: recovering from the f32 value left gradients off by 1e-3 to
 //! 100% (relative L2), against 1e-8 for the recomputed one.
 //!
-//! Backends: the CPU reference and wgpu run forward and backward (wgpu: one ray per invocation,
-//! activations in a scratch buffer sized by the invocations of one dispatch, the backward
-//! march's `Lambda` in 64-bit fixed point so that subtracting undoes adding exactly); PTX (CUDA
-//! and the emulator) runs forward, and its backward returns [`Error::Unsupported`] for now.
+//! Backends: the CPU reference, wgpu and PTX (CUDA and the emulator) run forward and backward.
+//! The GPU kernels march one ray per thread with the activations in a scratch buffer sized by
+//! the threads of one launch (never by rays or samples), and keep the backward march's `Lambda`
+//! in 64-bit fixed point so that subtracting a sample's optical depth undoes adding it exactly;
+//! decoder gradients go to per-thread slices summed afterwards, grid gradients by atomic adds.
 //!
 //! The decoder's parameters are one flat f32 vector in Lightplane's layout (see [`Decoder`]); a
 //! vector whose color head is padded to 16 outputs (what Lightplane's helpers write when fewer
@@ -365,6 +366,21 @@ impl Renderer {
                 grad_out,
                 grads,
             ),
+            #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
+            _ if PtxDevice::of(&self.dev).is_some() => {
+                let dev = PtxDevice::of(&self.dev).ok_or_else(|| self.unsupported())?;
+                ptx::backward(
+                    &dev,
+                    self,
+                    &lay,
+                    grids,
+                    color_grids,
+                    params,
+                    rays,
+                    grad_out,
+                    grads,
+                )
+            }
             #[allow(unreachable_patterns)]
             _ => Err(self.unsupported()),
         }
@@ -387,8 +403,7 @@ impl Renderer {
         Error::Unsupported {
             op: OP,
             backend: self.dev.backend().name(),
-            what: "not built for this backend yet (the backward pass runs on the CPU and wgpu)"
-                .into(),
+            what: "not built for this backend".into(),
         }
     }
 

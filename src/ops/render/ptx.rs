@@ -1,10 +1,11 @@
-//! PTX glue of rendering (`kernels/render.ptx`), shared by CUDA and the PTX emulator: the
-//! forward pass, one launch of `slots` threads marching the rays grid-stride. The parameter block
-//! is the one render.wgsl reads, uploaded as words.
+//! PTX glue of rendering (`kernels/render.ptx`), shared by CUDA and the PTX emulator: forward,
+//! one launch of `slots` threads marching the rays grid-stride; backward, one launch that
+//! marches each ray twice (Lambda, then the reverse march) and one that sums the threads'
+//! decoder gradients. The parameter block is the one render.wgsl reads, uploaded as words.
 
 use super::decoder::Layout;
 use super::tables::{Params, Tables};
-use super::{OP, Rays, RenderOutput, Renderer};
+use super::{OP, Rays, RenderGrads, RenderOutput, Renderer};
 use crate::Result;
 use crate::backend::ptx::{KernelArg, PtxDevice, ptr_of};
 use crate::buffer::{Buffer, Element, Float};
@@ -69,5 +70,75 @@ pub(super) fn forward<T: Float>(
     // decoder's parameters at the layout's offsets (the vector's length was checked) and the
     // encoding row r when present.
     unsafe { dev.launch_1d("render", "render_fw", OP, &args, slots as u64)? };
+    super::tables::check_status(OP, status.download()?[0], re.grids.batch())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward<T: Float>(
+    dev: &PtxDevice,
+    re: &Renderer,
+    lay: &Layout,
+    grids: &Buffer<T>,
+    color: Option<&Buffer<T>>,
+    params: &Buffer<f32>,
+    rays: &Rays,
+    grad_out: &RenderOutput,
+    grads: &mut RenderGrads,
+) -> Result<()> {
+    let r = rays.len();
+    // Grid gradients are added to; the rest is written.
+    grads.grids.write(&vec![0.0; grads.grids.len()])?;
+    if let Some(cg) = grads.color_grids.as_mut() {
+        cg.write(&vec![0.0; cg.len()])?;
+    }
+    let t = Tables::new(&re.grids, re.color.as_ref(), lay);
+    let per_slot = t.per_slot + lay.len;
+    let slots = r
+        .clamp(1, MAX_THREADS)
+        .min((MEMORY_BUDGET / (per_slot * 4)).max(1));
+    let block = Params::new::<T>(re, lay, &t, r, rays.encoding.is_some(), slots, "ptx")?;
+    let words: &[u32] = bytemuck::cast_slice(std::slice::from_ref(&block));
+    let pblock = re.dev.upload(words)?;
+    let tables = re.dev.upload(&t.words)?;
+    let scratch: Buffer<f32> = re.dev.zeros(t.per_slot * slots)?;
+    let partials: Buffer<f32> = re.dev.zeros(lay.len * slots)?;
+    let status: Buffer<u32> = re.dev.zeros(1)?;
+    let dummy: Buffer<f32> = re.dev.zeros(1)?;
+    let no_color: Buffer<f32> = re.dev.zeros(1)?;
+    let args = [
+        ptr(&pblock)?,
+        ptr(&tables)?,
+        ptr(grids)?,
+        match color {
+            Some(c) => ptr(c)?,
+            None => ptr(&dummy)?,
+        },
+        ptr(params)?,
+        ptr(rays.origins)?,
+        ptr(rays.directions)?,
+        ptr(rays.near)?,
+        ptr(rays.far)?,
+        ptr(rays.batch)?,
+        ptr(rays.encoding.unwrap_or(&dummy))?,
+        ptr(&scratch)?,
+        ptr(&status)?,
+        ptr(&grad_out.features)?,
+        ptr(&grad_out.ray_length)?,
+        ptr(&grad_out.neg_log_transmittance)?,
+        ptr(&grads.grids)?,
+        ptr(grads.color_grids.as_ref().unwrap_or(&no_color))?,
+        ptr(&partials)?,
+        ptr(&grads.encoding)?,
+    ];
+    if r > 0 {
+        // SAFETY: the list matches render_bw in render.ptx; thread s < slots touches its scratch
+        // elements k * slots + s (k < per_slot), its slice of partials (params long), rays r <
+        // rays with their incoming gradients and encoding gradient rows, and grid (gradient)
+        // cells inside the tables' shapes (checked corners, batch checked on the device).
+        unsafe { dev.launch_1d("render", "render_bw", OP, &args, slots as u64)? };
+    }
+    let sum = [ptr(&pblock)?, ptr(&partials)?, ptr(&grads.params)?];
+    // SAFETY: the list matches render_sum: partials is slots x params, the gradient params long.
+    unsafe { dev.launch_1d("render", "render_sum", OP, &sum, lay.len as u64)? };
     super::tables::check_status(OP, status.download()?[0], re.grids.batch())
 }
