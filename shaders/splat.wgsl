@@ -10,7 +10,16 @@
 //               its activations in `scratch` (element k of invocation i at k * slots + i).
 //               Float adds are compare-and-swap loops on atomic<u32> (WGSL has no portable
 //               float atomics).
-//   splat_norm  bindings 9 out, 10 weights: out[i] /= max(weights[i / C], 1e-5), i < len.
+//   splat_vmax  bindings 7, 20: the largest |encoding| (items item0 .. item0 + count).
+//   splat_norm  bindings 9 out, 10 weights (with flag 32 also 19, 20): out[i] /= max(weights[i /
+//               C], 1e-5), i < len.
+//   splat_wconv bindings 10, 21: the weights' fixed-point sums to f32, in place.
+// The weights (always) and the plain splat's values (flag 32) are summed exactly: 64-bit fixed
+// point scaled by the number of terms (and for values the largest |encoding|), two u32 atomic
+// adds with a carry (bindings 10 and 21, 9 and 19), so the results do not depend on the order
+// of the adds; cancelling sums of thousands of terms lose nothing (f32 adds lost 2e-5 relative
+// there). The MLP splatter's values are not known before the pass, so it adds them in f32 by
+// compare-and-swap.
 //   splat_bw    bindings 1-6, 8, 10 weights, 11 grad_out, 12 grad_encoding. Invocation i sums
 //               channel i % C of ray ray0 + i / C over samples j0 .. j0 + nj: every corner's
 //               grad_out / max(weight, 1e-5), weighted as in the splat (a gather: no atomics).
@@ -58,8 +67,8 @@ struct Params {
     sc_gb: u32,
     gin_at: u32,
     lt_at: u32,
+    log_terms: u32,  // plain splat: ceil(log2(rays x samples + 1)), the fixed point's headroom
     pad0: u32,
-    pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -82,10 +91,17 @@ struct Params {
 @group(0) @binding(16) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(17) var<storage, read_write> g_input: array<atomic<u32>>;
 @group(0) @binding(18) var<storage, read_write> g_params: array<f32>;
+// The plain splat's exact sums: 64-bit fixed point, low words in out_grid, high words here.
+@group(0) @binding(19) var<storage, read_write> hi_words: array<atomic<u32>>;
+// The largest |encoding| as f32 bits (non-negative floats order like their bits).
+@group(0) @binding(20) var<storage, read_write> vmax: array<atomic<u32>>;
+// The weights' fixed-point high words (their low words in `weights` until splat_wconv).
+@group(0) @binding(21) var<storage, read_write> whi: array<atomic<u32>>;
 
 const WEIGHTS_ONLY: u32 = 4u;
 const F_MLP: u32 = 8u;
 const F_ENC: u32 = 16u;
+const F_FIXED: u32 = 32u;
 const FLOOR: f32 = 1e-5;
 const WG: u32 = 256u;
 
@@ -172,17 +188,6 @@ fn atomic_add_out(i: u32, x: f32) {
     }
 }
 
-fn atomic_add_weight(i: u32, x: f32) {
-    var old = atomicLoad(&weights[i]);
-    loop {
-        let r = atomicCompareExchangeWeak(&weights[i], old, bitcast<u32>(bitcast<f32>(old) + x));
-        if (r.exchanged) {
-            break;
-        }
-        old = r.old_value;
-    }
-}
-
 // Sample j of ray r, or none (inside false) if the ray is bad (status raised) or the sample is
 // masked.
 fn ray_sample(r: u32, j: u32) -> SamplePos {
@@ -202,6 +207,69 @@ fn ray_sample(r: u32, j: u32) -> SamplePos {
     return s;
 }
 
+// 2^s for the plain splat's fixed point: with |v| < 2^(e+1) and at most 2^log_terms terms per
+// cell, every partial sum stays below 2^61 in magnitude; one unit is 2^-s (far below an f32 ulp
+// of any term), and integer sums do not depend on their order.
+fn fixed_scale() -> f32 {
+    let bits = atomicLoad(&vmax[0]);
+    let e = i32((bits >> 23u) & 0xffu) - 127;
+    let s = clamp(61 - (e + 1) - i32(p.log_terms), -120, 120);
+    return ldexp(1.0, s);
+}
+
+// x as a two's-complement 64-bit integer: the low word and the high word.
+fn fixed_words(x: f32) -> vec2<u32> {
+    let hf = floor(x * 2.3283064e-10);
+    return vec2<u32>(u32(x - hf * 4294967296.0), bitcast<u32>(i32(hf)));
+}
+
+// out_grid[i] (low word) and hi_words[i] += x: two atomic adds and the carry between them,
+// exact in any order.
+fn fixed_add(i: u32, x: f32) {
+    let q = fixed_words(x);
+    let old = atomicAdd(&out_grid[i], q.x);
+    atomicAdd(&hi_words[i], q.y + select(0u, 1u, old > 0xffffffffu - q.x));
+}
+
+// The same for the weights (low words in `weights`, high words in `whi`).
+fn fixed_add_weight(i: u32, x: f32) {
+    let q = fixed_words(x);
+    let old = atomicAdd(&weights[i], q.x);
+    atomicAdd(&whi[i], q.y + select(0u, 1u, old > 0xffffffffu - q.x));
+}
+
+// A fixed-point pair back to f32, divided by its scale.
+fn fixed_value(lo: u32, hi: u32, scale: f32) -> f32 {
+    return (f32(bitcast<i32>(hi)) * 4294967296.0 + f32(lo)) / scale;
+}
+
+// The weights' scale: each term is at most 1, at most 2^log_terms of them per cell.
+fn weight_scale() -> f32 {
+    return ldexp(1.0, 61 - i32(p.log_terms));
+}
+
+// Converts the fixed-point weight sums to f32 in place: cells i < len / C.
+@compute @workgroup_size(256)
+fn splat_wconv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.len / p.c) {
+        return;
+    }
+    let w = fixed_value(atomicLoad(&weights[i]), atomicLoad(&whi[i]), weight_scale());
+    atomicStore(&weights[i], bitcast<u32>(w));
+}
+
+@compute @workgroup_size(256)
+fn splat_vmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.count) {
+        return;
+    }
+    atomicMax(&vmax[0], bitcast<u32>(abs(enc[p.item0 + i])));
+}
+
 @compute @workgroup_size(256)
 fn splat_fw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
@@ -219,6 +287,12 @@ fn splat_fw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let b = batch[r];
     let values = (p.flags & WEIGHTS_ONLY) == 0u;
     let with_mlp = values && (p.flags & F_MLP) != 0u;
+    let fixed = (p.flags & F_FIXED) != 0u;
+    var scale = 1.0;
+    if (fixed) {
+        scale = fixed_scale();
+    }
+    let wscale = weight_scale();
     if (with_mlp) {
         slot = i;
         mlp_value(r, b, s.q);
@@ -231,7 +305,7 @@ fn splat_fw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         for (var k = 0u; k < 8u; k++) {
             let cw = march_corner(dd, hh, ww, s.q, k);
             if (cw.w != 0.0) {
-                atomic_add_weight(cell0 + cw.cell, cw.w);
+                fixed_add_weight(cell0 + cw.cell, cw.w * wscale);
                 if (values) {
                     let at = tables[5u * g + 3u] + (b * dd * hh * ww + cw.cell) * p.c;
                     for (var ch = 0u; ch < p.c; ch++) {
@@ -242,7 +316,11 @@ fn splat_fw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
                             v = cw.w * enc[r * p.c + ch];
                         }
                         if (v != 0.0) {
-                            atomic_add_out(at + ch, v);
+                            if (fixed) {
+                                fixed_add(at + ch, v * scale);
+                            } else {
+                                atomic_add_out(at + ch, v);
+                            }
                         }
                     }
                 }
@@ -259,7 +337,12 @@ fn splat_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         return;
     }
     let w = bitcast<f32>(atomicLoad(&weights[i / p.c]));
-    let x = bitcast<f32>(atomicLoad(&out_grid[i]));
+    var x: f32;
+    if ((p.flags & F_FIXED) != 0u) {
+        x = fixed_value(atomicLoad(&out_grid[i]), atomicLoad(&hi_words[i]), fixed_scale());
+    } else {
+        x = bitcast<f32>(atomicLoad(&out_grid[i]));
+    }
     atomicStore(&out_grid[i], bitcast<u32>(x / max(w, FLOOR)));
 }
 

@@ -3,7 +3,7 @@
 //! threads each own a slice of the scratch (and, backward, of the parameter gradients), so
 //! their number is bounded by memory.
 
-use super::tables::{ENCODING, MLP, Params, Tables, WEIGHTS_ONLY, check_status};
+use super::tables::{ENCODING, FIXED, MLP, Params, Tables, WEIGHTS_ONLY, check_status};
 use super::{OP, SplatGrads, Splatter};
 use crate::Result;
 use crate::backend::ptx::{KernelArg, PtxDevice, ptr_of};
@@ -31,6 +31,12 @@ struct Bound {
     status: Buffer<u32>,
     weights: Buffer<f32>,
     scratch: Buffer<f32>,
+    /// The plain splat's fixed-point high words (one per output element, or a placeholder)
+    /// and the largest |encoding|.
+    hi: Buffer<u32>,
+    vmax: Buffer<u32>,
+    /// The weights' fixed-point high words.
+    whi: Buffer<u32>,
     dummy: Buffer<f32>,
     dummy_u32: Buffer<u32>,
 }
@@ -38,7 +44,11 @@ struct Bound {
 impl Bound {
     /// `p` is the block to upload; `slots` threads share the MLP scratch (0 without one).
     fn new(s: &Splatter, t: &Tables, p: Params, slots: usize) -> Result<Bound> {
+        let fixed = p.flags & FIXED != 0;
         Ok(Bound {
+            hi: s.dev.zeros(if fixed { s.out.len() } else { 1 })?,
+            vmax: s.dev.zeros(1)?,
+            whi: s.dev.zeros(t.cells)?,
             block: s.dev.upload(bytemuck::cast_slice::<Params, u32>(&[p]))?,
             tables: s.dev.upload(&t.words)?,
             status: s.dev.zeros(1)?,
@@ -89,13 +99,27 @@ impl Bound {
                 ptr(&self.scratch)?,
             ]),
         }
+        args.extend([ptr(&self.hi)?, ptr(&self.vmax)?, ptr(&self.whi)?]);
         // SAFETY: the list matches splat_fw in splat.ptx; item i < rays x samples touches ray
         // i / samples (rays checked against the buffers' lengths), its encoding row (read only
         // when the block's flags say one is bound), cells of out and the weights inside the
         // table's shapes (corners checked, batch checked on the device), and with an MLP the
         // input grids inside their shapes, the parameters at the layers' offsets (the length
-        // was checked) and the scratch of thread s < slots (per_slot x slots elements).
-        unsafe { dev.launch_1d("splat", "splat_fw", OP, &args, threads) }
+        // was checked) and the scratch of thread s < slots (per_slot x slots elements); whi at
+        // the weights' cells, and with the fixed point hi at the elements of out it adds to and
+        // the one vmax word.
+        unsafe { dev.launch_1d("splat", "splat_fw", OP, &args, threads)? };
+        let args = [ptr(&self.block)?, ptr(&self.weights)?, ptr(&self.whi)?];
+        // SAFETY: the list matches splat_wconv: cells weights and as many high words.
+        unsafe {
+            dev.launch_1d(
+                "splat",
+                "splat_wconv",
+                OP,
+                &args,
+                (self.weights.len() as u64).min(MAX_THREADS),
+            )
+        }
     }
 
     fn check(&self, s: &Splatter) -> Result<()> {
@@ -159,15 +183,41 @@ fn forward_any<T: Float>(
             };
             (p, slots, slots as u64)
         }
-        None => (t.params, 0, (n as u64).min(MAX_THREADS)),
+        None => {
+            let p = Params {
+                flags: t.params.flags | FIXED,
+                ..t.params
+            };
+            (p, 0, (n as u64).min(MAX_THREADS))
+        }
     };
     let bound = Bound::new(s, &t, p, slots)?;
     out.write(&vec![0.0; out.len()])?;
     if n > 0 {
+        if let (None, Some(e)) = (mlp, rays.encoding) {
+            let args = [ptr(&bound.block)?, ptr(e)?, ptr(&bound.vmax)?];
+            // SAFETY: the list matches splat_vmax: rays x C encodings read, one word written.
+            unsafe {
+                dev.launch_1d(
+                    "splat",
+                    "splat_vmax",
+                    OP,
+                    &args,
+                    (e.len() as u64).min(MAX_THREADS),
+                )?
+            };
+        }
         bound.splat(dev, rays, Some(out), mlp, threads)?;
     }
-    let args = [ptr(&bound.block)?, ptr(out)?, ptr(&bound.weights)?];
-    // SAFETY: the list matches splat_norm; element i < len of out and cell i / C of the weights.
+    let args = [
+        ptr(&bound.block)?,
+        ptr(out)?,
+        ptr(&bound.weights)?,
+        ptr(&bound.hi)?,
+        ptr(&bound.vmax)?,
+    ];
+    // SAFETY: the list matches splat_norm; element i < len of out (and of hi, when the block's
+    // flags say fixed point) and cell i / C of the weights.
     unsafe {
         dev.launch_1d(
             "splat",

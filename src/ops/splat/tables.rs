@@ -36,7 +36,8 @@ pub(crate) struct Params {
     pub sc_gb: u32,
     pub gin_at: u32,
     pub lt_at: u32,
-    pub pad: [u32; 2],
+    pub log_terms: u32,
+    pub pad: u32,
 }
 
 pub(crate) const CONTRACT: u32 = 1;
@@ -44,6 +45,7 @@ pub(crate) const MASK: u32 = 2;
 pub(crate) const WEIGHTS_ONLY: u32 = 4;
 pub(crate) const MLP: u32 = 8;
 pub(crate) const ENCODING: u32 = 16;
+pub(crate) const FIXED: u32 = 32;
 
 /// Everything a launch needs besides the buffers.
 pub(crate) struct Tables {
@@ -137,7 +139,9 @@ impl Tables {
             sc_gb: (per_slot - wmax) as u32,
             gin_at: gin_at as u32,
             lt_at: lt_at as u32,
-            pad: [0; 2],
+            // Terms per cell at most: one per (ray, sample); the fixed point's headroom.
+            log_terms: (usize::BITS - items.leading_zeros()),
+            pad: 0,
         };
         Ok(Tables {
             words,

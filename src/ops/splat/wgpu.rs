@@ -3,7 +3,7 @@
 //! gathers in windows of samples, per (ray, channel) for the plain splatter and per ray for the
 //! MLP splatter (whose parameter gradients are summed per invocation, then across them).
 
-use super::tables::{ENCODING, MLP, Params, Tables, WEIGHTS_ONLY, check_status};
+use super::tables::{ENCODING, FIXED, MLP, Params, Tables, WEIGHTS_ONLY, check_status};
 use super::{OP, SplatGrads, Splatter};
 use crate::backend::wgpu::{Dispatch, Range, WgpuDevice, bind_whole};
 use crate::buffer::{Buffer, DType, Float, Storage};
@@ -85,6 +85,12 @@ struct Bound {
     status: Buffer<u32>,
     weights: Buffer<f32>,
     scratch: Buffer<f32>,
+    /// The plain splat's fixed-point high words (one per output element, or a placeholder)
+    /// and the largest |encoding|.
+    hi: Buffer<u32>,
+    vmax: Buffer<u32>,
+    /// The weights' fixed-point high words.
+    whi: Buffer<u32>,
     dummy: Buffer<f32>,
     dummy_u32: Buffer<u32>,
     dummy_out: Buffer<f32>,
@@ -92,10 +98,14 @@ struct Bound {
 }
 
 impl Bound {
-    /// `slots`: invocations sharing the MLP scratch (0 without it).
-    fn new(s: &Splatter, t: Tables, slots: usize) -> Result<Bound> {
+    /// `slots`: invocations sharing the MLP scratch (0 without it); `fixed`: the plain splat's
+    /// exact sums.
+    fn new(s: &Splatter, t: Tables, slots: usize, fixed: bool) -> Result<Bound> {
         let scratch = s.dev.zeros((t.per_slot * slots).max(1))?;
         Ok(Bound {
+            hi: s.dev.zeros(if fixed { s.out.len() } else { 1 })?,
+            vmax: s.dev.zeros(1)?,
+            whi: s.dev.zeros(t.cells)?,
             tables: s.dev.upload(&t.words)?,
             status: s.dev.zeros(1)?,
             weights: s.dev.zeros(t.cells)?,
@@ -142,9 +152,14 @@ impl Bound {
             bind_whole(out.unwrap_or(&self.dummy_out), 9, OP, "out")?,
             bind_whole(&self.weights, 10, OP, "the weights")?,
         ]);
+        buffers.extend([
+            bind_whole(&self.hi, 19, OP, "the fixed-point high words")?,
+            bind_whole(&self.vmax, 20, OP, "the largest encoding")?,
+            bind_whole(&self.whi, 21, OP, "the weights' high words")?,
+        ]);
         let flags = match (out, mlp) {
             (None, _) => WEIGHTS_ONLY,
-            (Some(_), None) => 0,
+            (Some(_), None) => FIXED,
             (Some(_), Some(_)) => MLP | if rays.encoding.is_some() { ENCODING } else { 0 },
         };
         match mlp {
@@ -174,17 +189,46 @@ impl Bound {
                 ..p
             })
             .collect();
-        dispatch(dev, "splat_fw", &blocks, &buffers, |b| u64::from(b.count))
+        dispatch(dev, "splat_fw", &blocks, &buffers, |b| u64::from(b.count))?;
+        let conv = [
+            bind_whole(&self.weights, 10, OP, "the weights")?,
+            bind_whole(&self.whi, 21, OP, "the weights' high words")?,
+        ];
+        dispatch(dev, "splat_wconv", &[p], &conv, |b| u64::from(b.len / b.c))
     }
 
-    fn normalize(&self, dev: &WgpuDevice, out: &Buffer<f32>) -> Result<()> {
+    /// The largest |encoding|, for the plain splat's fixed point.
+    fn vmax(&self, dev: &WgpuDevice, rays: &Rays) -> Result<()> {
+        let Some(e) = rays.encoding else {
+            return Ok(());
+        };
+        let buffers = [
+            bind_whole(e, 7, OP, "rays.encoding")?,
+            bind_whole(&self.vmax, 20, OP, "the largest encoding")?,
+        ];
+        let blocks: Vec<Params> = (0..e.len())
+            .step_by(MAX_INVOCATIONS)
+            .map(|item0| Params {
+                item0: item0 as u32,
+                count: MAX_INVOCATIONS.min(e.len() - item0) as u32,
+                ..self.t.params
+            })
+            .collect();
+        dispatch(dev, "splat_vmax", &blocks, &buffers, |b| u64::from(b.count))
+    }
+
+    fn normalize(&self, dev: &WgpuDevice, out: &Buffer<f32>, fixed: bool) -> Result<()> {
         let norm = [
             bind_whole(out, 9, OP, "out")?,
             bind_whole(&self.weights, 10, OP, "the weights")?,
+            bind_whole(&self.hi, 19, OP, "the fixed-point high words")?,
+            bind_whole(&self.vmax, 20, OP, "the largest encoding")?,
         ];
-        dispatch(dev, "splat_norm", &[self.t.params], &norm, |p| {
-            u64::from(p.len)
-        })
+        let p = Params {
+            flags: self.t.params.flags | if fixed { FIXED } else { 0 },
+            ..self.t.params
+        };
+        dispatch(dev, "splat_norm", &[p], &norm, |p| u64::from(p.len))
     }
 
     fn check(&self, s: &Splatter) -> Result<()> {
@@ -264,12 +308,16 @@ fn forward_any<T: Float>(
         Some(_) => mlp_slots(dev, &t, 0, items)?,
         None => 0,
     };
-    let bound = Bound::new(s, t, slots)?;
+    let fixed = mlp.is_none();
+    let bound = Bound::new(s, t, slots, fixed)?;
     clear(dev, out)?;
     if !rays.is_empty() {
+        if fixed {
+            bound.vmax(dev, rays)?;
+        }
         bound.splat(dev, rays, Some(out), mlp, slots)?;
     }
-    bound.normalize(dev, out)?;
+    bound.normalize(dev, out, fixed)?;
     bound.check(s)
 }
 
@@ -285,7 +333,7 @@ pub(super) fn backward(
         return Ok(());
     }
     let t = Tables::new(s, r, DType::F32, "wgpu")?;
-    let bound = Bound::new(s, t, 0)?;
+    let bound = Bound::new(s, t, 0, false)?;
     bound.splat::<f32>(dev, rays, None, None, 0)?;
     let mut buffers = bound.rays(rays, false)?;
     // splat_bw reads no encoding.
@@ -346,7 +394,7 @@ pub(super) fn backward_mlp<T: Float>(
     let t = Tables::new(s, r, T::DTYPE, "wgpu")?;
     let plen = s.params_len();
     let slots = mlp_slots(dev, &t, plen, r)?;
-    let bound = Bound::new(s, t, slots)?;
+    let bound = Bound::new(s, t, slots, false)?;
     bound.splat::<T>(dev, rays, None, None, 0)?;
     let partials: Buffer<f32> = s.dev.zeros(slots * plen)?;
     let mut buffers = bound.rays(rays, true)?;
