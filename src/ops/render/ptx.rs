@@ -20,6 +20,70 @@ fn ptr<T: Element>(b: &Buffer<T>) -> Result<KernelArg> {
     ptr_of(OP, b, 0, b.len().max(1))
 }
 
+/// What both launches bind before their own buffers: the block, the tables, the inputs, the
+/// scratch of `slots` threads and the status word.
+struct Launch {
+    slots: usize,
+    pblock: Buffer<u32>,
+    tables: Buffer<u32>,
+    scratch: Buffer<f32>,
+    status: Buffer<u32>,
+    dummy: Buffer<f32>,
+}
+
+impl Launch {
+    /// `extra`: f32 each thread keeps besides its scratch (the backward's decoder gradients).
+    fn new<T: Float>(re: &Renderer, lay: &Layout, rays: &Rays, extra: usize) -> Result<Launch> {
+        let r = rays.len();
+        let t = Tables::new(&re.grids, re.color.as_ref(), lay);
+        let slots = r
+            .clamp(1, MAX_THREADS)
+            .min((MEMORY_BUDGET / ((t.per_slot + extra) * 4)).max(1));
+        let block = Params::new::<T>(re, lay, &t, r, rays.encoding.is_some(), slots, "ptx")?;
+        let words: &[u32] = bytemuck::cast_slice(std::slice::from_ref(&block));
+        Ok(Launch {
+            slots,
+            pblock: re.dev.upload(words)?,
+            tables: re.dev.upload(&t.words)?,
+            scratch: re.dev.zeros(t.per_slot * slots)?,
+            status: re.dev.zeros(1)?,
+            dummy: re.dev.zeros(1)?,
+        })
+    }
+
+    /// The first 13 arguments of render_fw and render_bw.
+    fn args<T: Float>(
+        &self,
+        grids: &Buffer<T>,
+        color: Option<&Buffer<T>>,
+        params: &Buffer<f32>,
+        rays: &Rays,
+    ) -> Result<Vec<KernelArg>> {
+        Ok(vec![
+            ptr(&self.pblock)?,
+            ptr(&self.tables)?,
+            ptr(grids)?,
+            match color {
+                Some(c) => ptr(c)?,
+                None => ptr(&self.dummy)?,
+            },
+            ptr(params)?,
+            ptr(rays.origins)?,
+            ptr(rays.directions)?,
+            ptr(rays.near)?,
+            ptr(rays.far)?,
+            ptr(rays.batch)?,
+            ptr(rays.encoding.unwrap_or(&self.dummy))?,
+            ptr(&self.scratch)?,
+            ptr(&self.status)?,
+        ])
+    }
+
+    fn check(&self, re: &Renderer) -> Result<()> {
+        super::tables::check_status(OP, self.status.download()?[0], re.grids.batch())
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn forward<T: Float>(
     dev: &PtxDevice,
@@ -31,46 +95,20 @@ pub(super) fn forward<T: Float>(
     rays: &Rays,
     out: &mut RenderOutput,
 ) -> Result<()> {
-    let r = rays.len();
-    let t = Tables::new(&re.grids, re.color.as_ref(), lay);
-    let slots = r
-        .clamp(1, MAX_THREADS)
-        .min((MEMORY_BUDGET / (t.per_slot * 4)).max(1));
-    let block = Params::new::<T>(re, lay, &t, r, rays.encoding.is_some(), slots, "ptx")?;
-    let words: &[u32] = bytemuck::cast_slice(std::slice::from_ref(&block));
-    let pblock = re.dev.upload(words)?;
-    let tables = re.dev.upload(&t.words)?;
-    let scratch: Buffer<f32> = re.dev.zeros(t.per_slot * slots)?;
-    let status: Buffer<u32> = re.dev.zeros(1)?;
-    let dummy: Buffer<f32> = re.dev.zeros(1)?;
-    let args = [
-        ptr(&pblock)?,
-        ptr(&tables)?,
-        ptr(grids)?,
-        match color {
-            Some(c) => ptr(c)?,
-            None => ptr(&dummy)?,
-        },
-        ptr(params)?,
-        ptr(rays.origins)?,
-        ptr(rays.directions)?,
-        ptr(rays.near)?,
-        ptr(rays.far)?,
-        ptr(rays.batch)?,
-        ptr(rays.encoding.unwrap_or(&dummy))?,
-        ptr(&scratch)?,
-        ptr(&status)?,
+    let launch = Launch::new::<T>(re, lay, rays, 0)?;
+    let mut args = launch.args(grids, color, params, rays)?;
+    args.extend([
         ptr(&out.features)?,
         ptr(&out.ray_length)?,
         ptr(&out.neg_log_transmittance)?,
-    ];
+    ]);
     // SAFETY: the list matches render_fw in render.ptx; thread s < slots touches scratch
     // elements k * slots + s (k < per_slot), rays r < rays and their outputs, grid cells inside
     // the tables' shapes (checked corners, batch checked against the grids' batch first), the
     // decoder's parameters at the layout's offsets (the vector's length was checked) and the
     // encoding row r when present.
-    unsafe { dev.launch_1d("render", "render_fw", OP, &args, slots as u64)? };
-    super::tables::check_status(OP, status.download()?[0], re.grids.batch())
+    unsafe { dev.launch_1d("render", "render_fw", OP, &args, launch.slots as u64)? };
+    launch.check(re)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -85,43 +123,16 @@ pub(super) fn backward<T: Float>(
     grad_out: &RenderOutput,
     grads: &mut RenderGrads,
 ) -> Result<()> {
-    let r = rays.len();
     // Grid gradients are added to; the rest is written.
     grads.grids.write(&vec![0.0; grads.grids.len()])?;
     if let Some(cg) = grads.color_grids.as_mut() {
         cg.write(&vec![0.0; cg.len()])?;
     }
-    let t = Tables::new(&re.grids, re.color.as_ref(), lay);
-    let per_slot = t.per_slot + lay.len;
-    let slots = r
-        .clamp(1, MAX_THREADS)
-        .min((MEMORY_BUDGET / (per_slot * 4)).max(1));
-    let block = Params::new::<T>(re, lay, &t, r, rays.encoding.is_some(), slots, "ptx")?;
-    let words: &[u32] = bytemuck::cast_slice(std::slice::from_ref(&block));
-    let pblock = re.dev.upload(words)?;
-    let tables = re.dev.upload(&t.words)?;
-    let scratch: Buffer<f32> = re.dev.zeros(t.per_slot * slots)?;
-    let partials: Buffer<f32> = re.dev.zeros(lay.len * slots)?;
-    let status: Buffer<u32> = re.dev.zeros(1)?;
-    let dummy: Buffer<f32> = re.dev.zeros(1)?;
+    let launch = Launch::new::<T>(re, lay, rays, lay.len)?;
+    let partials: Buffer<f32> = re.dev.zeros(lay.len * launch.slots)?;
     let no_color: Buffer<f32> = re.dev.zeros(1)?;
-    let args = [
-        ptr(&pblock)?,
-        ptr(&tables)?,
-        ptr(grids)?,
-        match color {
-            Some(c) => ptr(c)?,
-            None => ptr(&dummy)?,
-        },
-        ptr(params)?,
-        ptr(rays.origins)?,
-        ptr(rays.directions)?,
-        ptr(rays.near)?,
-        ptr(rays.far)?,
-        ptr(rays.batch)?,
-        ptr(rays.encoding.unwrap_or(&dummy))?,
-        ptr(&scratch)?,
-        ptr(&status)?,
+    let mut args = launch.args(grids, color, params, rays)?;
+    args.extend([
         ptr(&grad_out.features)?,
         ptr(&grad_out.ray_length)?,
         ptr(&grad_out.neg_log_transmittance)?,
@@ -129,16 +140,16 @@ pub(super) fn backward<T: Float>(
         ptr(grads.color_grids.as_ref().unwrap_or(&no_color))?,
         ptr(&partials)?,
         ptr(&grads.encoding)?,
-    ];
-    if r > 0 {
+    ]);
+    if !rays.is_empty() {
         // SAFETY: the list matches render_bw in render.ptx; thread s < slots touches its scratch
         // elements k * slots + s (k < per_slot), its slice of partials (params long), rays r <
         // rays with their incoming gradients and encoding gradient rows, and grid (gradient)
         // cells inside the tables' shapes (checked corners, batch checked on the device).
-        unsafe { dev.launch_1d("render", "render_bw", OP, &args, slots as u64)? };
+        unsafe { dev.launch_1d("render", "render_bw", OP, &args, launch.slots as u64)? };
     }
-    let sum = [ptr(&pblock)?, ptr(&partials)?, ptr(&grads.params)?];
+    let sum = [ptr(&launch.pblock)?, ptr(&partials)?, ptr(&grads.params)?];
     // SAFETY: the list matches render_sum: partials is slots x params, the gradient params long.
     unsafe { dev.launch_1d("render", "render_sum", OP, &sum, lay.len as u64)? };
-    super::tables::check_status(OP, status.download()?[0], re.grids.batch())
+    launch.check(re)
 }

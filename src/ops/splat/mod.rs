@@ -41,6 +41,13 @@
 //! # Ok::<(), trainkern::Error>(())
 //! ```
 //!
+//! Sums: the GPU backends add the weights and the plain splatter's values in 64-bit fixed point
+//! (scaled by the number of terms and the largest |encoding|, two u32 atomic adds with a
+//! carry), which is exact and independent of the order of the adds: two runs agree to the bit,
+//! and cells whose thousands of terms cancel lose nothing (f32 atomic adds lost 2e-5 relative
+//! there). The MLP splatter's values are not known before the pass and are added in f32. The
+//! CPU reference adds in f64.
+//!
 //! Backends: the CPU reference, wgpu and PTX (CUDA and the emulator) run both splatters forward
 //! and backward. On wgpu each grid list must fit one storage binding (a larger one is refused by
 //! name), and lavapipe refuses a sample whose loops would pass llvmpipe's per-invocation limit.
