@@ -72,16 +72,6 @@ fn render_benches(c: &mut Criterion) {
             },
         );
         let mut grads = renderer.grads_zeros(r, params.len()).expect("grads");
-        if renderer
-            .backward(&g, None, &p, &rays, &out, &mut grads)
-            .is_err()
-        {
-            eprintln!(
-                "render backward: not built on {} yet, not benched",
-                dev.backend()
-            );
-            continue;
-        }
         group.bench_with_input(
             BenchmarkId::new(format!("{}/backward", dev.backend()), r),
             &r,
