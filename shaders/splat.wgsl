@@ -17,8 +17,8 @@
 // The weights (always) and the plain splat's values (flag 32) are summed exactly: 64-bit fixed
 // point scaled by the number of terms (and for values the largest |encoding|), two u32 atomic
 // adds with a carry (bindings 10 and 21, 9 and 19), so the results do not depend on the order
-// of the adds; cancelling sums of thousands of terms lose nothing (f32 adds lost 2e-5 relative
-// there). The MLP splatter's values are not known before the pass, so it adds them in f32 by
+// of the adds: two runs agree to the bit, and cancelling sums of thousands of terms lose nothing.
+// The MLP splatter's values are not known before the pass, so it adds them in f32 by
 // compare-and-swap.
 //   splat_bw    bindings 1-6, 8, 10 weights, 11 grad_out, 12 grad_encoding. Invocation i sums
 //               channel i % C of ray ray0 + i / C over samples j0 .. j0 + nj: every corner's

@@ -810,10 +810,9 @@ fn mlp_splatter_reads_half_precision_input_grids() {
 #[test]
 fn plain_splat_sums_cancelling_terms_exactly_and_deterministically() {
     // 4000 rays of encodings in (-0.5, 0.5) through a 4 x 4 plane: thousands of cancelling
-    // terms per cell, the regime where f32 atomic adds missed testing.md's 1e-5 (2.2e-5 in
-    // `trainkern check` at 20 000 rays). The fixed-point sums are exact and order-free: what is
-    // left is each term's f32 rounding (9e-8 here on lavapipe and the emulator; with the
-    // weights still summed in f32 it was 1.0e-6), and two identical runs agree to the bit.
+    // terms per cell. The fixed-point sums are exact and order-free: what is left is each
+    // term's f32 rounding (9e-8 here on lavapipe and the emulator; with the weights still
+    // summed in f32 it was 1.0e-6), and two identical runs agree to the bit.
     let plane: &[[usize; 3]] = &[[1, 4, 4]];
     let p = problem(plain(plane, 2, 4000), opts(24, 0), 41);
     let want = reference::forward(&p.host(), &p.rays).unwrap();

@@ -44,9 +44,11 @@
 //! Sums: the GPU backends add the weights and the plain splatter's values in 64-bit fixed point
 //! (scaled by the number of terms and the largest |encoding|, two u32 atomic adds with a
 //! carry), which is exact and independent of the order of the adds: two runs agree to the bit,
-//! and cells whose thousands of terms cancel lose nothing (f32 atomic adds lost 2e-5 relative
-//! there). The MLP splatter's values are not known before the pass and are added in f32. The
-//! CPU reference adds in f64.
+//! and cells whose thousands of terms cancel lose nothing (on 4000 rays of cancelling encodings
+//! through a 4 x 4 plane: 9e-8 relative L2 against 1.0e-6 with the weights added in f32). The
+//! MLP splatter's values are not known before the pass and are added in f32. The CPU reference
+//! adds in f64. Where a cell's total weight is tiny the normalized value inherits the corner
+//! weights' f32 position error divided by that weight, whatever the sums' precision.
 //!
 //! Backends: the CPU reference, wgpu and PTX (CUDA and the emulator) run both splatters forward
 //! and backward. On wgpu each grid list must fit one storage binding (a larger one is refused by
