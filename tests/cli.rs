@@ -1043,3 +1043,123 @@ fn run_splat_writes_the_library_values() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn run_splat_plain_writes_the_library_values() {
+    use trainkern::render::{GridList, Rays};
+    use trainkern::splat::{SplatOptions, Splatter};
+    let dir = std::env::temp_dir().join(format!("tk_splat_plain_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let r = 2;
+    let origins = vec![0.1f32, 0.0, -2.0, -0.3, 0.2, -2.0];
+    let directions = vec![0.0f32, 0.1, 1.0, 0.1, 0.0, 1.0];
+    let enc = vec![1.0f32, -2.0, 0.5, 0.25];
+    write_npz(
+        &dir.join("r.npz"),
+        &[
+            ("origins", vec![r as u64, 3], origins.clone()),
+            ("directions", vec![r as u64, 3], directions.clone()),
+            ("near", vec![r as u64], vec![1.0; r]),
+            ("far", vec![r as u64], vec![3.0; r]),
+            ("batch", vec![r as u64], vec![0.0, 1.0]),
+            ("encoding", vec![r as u64, 2], enc.clone()),
+        ],
+    );
+    let shape = [2u64, 3, 4, 5, 2];
+    let list = GridList::new(&[shape.map(|x| x as usize)]).unwrap();
+    let g_in: Vec<f32> = (0..list.len()).map(|i| (i as f32 * 0.1).cos()).collect();
+    write_npz(
+        &dir.join("gin.npz"),
+        &[("g0", shape.to_vec(), g_in.clone())],
+    );
+    let out = trainkern()
+        .args([
+            "run",
+            "splat",
+            "--grid-sizes",
+            "2,3,4,5,2",
+            "--samples",
+            "7",
+        ])
+        .arg("--rays")
+        .arg(dir.join("r.npz"))
+        .arg("--out")
+        .arg(dir.join("o.npz"))
+        .arg("--backward")
+        .arg(dir.join("gin.npz"))
+        .arg("--grads-out")
+        .arg(dir.join("grads.npz"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dev = Device::cpu();
+    let s = Splatter::new(
+        &dev,
+        &list,
+        SplatOptions {
+            samples: 7,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let up = |v: &[f32]| dev.upload(v).unwrap();
+    let (o, d, n, f, e) = (
+        up(&origins),
+        up(&directions),
+        up(&[1.0; 2]),
+        up(&[3.0; 2]),
+        up(&enc),
+    );
+    let batch = dev.upload(&[0u32, 1]).unwrap();
+    let rays = Rays {
+        origins: &o,
+        directions: &d,
+        batch: &batch,
+        near: &n,
+        far: &f,
+        encoding: Some(&e),
+    };
+    let mut want = dev.zeros::<f32>(list.len()).unwrap();
+    s.forward(&rays, &mut want).unwrap();
+    let mut want_g = dev.zeros::<f32>(2 * r).unwrap();
+    s.backward(&rays, &up(&g_in), &mut want_g).unwrap();
+    let close = |what: &str, got: Vec<f32>, want: Vec<f32>| {
+        assert_eq!(got.len(), want.len(), "{what}");
+        assert!(want.iter().any(|x| *x != 0.0), "{what}: all zero");
+        for (a, b) in got.iter().zip(&want) {
+            assert!(
+                (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                "{what}: {a} vs {b}"
+            );
+        }
+    };
+    let mut z = npyz::npz::NpzArchive::open(dir.join("o.npz")).unwrap();
+    let g0 = z.by_name("g0").unwrap().unwrap();
+    assert_eq!(g0.shape(), &shape);
+    close("g0", g0.into_vec().unwrap(), want.download().unwrap());
+    let mut z = npyz::npz::NpzArchive::open(dir.join("grads.npz")).unwrap();
+    let ge = z.by_name("encoding").unwrap().unwrap();
+    assert_eq!(ge.shape(), &[r as u64, 2]);
+    close(
+        "encoding",
+        ge.into_vec().unwrap(),
+        want_g.download().unwrap(),
+    );
+    // A malformed --grid-sizes is an error naming the flag, not a panic.
+    let bad = trainkern()
+        .args(["run", "splat", "--grid-sizes", "2,3,4", "--samples", "7"])
+        .arg("--rays")
+        .arg(dir.join("r.npz"))
+        .arg("--out")
+        .arg(dir.join("o2.npz"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--grid-sizes"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
