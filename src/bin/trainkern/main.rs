@@ -176,6 +176,23 @@ impl MfArgs {
     }
 }
 
+/// Where rendering and splatting sample each ray (design/triplane.md, "Rays and samples").
+#[derive(Args)]
+struct MarchArgs {
+    /// Foreground samples per ray (>= 2, both ends included).
+    #[arg(long)]
+    samples: usize,
+    /// Background samples beyond far.
+    #[arg(long, default_value_t = 0)]
+    samples_inf: usize,
+    #[arg(long, default_value_t = 1e-5)]
+    disparity_at_inf: f32,
+    #[arg(long)]
+    contract: bool,
+    #[arg(long)]
+    mask_oob: bool,
+}
+
 #[derive(Args)]
 struct BackendArg {
     /// cpu, wgpu or cuda (default: TRAINKERN_BACKEND, else the best available).
@@ -288,12 +305,8 @@ enum RunCommand {
         params: std::path::PathBuf,
         #[arg(long)]
         rays: std::path::PathBuf,
-        /// Foreground samples per ray (>= 2, both ends included).
-        #[arg(long)]
-        samples: usize,
-        /// Background samples beyond far.
-        #[arg(long, default_value_t = 0)]
-        samples_inf: usize,
+        #[command(flatten)]
+        march: MarchArgs,
         #[arg(long, default_value_t = 1.0)]
         gain: f32,
         /// Layers of the trunk, opacity and color MLPs.
@@ -303,12 +316,6 @@ enum RunCommand {
         hidden: usize,
         #[arg(long, default_value_t = 3)]
         color_channels: usize,
-        #[arg(long, default_value_t = 1e-5)]
-        disparity_at_inf: f32,
-        #[arg(long)]
-        contract: bool,
-        #[arg(long)]
-        mask_oob: bool,
         /// Std of the opacity noise (with --seed and stream 0).
         #[arg(long)]
         noise_sigma: Option<f32>,
@@ -344,17 +351,8 @@ enum RunCommand {
         layers: usize,
         #[arg(long, default_value_t = 32)]
         hidden: usize,
-        /// Samples per ray (>= 2, both ends included).
-        #[arg(long)]
-        samples: usize,
-        #[arg(long, default_value_t = 0)]
-        samples_inf: usize,
-        #[arg(long, default_value_t = 1e-5)]
-        disparity_at_inf: f32,
-        #[arg(long)]
-        contract: bool,
-        #[arg(long)]
-        mask_oob: bool,
+        #[command(flatten)]
+        march: MarchArgs,
         #[command(flatten)]
         backend: BackendArg,
         #[arg(long)]
@@ -578,15 +576,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             color_grids,
             params,
             rays,
-            samples,
-            samples_inf,
+            march,
             gain,
             layers,
             hidden,
             color_channels,
-            disparity_at_inf,
-            contract,
-            mask_oob,
             noise_sigma,
             seed,
             backend,
@@ -618,12 +612,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     color_channels,
                 },
                 opts: trainkern::render::RenderOptions {
-                    samples,
-                    samples_inf,
+                    samples: march.samples,
+                    samples_inf: march.samples_inf,
                     gain,
-                    disparity_at_inf,
-                    contract,
-                    mask_out_of_bounds: mask_oob,
+                    disparity_at_inf: march.disparity_at_inf,
+                    contract: march.contract,
+                    mask_out_of_bounds: march.mask_oob,
                     noise: noise_sigma.map(|sigma| trainkern::render::OpacityNoise {
                         sigma,
                         seed,
@@ -644,11 +638,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             params,
             layers,
             hidden,
-            samples,
-            samples_inf,
-            disparity_at_inf,
-            contract,
-            mask_oob,
+            march,
             backend,
             out,
             backward,
@@ -662,11 +652,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 params,
                 mlp: trainkern::splat::SplatMlp { layers, hidden },
                 opts: trainkern::splat::SplatOptions {
-                    samples,
-                    samples_inf,
-                    disparity_at_inf,
-                    contract,
-                    mask_out_of_bounds: mask_oob,
+                    samples: march.samples,
+                    samples_inf: march.samples_inf,
+                    disparity_at_inf: march.disparity_at_inf,
+                    contract: march.contract,
+                    mask_out_of_bounds: march.mask_oob,
                 },
                 out,
                 backward,

@@ -272,13 +272,13 @@ pub(super) fn backward_mlp<T: Float>(
     grads: &mut SplatGrads,
 ) -> Result<()> {
     let r = rays.len();
+    // Input grid gradients are added to; splat_mlp_bw writes every encoding gradient row and
+    // splat_mlp_sum every parameter gradient, when there are rays.
     grads
         .input_grids
         .write(&vec![0.0; grads.input_grids.len()])?;
-    grads.params.write(&vec![0.0; grads.params.len()])?;
-    grads.encoding.write(&vec![0.0; grads.encoding.len()])?;
     if r == 0 {
-        return Ok(());
+        return grads.params.write(&vec![0.0; grads.params.len()]);
     }
     let t = Tables::new(s, r, T::DTYPE, "ptx")?;
     let plen = s.params_len();

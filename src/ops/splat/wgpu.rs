@@ -118,8 +118,8 @@ impl Bound {
         })
     }
 
-    /// Bindings 1 to 8: the table, the rays (the encoding at 7, or a placeholder) and status.
-    fn rays<'a>(&'a self, rays: &'a Rays, encoding: bool) -> Result<Vec<Range<'a>>> {
+    /// Bindings 1 to 6 and 8: the table, the rays and the status word.
+    fn rays<'a>(&'a self, rays: &'a Rays) -> Result<Vec<Range<'a>>> {
         Ok(vec![
             bind_whole(&self.tables, 1, OP, "the tables")?,
             bind_whole(rays.origins, 2, OP, "rays.origins")?,
@@ -127,12 +127,16 @@ impl Bound {
             bind_whole(rays.near, 4, OP, "rays.near")?,
             bind_whole(rays.far, 5, OP, "rays.far")?,
             bind_whole(rays.batch, 6, OP, "rays.batch")?,
-            match rays.encoding.filter(|_| encoding) {
-                Some(e) => bind_whole(e, 7, OP, "rays.encoding")?,
-                None => bind_whole(&self.dummy, 7, OP, "a placeholder")?,
-            },
             bind_whole(&self.status, 8, OP, "the status word")?,
         ])
+    }
+
+    /// Binding 7: the rays' encoding when `read` and present, else a placeholder.
+    fn encoding<'a>(&'a self, rays: &'a Rays, read: bool) -> Result<Range<'a>> {
+        match rays.encoding.filter(|_| read) {
+            Some(e) => bind_whole(e, 7, OP, "rays.encoding"),
+            None => bind_whole(&self.dummy, 7, OP, "a placeholder"),
+        }
     }
 
     /// The forward splat of every (ray, sample) item: the weights alone (`out` none), the
@@ -147,8 +151,9 @@ impl Bound {
     ) -> Result<()> {
         let p = self.t.params;
         let items = p.rays as usize * (p.samples + p.samples_inf) as usize;
-        let mut buffers = self.rays(rays, out.is_some())?;
+        let mut buffers = self.rays(rays)?;
         buffers.extend([
+            self.encoding(rays, out.is_some())?,
             bind_whole(out.unwrap_or(&self.dummy_out), 9, OP, "out")?,
             bind_whole(&self.weights, 10, OP, "the weights")?,
         ]);
@@ -335,9 +340,7 @@ pub(super) fn backward(
     let t = Tables::new(s, r, DType::F32, "wgpu")?;
     let bound = Bound::new(s, t, 0, false)?;
     bound.splat::<f32>(dev, rays, None, None, 0)?;
-    let mut buffers = bound.rays(rays, false)?;
-    // splat_bw reads no encoding.
-    buffers.retain(|b| b.binding != 7);
+    let mut buffers = bound.rays(rays)?;
     buffers.extend([
         bind_whole(&bound.weights, 10, OP, "the weights")?,
         bind_whole(grad_out, 11, OP, "grad_out")?,
@@ -383,11 +386,11 @@ pub(super) fn backward_mlp<T: Float>(
 ) -> Result<()> {
     let dev = device(s)?;
     let r = rays.len();
+    // Input grid gradients are added to; splat_mlp_bw writes every encoding gradient row and
+    // splat_mlp_sum every parameter gradient, when there are rays.
     clear(dev, &grads.input_grids)?;
-    clear(dev, &grads.params)?;
-    clear(dev, &grads.encoding)?;
     if r == 0 {
-        return Ok(());
+        return clear(dev, &grads.params);
     }
     let per_sample = mlp_backward_loops(s);
     check_loops(dev, per_sample)?;
@@ -397,8 +400,9 @@ pub(super) fn backward_mlp<T: Float>(
     let bound = Bound::new(s, t, slots, false)?;
     bound.splat::<T>(dev, rays, None, None, 0)?;
     let partials: Buffer<f32> = s.dev.zeros(slots * plen)?;
-    let mut buffers = bound.rays(rays, true)?;
+    let mut buffers = bound.rays(rays)?;
     buffers.extend([
+        bound.encoding(rays, true)?,
         bind_whole(&bound.weights, 10, OP, "the weights")?,
         bind_whole(grad_out, 11, OP, "grad_out")?,
         bind_whole(&grads.encoding, 12, OP, "grads.encoding")?,
