@@ -35,7 +35,7 @@ mod validate;
 pub use backend::{Backend, Device};
 pub use buffer::{Buffer, DType, Element, Float};
 pub use error::{Error, Result};
-pub use ops::{clip, mf_noise, noise, render, splat, upgd};
+pub use ops::{clip, fft, mf_noise, noise, render, splat, upgd};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -24,6 +24,7 @@ pub const PTX_COMMON: &[(&str, &str)] = &[
 /// PTX modules by name (`kernels/<name>.ptx`).
 pub const PTX_MODULES: &[(&str, &str)] = &[
     ("clip", include_str!("../kernels/clip.ptx")),
+    ("fft", include_str!("../kernels/fft.ptx")),
     ("mf_noise", include_str!("../kernels/mf_noise.ptx")),
     ("noise", include_str!("../kernels/noise.ptx")),
     ("render", include_str!("../kernels/render.ptx")),
@@ -50,6 +51,7 @@ pub const WGSL_COMMON: &[(&str, &str)] = &[
 /// WGSL shaders by name (`shaders/<name>.wgsl`).
 pub const WGSL_MODULES: &[(&str, &str)] = &[
     ("clip", include_str!("../shaders/clip.wgsl")),
+    ("fft", include_str!("../shaders/fft.wgsl")),
     ("mf_noise", include_str!("../shaders/mf_noise.wgsl")),
     ("noise", include_str!("../shaders/noise.wgsl")),
     ("render", include_str!("../shaders/render.wgsl")),

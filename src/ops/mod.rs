@@ -2,6 +2,7 @@
 //! all backends, and the dispatch; `cpu.rs` is the reference; the GPU glue sits beside it.
 
 pub mod clip;
+pub mod fft;
 pub mod mf_noise;
 pub mod noise;
 pub mod render;
