@@ -8,12 +8,20 @@
 //   1 band  y = (z_t - sum_{r=1}^{min(p-1, t)} coef[r] y_{t-r}) / coef[0], ring slot
 //           s mod (p-1) of state (slot-major), y_t stored in slot t mod (p-1); x = nu y
 //   2 BLT   x = z_t - sum_k coef[m + k] S_k; S_k = coef[k] S_k + x
-//   3 table x = coef[row + i]: the step's row of a host-computed noise table (Fourier), bound
-//           from the 64-word boundary below the window's first coordinate, `row` words before it
+//   3 table x = vector t of the state: the Fourier table, one vector per step (taps = n)
 // Bindings: 0 Params; 1 grad (array<u32>); 2 state (f32); 3 coef. The host dispatches one
 // window of whole state blocks at a time: grad and state are bound from the window's first
 // coordinate (a multiple of the block), `index` is that coordinate's global index, and vector v
 // of window coordinate i sits at state[((i / block) V + v) block + i % block].
+//
+// Building the Fourier table, one chunk of `len` coordinates (columns) at a time; spec holds
+// N x len complex values, time-major (binding 4), taps = N, index = the chunk's first global
+// coordinate. One invocation per element:
+//   mfn_fourier_z     spec[j len + c] = (z_j[index + c], 0)
+//   mfn_fourier_root  spec[j len + c] *= root[j] (binding 5: the circulant's square root, 1 / N
+//                     folded in)
+//   mfn_fourier_diff  for t < p.t (= n), c < row: state[t block + col0 + c] = Re spec[t len + c]
+//                     - Re spec[(t - 1) len + c] (0 before step 0); state bound at the block
 
 struct Params {
     len: u32,
@@ -30,14 +38,16 @@ struct Params {
     sigma: f32,
     kind: u32,     // 0 FIR, 1 band, 2 BLT
     block: u32,    // coordinates per state block
-    pad1: u32,
-    pad2: u32,
+    col0: u32,     // Fourier diff: the chunk's first column in its block
+    pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> grad: array<u32>;
 @group(0) @binding(2) var<storage, read_write> state: array<f32>;
 @group(0) @binding(3) var<storage, read> coef: array<f32>;
+@group(0) @binding(4) var<storage, read_write> spec: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read> root: array<vec2<f32>>;
 
 fn z(i: u32, s: u32) -> f32 {
     let gi = philox_add64(vec2<u32>(p.index_lo, p.index_hi), i);
@@ -116,7 +126,7 @@ fn x_of(i: u32) -> f32 {
             return x_blt(i);
         }
         case 3u: {
-            return coef[p.row + i];
+            return state[sat(i, p.t, p.taps)];
         }
         default: {
             return x_fir(i);
@@ -142,4 +152,39 @@ fn mfn_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         }
         add_bf16(w, x_of(i), hi, has_hi);
     }
+}
+
+@compute @workgroup_size(256)
+fn mfn_fourier_z(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = word_index(gid, nwg);
+    if (g >= p.len * p.taps) {
+        return;
+    }
+    spec[g] = vec2<f32>(z(g % p.len, g / p.len), 0.0);
+}
+
+@compute @workgroup_size(256)
+fn mfn_fourier_root(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = word_index(gid, nwg);
+    if (g >= p.len * p.taps) {
+        return;
+    }
+    let x = spec[g];
+    let r = root[g / p.len];
+    spec[g] = vec2<f32>(fma(x.x, r.x, -(x.y * r.y)), fma(x.x, r.y, x.y * r.x));
+}
+
+@compute @workgroup_size(256)
+fn mfn_fourier_diff(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = word_index(gid, nwg);
+    if (g >= p.t * p.row) {
+        return;
+    }
+    let t = g / p.row;
+    let c = g % p.row;
+    var prev = 0.0;
+    if (t > 0u) {
+        prev = spec[(t - 1u) * p.len + c].x;
+    }
+    state[t * p.block + p.col0 + c] = spec[t * p.len + c].x - prev;
 }

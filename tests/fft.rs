@@ -47,7 +47,14 @@ fn rel_l2(got: &[f32], want: &[f64]) -> f64 {
     (err / norm).sqrt()
 }
 
-fn run(dev: &Device, x: &[f32], n: usize, batch: usize, layout: Layout, dir: Direction) -> Vec<f32> {
+fn run(
+    dev: &Device,
+    x: &[f32],
+    n: usize,
+    batch: usize,
+    layout: Layout,
+    dir: Direction,
+) -> Vec<f32> {
     let mut fft = Fft::new(dev, n, batch, layout).unwrap();
     let mut data = dev.upload(x).unwrap();
     fft.process(&mut data, dir).unwrap();
@@ -82,7 +89,11 @@ fn reference_meets_closed_forms_and_the_direct_dft() {
     // The direct O(n^2) DFT, both layouts and directions, batch 3.
     let (n, batch) = (16, 3);
     let mut g = Gen::new(1);
-    let x: Vec<f32> = g.vec(2 * n * batch, -1.0, 1.0).iter().map(|&v| v as f32).collect();
+    let x: Vec<f32> = g
+        .vec(2 * n * batch, -1.0, 1.0)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
     for layout in [Layout::Contiguous, Layout::Interleaved] {
         for (dir, sign) in [(Direction::Forward, -1.0), (Direction::Inverse, 1.0)] {
             let got = run(&cpu, &x, n, batch, layout, dir);
@@ -99,14 +110,30 @@ fn reference_meets_closed_forms_and_the_direct_dft() {
                         re += xr * a.cos() - xi * a.sin();
                         im += xr * a.sin() + xi * a.cos();
                     }
-                    assert!((f64::from(got[2 * at(b, j)]) - re).abs() < 1e-6, "{layout:?} {dir:?}");
-                    assert!((f64::from(got[2 * at(b, j) + 1]) - im).abs() < 1e-6, "{layout:?} {dir:?}");
+                    assert!(
+                        (f64::from(got[2 * at(b, j)]) - re).abs() < 1e-6,
+                        "{layout:?} {dir:?}"
+                    );
+                    assert!(
+                        (f64::from(got[2 * at(b, j) + 1]) - im).abs() < 1e-6,
+                        "{layout:?} {dir:?}"
+                    );
                 }
             }
         }
     }
     // n = 1 is the identity.
-    assert_eq!(run(&cpu, &[2.0, -3.0], 1, 1, Layout::Contiguous, Direction::Inverse), [2.0, -3.0]);
+    assert_eq!(
+        run(
+            &cpu,
+            &[2.0, -3.0],
+            1,
+            1,
+            Layout::Contiguous,
+            Direction::Inverse
+        ),
+        [2.0, -3.0]
+    );
 }
 
 /// Every power of two from 2 to 2^20 on every backend: relative L2 against rustfft in f64
@@ -119,11 +146,29 @@ fn every_backend_matches_rustfft_for_every_power_of_two() {
         let mut worst = 0.0f64;
         for log in 1..=20u32 {
             let n = 1usize << log;
-            let batch = if n <= 1 << 12 { 5 } else if n <= 1 << 16 { 3 } else { 1 };
-            let layout = if log % 2 == 0 { Layout::Contiguous } else { Layout::Interleaved };
-            let dir = if log % 3 == 0 { Direction::Inverse } else { Direction::Forward };
+            let batch = if n <= 1 << 12 {
+                5
+            } else if n <= 1 << 16 {
+                3
+            } else {
+                1
+            };
+            let layout = if log % 2 == 0 {
+                Layout::Contiguous
+            } else {
+                Layout::Interleaved
+            };
+            let dir = if log % 3 == 0 {
+                Direction::Inverse
+            } else {
+                Direction::Forward
+            };
             let mut g = Gen::new(u64::from(log));
-            let x: Vec<f32> = g.vec(2 * n * batch, -1.0, 1.0).iter().map(|&v| v as f32).collect();
+            let x: Vec<f32> = g
+                .vec(2 * n * batch, -1.0, 1.0)
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
             let mut fft = match Fft::new(dev, n, batch, layout) {
                 Ok(f) => f,
                 Err(Error::LimitExceeded { what, .. }) if name == "wgpu/4KiB-chunks" => {
@@ -136,13 +181,20 @@ fn every_backend_matches_rustfft_for_every_power_of_two() {
             fft.process(&mut data, dir).unwrap();
             let got = data.download().unwrap();
             let err = rel_l2(&got, &rustfft_of(&x, n, batch, layout, dir));
-            assert!(err <= 1e-5, "{name}: n = {n} {layout:?} {dir:?}: rel L2 {err:e}");
+            assert!(
+                err <= 1e-5,
+                "{name}: n = {n} {layout:?} {dir:?}: rel L2 {err:e}"
+            );
             worst = worst.max(err);
             // Planned once, run again: the scratch buffer's leftovers must not matter.
             if log == 5 {
                 let mut again = dev.upload(&x).unwrap();
                 fft.process(&mut again, dir).unwrap();
-                assert_eq!(again.download().unwrap(), got, "{name}: a second run differs");
+                assert_eq!(
+                    again.download().unwrap(),
+                    got,
+                    "{name}: a second run differs"
+                );
             }
         }
         eprintln!("fft on {name}: worst rel L2 against rustfft (f64) {worst:.2e}");
@@ -154,7 +206,11 @@ fn every_backend_matches_rustfft_for_every_power_of_two() {
 fn inverse_undoes_forward_on_every_backend() {
     let (n, batch) = (32, 7);
     let mut g = Gen::new(77);
-    let x: Vec<f32> = g.vec(2 * n * batch, -1.0, 1.0).iter().map(|&v| v as f32).collect();
+    let x: Vec<f32> = g
+        .vec(2 * n * batch, -1.0, 1.0)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
     for (name, dev) in common::devices() {
         for layout in [Layout::Contiguous, Layout::Interleaved] {
             let mut fft = Fft::new(dev, n, batch, layout).unwrap();
@@ -172,19 +228,38 @@ fn inverse_undoes_forward_on_every_backend() {
 fn bad_input_is_a_clear_error() {
     let cpu = Device::cpu();
     for n in [0usize, 3, 12] {
-        let e = Fft::new(&cpu, n, 1, Layout::Contiguous).err().unwrap().to_string();
+        let e = Fft::new(&cpu, n, 1, Layout::Contiguous)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("fft") && e.contains("power of two"), "{e}");
     }
-    let e = Fft::new(&cpu, 1 << 27, 1, Layout::Contiguous).err().unwrap().to_string();
+    let e = Fft::new(&cpu, 1 << 27, 1, Layout::Contiguous)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("power of two in [1, 2^26]"), "{e}");
-    let e = Fft::new(&cpu, 8, 0, Layout::Contiguous).err().unwrap().to_string();
+    let e = Fft::new(&cpu, 8, 0, Layout::Contiguous)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("batch"), "{e}");
-    let e = Fft::new(&cpu, 1 << 26, 1 << 10, Layout::Contiguous).err().unwrap().to_string();
+    let e = Fft::new(&cpu, 1 << 26, 1 << 10, Layout::Contiguous)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("f32 elements"), "{e}");
     let mut fft = Fft::new(&cpu, 8, 2, Layout::Interleaved).unwrap();
     let mut short = cpu.upload(&[0.0f32; 30]).unwrap();
-    let e = fft.process(&mut short, Direction::Forward).err().unwrap().to_string();
-    assert!(e.contains("fft") && e.contains("data") && e.contains("32 elements"), "{e}");
+    let e = fft
+        .process(&mut short, Direction::Forward)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("fft") && e.contains("data") && e.contains("32 elements"),
+        "{e}"
+    );
     // Untouched after the refusal.
     assert_eq!(short.download().unwrap(), vec![0.0; 30]);
     for (name, dev) in common::devices() {
@@ -192,7 +267,13 @@ fn bad_input_is_a_clear_error() {
             continue;
         }
         let mut elsewhere = dev.upload(&[0.0f32; 32]).unwrap();
-        let e = fft.process(&mut elsewhere, Direction::Forward).err().unwrap();
-        assert!(matches!(e, Error::WrongDevice { op: "fft", .. }), "{name}: {e}");
+        let e = fft
+            .process(&mut elsewhere, Direction::Forward)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(e, Error::WrongDevice { op: "fft", .. }),
+            "{name}: {e}"
+        );
     }
 }

@@ -368,3 +368,39 @@ fn fourier_noise_on_every_backend() {
         }
     }
 }
+
+/// The Fourier table built on the device (Gaussians, the crate's FFT along time, the root, the
+/// inverse FFT, differences) against the CPU's (rustfft in f64): longer runs than the test
+/// above (N = 256 and N = 2; the 4 KiB wgpu twin, which builds the test above in chunks of 32
+/// coordinates, refuses the longer table by name). Every step's noise within testing.md's f32
+/// rule; the worst error is printed.
+#[test]
+fn fourier_table_built_on_the_device_matches_the_reference() {
+    for (n, len, offset) in [(100usize, 300usize, (1u64 << 32) - 7), (1, 5, 3)] {
+        let want = run(&Device::cpu(), &Strategy::Fourier, n, len, offset, 21);
+        for (name, dev) in common::devices() {
+            if name == "wgpu/4KiB-chunks" && n == 100 {
+                // 128 coordinates of 100 steps need 51 200 bytes in one binding.
+                let e = NoiseGenerator::new(dev, &Strategy::Fourier, n, len, offset, 21, 1.0);
+                assert!(
+                    matches!(e, Err(trainkern::Error::LimitExceeded { .. })),
+                    "{name}"
+                );
+                continue;
+            }
+            let got = run(dev, &Strategy::Fourier, n, len, offset, 21);
+            let mut worst = 0.0f32;
+            for t in 0..n {
+                for (i, (x, y)) in got[t].iter().zip(&want[t]).enumerate() {
+                    let e = (x - y).abs() / (1.0 + y.abs());
+                    assert!(
+                        e <= 1e-5,
+                        "{name} n {n} step {t} coordinate {i}: {x} vs {y}"
+                    );
+                    worst = worst.max(e);
+                }
+            }
+            eprintln!("fourier table n = {n} on {name}: worst |d| / (1 + |ref|) {worst:.2e}");
+        }
+    }
+}

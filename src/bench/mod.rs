@@ -2,6 +2,7 @@
 //! in the same run, per op, backend and size (`design/testing.md`, "Benchmarks").
 
 mod clip;
+mod fft;
 mod mf_noise;
 mod noise;
 mod render;
@@ -30,6 +31,9 @@ pub struct Row {
     /// The plain device copy of the same run, counting bytes read and written.
     pub copy_gbps: f64,
     pub pct_of_copy: f64,
+    /// Floating-point operations per call where the op counts them (FFTs: `5 n log2 n` per
+    /// signal), else 0.
+    pub flops: u64,
 }
 
 impl Row {
@@ -38,7 +42,7 @@ impl Row {
         format!(
             "{{\"op\":\"{}\",\"dtype\":\"{}\",\"backend\":\"{}\",\"device\":{:?},\"len\":{},\
              \"seconds\":{:e},\"bytes\":{},\"gbps\":{:.3},\"copy_gbps\":{:.3},\"pct_of_copy\":{:.2},\
-             \"samples_per_s\":{:e}}}",
+             \"samples_per_s\":{:e},\"gflops\":{:.3}}}",
             self.op,
             self.dtype,
             self.backend,
@@ -49,7 +53,8 @@ impl Row {
             self.gbps,
             self.copy_gbps,
             self.pct_of_copy,
-            self.len as f64 / self.seconds
+            self.len as f64 / self.seconds,
+            self.flops as f64 / self.seconds / 1e9
         )
     }
 }
@@ -106,6 +111,7 @@ pub(crate) fn row(
         gbps,
         copy_gbps,
         pct_of_copy: 100.0 * gbps / copy_gbps,
+        flops: 0,
     }
 }
 
@@ -134,6 +140,7 @@ pub fn run(dev: &Device, sizes: &[usize], progress: &mut dyn FnMut(&str)) -> Res
         noise::run(dev, len, copy_gbps, progress, &mut rows)?;
         clip::run(dev, len, copy_gbps, progress, &mut rows)?;
         mf_noise::run(dev, len, copy_gbps, progress, &mut rows)?;
+        fft::run(dev, len, copy_gbps, progress, &mut rows)?;
         upgd::run(dev, len, copy_gbps, progress, &mut rows)?;
     }
     // Rendering and splatting once, on Lightplane's benchmark scenes: 256^2 rays on GPUs, a
@@ -144,6 +151,7 @@ pub fn run(dev: &Device, sizes: &[usize], progress: &mut dyn FnMut(&str)) -> Res
         _ => (1 << 10, 128),
     };
     let copy_gbps = rows.iter().find(|r| r.op == "copy").map_or(1.0, |r| r.gbps);
+    fft::table(dev, copy_gbps, progress, &mut rows)?;
     match render::run(dev, n_rays, samples, copy_gbps, progress, &mut rows) {
         Err(crate::Error::Unsupported { what, .. }) => {
             progress(&format!("render: not run on {}: {what}", dev.backend()))
@@ -185,7 +193,7 @@ fn cpu_write_row(dev: &Device, len: usize, copy_gbps: f64) -> Result<Row> {
 /// The table, one row per case.
 pub fn format_table(rows: &[Row]) -> String {
     let mut s = format!(
-        "{:<20} {:<5} {:<8} {:>10} {:>12} {:>12} {:>9} {:>11} {:>8}  {}\n",
+        "{:<20} {:<5} {:<8} {:>10} {:>12} {:>12} {:>9} {:>11} {:>8} {:>8}  {}\n",
         "op",
         "dtype",
         "backend",
@@ -195,11 +203,12 @@ pub fn format_table(rows: &[Row]) -> String {
         "GB/s",
         "Melem/s",
         "% copy",
+        "GFLOP/s",
         "device"
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<20} {:<5} {:<8} {:>10} {:>10.3}ms {:>12} {:>9.2} {:>11.1} {:>7.1}%  {}\n",
+            "{:<20} {:<5} {:<8} {:>10} {:>10.3}ms {:>12} {:>9.2} {:>11.1} {:>7.1}% {:>8}  {}\n",
             r.op,
             r.dtype.name(),
             r.backend,
@@ -209,6 +218,11 @@ pub fn format_table(rows: &[Row]) -> String {
             r.gbps,
             r.len as f64 / r.seconds / 1e6,
             r.pct_of_copy,
+            if r.flops > 0 {
+                format!("{:.1}", r.flops as f64 / r.seconds / 1e9)
+            } else {
+                "-".into()
+            },
             r.device
         ));
     }

@@ -3,6 +3,7 @@
 
 mod clip;
 mod compare;
+mod fft;
 mod mf_noise;
 mod noise;
 pub(crate) mod render;
@@ -67,16 +68,44 @@ pub fn size_classes(dtype: DType, backend: Backend) -> Vec<SizeClass> {
     ]
 }
 
-/// Run every op's cases on `dev`; `progress` hears the name of each case before it runs.
-pub fn run(dev: &Device, progress: &mut dyn FnMut(&str)) -> Vec<Row> {
+/// One family's cases: they run on the device and append their rows.
+type Cases = fn(&Device, &mut dyn FnMut(&str), &mut Vec<Row>);
+
+/// The op families `trainkern check --only` can name, in the order they run.
+pub const FAMILIES: &[&str] = &[
+    "noise", "clip", "mf_noise", "fft", "upgd", "render", "splat",
+];
+
+/// Run the cases of the families in `only` (every family when empty) on `dev`; `progress`
+/// hears the name of each case before it runs. An unknown family name is an error.
+pub fn run(
+    dev: &Device,
+    only: &[String],
+    progress: &mut dyn FnMut(&str),
+) -> crate::Result<Vec<Row>> {
+    if let Some(bad) = only.iter().find(|f| !FAMILIES.contains(&f.as_str())) {
+        return Err(crate::Error::InvalidArgument {
+            op: "check",
+            what: format!("unknown op family {bad:?}: {}", FAMILIES.join(", ")),
+        });
+    }
+    let wanted = |f: &str| only.is_empty() || only.iter().any(|o| o == f);
     let mut rows = Vec::new();
-    noise::cases(dev, progress, &mut rows);
-    clip::cases(dev, progress, &mut rows);
-    mf_noise::cases(dev, progress, &mut rows);
-    upgd::cases(dev, progress, &mut rows);
-    render::cases(dev, progress, &mut rows);
-    splat::cases(dev, progress, &mut rows);
-    rows
+    let all: [(&str, Cases); 7] = [
+        ("noise", noise::cases),
+        ("clip", clip::cases),
+        ("mf_noise", mf_noise::cases),
+        ("fft", fft::cases),
+        ("upgd", upgd::cases),
+        ("render", render::cases),
+        ("splat", splat::cases),
+    ];
+    for (family, cases) in all {
+        if wanted(family) {
+            cases(dev, progress, &mut rows);
+        }
+    }
+    Ok(rows)
 }
 
 /// The table, one row per case, and a summary line.

@@ -34,6 +34,10 @@ enum Command {
     Check {
         #[command(flatten)]
         backend: BackendArg,
+        /// Only these op families (comma list of noise, clip, mf_noise, fft, upgd, render,
+        /// splat; default: all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Time every op; the plain device copy of the same run is the yardstick.
     Bench {
@@ -493,10 +497,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { backend } => {
+        Command::Check { backend, only } => {
             let dev = backend.device()?;
             println!("checking on {dev}");
-            let rows = trainkern::check::run(&dev, &mut progress());
+            let rows = trainkern::check::run(&dev, &only, &mut progress())?;
             clear_progress();
             print!("{}", trainkern::check::format_table(&rows));
             Ok(if rows.iter().all(|r| r.pass) {

@@ -41,12 +41,14 @@ pub(super) fn process(n: usize, batch: usize, layout: Layout, data: &mut [f32], 
                     v
                 })
                 .collect();
-            data.par_chunks_mut(2 * batch).enumerate().for_each(|(k, row)| {
-                for (b, c) in row.chunks_exact_mut(2).enumerate() {
-                    c[0] = signals[b][k].re as f32;
-                    c[1] = signals[b][k].im as f32;
-                }
-            });
+            data.par_chunks_mut(2 * batch)
+                .enumerate()
+                .for_each(|(k, row)| {
+                    for (b, c) in row.chunks_exact_mut(2).enumerate() {
+                        c[0] = signals[b][k].re as f32;
+                        c[1] = signals[b][k].im as f32;
+                    }
+                });
         }
     }
 }

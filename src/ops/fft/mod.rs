@@ -33,7 +33,7 @@ mod wgpu;
 
 use crate::backend::Device;
 use crate::backend::ptx::PtxDevice;
-use crate::buffer::{Buffer, Storage};
+use crate::buffer::Buffer;
 use crate::{Error, Result, validate};
 
 const OP: &str = "fft";
@@ -151,24 +151,33 @@ impl Fft {
             interleaved: self.layout == Layout::Interleaved,
             inverse,
         };
-        match &data.storage {
-            #[cfg(feature = "wgpu")]
-            Storage::Wgpu(_) => wgpu::process(&stages, data, scratch, tw)?,
-            _ => {
-                let dev = PtxDevice::of(&self.dev).ok_or_else(|| Error::Unsupported {
-                    op: OP,
-                    backend: "this",
-                    what: "no PTX device behind the plan".into(),
-                })?;
-                ptx::process(&dev, &stages, data, scratch, tw)?;
-            }
-        }
+        run_stages(&self.dev, &stages, data, scratch, tw)?;
         // Stage s reads the data when s is even: an odd count leaves the result in scratch.
         if self.n.trailing_zeros() % 2 == 1 {
             self.dev.copy(scratch, data)?;
         }
         Ok(())
     }
+}
+
+/// Every stage of one call on the plan's device backend.
+fn run_stages(
+    dev: &Device,
+    stages: &Stages,
+    data: &Buffer<f32>,
+    scratch: &Buffer<f32>,
+    tw: &Buffer<f32>,
+) -> Result<()> {
+    #[cfg(feature = "wgpu")]
+    if let Device::Wgpu(_) = dev {
+        return wgpu::process(stages, data, scratch, tw);
+    }
+    let ptx = PtxDevice::of(dev).ok_or_else(|| Error::Unsupported {
+        op: OP,
+        backend: "this",
+        what: "no PTX device behind the plan".into(),
+    })?;
+    ptx::process(&ptx, stages, data, scratch, tw)
 }
 
 /// What every stage of one call shares.
@@ -253,7 +262,10 @@ mod tests {
             for k in (0..n / 2).step_by((n / 64).max(1)) {
                 let a = -std::f64::consts::TAU * k as f64 / n as f64;
                 assert!((f64::from(tw[2 * k]) - a.cos()).abs() <= 1e-7, "{n} {k}");
-                assert!((f64::from(tw[2 * k + 1]) - a.sin()).abs() <= 1e-7, "{n} {k}");
+                assert!(
+                    (f64::from(tw[2 * k + 1]) - a.sin()).abs() <= 1e-7,
+                    "{n} {k}"
+                );
             }
         }
         // Exact where the circle is: 1, -i at n / 4.

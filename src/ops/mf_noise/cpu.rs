@@ -9,22 +9,7 @@ use super::{Mechanism, STREAM_TAG, StepArgs};
 use crate::buffer::Float;
 use crate::rng;
 
-pub(super) fn step<T: Float>(
-    mech: &Mechanism,
-    a: &StepArgs,
-    grad: &mut [T],
-    state: &mut [f32],
-    params: &[f32],
-) {
-    if let Mechanism::Table = mech {
-        // Row t of the per-step table (n x len, time-major).
-        let t = a.t as usize;
-        let row = &params[t * a.len..(t + 1) * a.len];
-        grad.par_iter_mut().zip(row).for_each(|(g, x)| {
-            *g = T::from_f32(g.to_f32() + a.sigma * x);
-        });
-        return;
-    }
+pub(super) fn step<T: Float>(mech: &Mechanism, a: &StepArgs, grad: &mut [T], state: &mut [f32]) {
     let w = a.block;
     let vectors = mech.state_vectors();
     let add = |b: usize, g: &mut [T], parts: &mut [&mut [f32]]| {
@@ -122,7 +107,7 @@ fn block(
             }
             x
         }
-        // `step` reads tables itself; no block computes one.
-        Mechanism::Table => Vec::new(),
+        // The Fourier table's vector for this step.
+        Mechanism::Table { .. } => state[t as usize].iter().map(|&v| f64::from(v)).collect(),
     }
 }

@@ -4,13 +4,141 @@
 //! time; step `t`'s noise is `Y_t - Y_{t-1}`. `S Z` is a circular convolution, done with
 //! `rustfft` in f64 on the host: `IFFT(sqrt(lambda) FFT(z))`, `lambda` the DFT of the embedding's
 //! first column.
+//!
+//! The generator keeps the table as its state, one vector per step ([`build`]). On the CPU the
+//! reference table comes from [`steps`]; on a device the table is built there, a chunk of
+//! coordinates at a time: the chunk's Gaussians (`N x cols`, time-major, complex f32), the
+//! crate's batched FFT along time ([`crate::fft`], interleaved layout), the root (with `1 / N`)
+//! multiplied in, the inverse FFT, and the differences of the first `n` rows written into the
+//! table. The chunk is as wide as a state block, or narrower where `N x cols` complex values
+//! would pass 256 MiB (one binding on wgpu).
 
 use rayon::prelude::*;
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 
-use super::STREAM_TAG;
-use crate::rng;
+use super::{OP, STREAM_TAG};
+use crate::backend::Device;
+use crate::backend::ptx::PtxDevice;
+use crate::buffer::Buffer;
+use crate::fft::{Direction, Fft, Layout};
+use crate::{Error, Result, rng};
+
+/// One chunk of a device build: columns `col0 .. col0 + count` of state block `blk`.
+pub(super) struct Chunk {
+    /// `N`, the circulant's size.
+    pub big: usize,
+    /// Columns of the spectrum buffer (the FFT's batch); `count <= cols` are kept.
+    pub cols: usize,
+    pub count: usize,
+    /// Steps `n`: vectors per coordinate of the table.
+    pub steps: usize,
+    /// Coordinates per state block.
+    pub block: usize,
+    pub blk: usize,
+    pub col0: usize,
+    /// Global RNG index of the chunk's first column.
+    pub index: u64,
+}
+
+/// Write the per-step table of `n` steps for coordinates `offset .. offset + len` into `state`
+/// (vector `t` of coordinate `i` at `((i / block) n + t) block + i % block`).
+pub(super) fn build(
+    dev: &Device,
+    n: usize,
+    len: usize,
+    offset: u64,
+    seed: u64,
+    block: usize,
+    state: &mut Buffer<f32>,
+) -> Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    if let Ok(host) = state.host_mut(OP) {
+        let x = steps(n, len, offset, seed);
+        for i in 0..len {
+            let (b, r) = (i / block, i % block);
+            for t in 0..n {
+                host[(b * n + t) * block + r] = x[t * len + i];
+            }
+        }
+        return Ok(());
+    }
+    let big = crate::mf::fourier::size(n);
+    let budget: u64 = match dev {
+        #[cfg(feature = "wgpu")]
+        Device::Wgpu(w) => w.chunk_bytes().min(1 << 28),
+        _ => 1 << 28,
+    };
+    let cols = ((budget / (8 * big as u64)) as usize).min(block).min(len);
+    if cols == 0 {
+        return Err(Error::LimitExceeded {
+            what: format!("{OP}: bytes of one coordinate's Fourier spectrum (N = {big})"),
+            requested: 8 * big as u64,
+            max: budget,
+        });
+    }
+    let mut fft = Fft::new(dev, big, cols, Layout::Interleaved)?;
+    let scale = 1.0 / big as f64;
+    let root: Vec<f32> = crate::mf::fourier::root(n)
+        .iter()
+        .flat_map(|c| [(c.re * scale) as f32, (c.im * scale) as f32])
+        .collect();
+    let root = dev.upload(&root)?;
+    let mut spec = dev.zeros::<f32>(2 * big * cols)?;
+    for blk in 0..len.div_ceil(block) {
+        let width = block.min(len - blk * block);
+        for col0 in (0..width).step_by(cols) {
+            let c = Chunk {
+                big,
+                cols,
+                count: cols.min(width - col0),
+                steps: n,
+                block,
+                blk,
+                col0,
+                index: offset + (blk * block + col0) as u64,
+            };
+            kernel(dev, Pass::Gaussians, &c, seed, &spec)?;
+            fft.process(&mut spec, Direction::Forward)?;
+            kernel(dev, Pass::Root(&root), &c, seed, &spec)?;
+            fft.process(&mut spec, Direction::Inverse)?;
+            kernel(dev, Pass::Diff(state), &c, seed, &spec)?;
+        }
+    }
+    Ok(())
+}
+
+/// The build kernels of one chunk, each with what it reads besides the spectrum.
+pub(super) enum Pass<'a> {
+    /// `mfn_fourier_z`: the chunk's Gaussians into the spectrum buffer.
+    Gaussians,
+    /// `mfn_fourier_root`: the spectrum times the root.
+    Root(&'a Buffer<f32>),
+    /// `mfn_fourier_diff`: the per-step differences into the state (the table).
+    Diff(&'a Buffer<f32>),
+}
+
+impl Pass<'_> {
+    pub fn entry(&self) -> &'static str {
+        match self {
+            Pass::Gaussians => "mfn_fourier_z",
+            Pass::Root(_) => "mfn_fourier_root",
+            Pass::Diff(_) => "mfn_fourier_diff",
+        }
+    }
+}
+
+/// One build kernel on the device's backend.
+fn kernel(dev: &Device, pass: Pass<'_>, c: &Chunk, seed: u64, spec: &Buffer<f32>) -> Result<()> {
+    #[cfg(feature = "wgpu")]
+    if let Device::Wgpu(_) = dev {
+        return super::wgpu::fourier(pass, c, seed, spec);
+    }
+    let ptx = PtxDevice::of(dev).ok_or_else(|| super::internal("no PTX device"))?;
+    super::ptx::fourier(&ptx, pass, c, seed, spec)
+}
 
 /// The per-step noise `x_t = Y_t - Y_{t-1}` (`n x len`, time-major, f32, differences taken in
 /// f64) for coordinates `offset ..` under `seed`.

@@ -13,7 +13,7 @@
 //! | BISR | `sum_{q < p} r_q z_{t-q}` (`z` regenerated) | none |
 //! | BLT | `z_t - sum_i omega_i S_i`, then `S_i <- theta_i S_i + x_t` | `m` vectors |
 //! | dense from seed | `sum_{j <= t} C^{-1}[t, j] z_j` (`z` regenerated) | none; for small `n` |
-//! | Fourier | `Y_t - Y_{t-1}`, `Y = (S Z)[:n]` (see [`fourier`]) | the `n x len` table |
+//! | Fourier | `Y_t - Y_{t-1}`, `Y = (S Z)[:n]` (see [`fourier`]) | the table: `n` vectors |
 //!
 //! `nu_t` is BandMF's column-normalization scale (1 but for the last `p - 1` steps). The square
 //! root (a full Toeplitz `C`) runs as dense from seed with `C^{-1}`'s Toeplitz coefficients.
@@ -69,9 +69,10 @@ pub(crate) enum Mechanism {
     Band { c: Vec<f32>, nu: Vec<f32> },
     /// BLT: `theta`, `omega` (`m` each).
     Blt { theta: Vec<f32>, omega: Vec<f32> },
-    /// Fourier: the per-step noise table (`n x len`), `x_t = Y_t - Y_{t-1}` of the cumulative
-    /// noise `Y`, computed on the host and read a row per step.
-    Table,
+    /// Fourier: the per-step noise table `x_t = Y_t - Y_{t-1}` of the cumulative noise `Y`,
+    /// built once on the generator's device (see [`fourier`]) and kept as the state, one
+    /// vector per step.
+    Table { steps: usize },
 }
 
 impl Mechanism {
@@ -122,7 +123,7 @@ impl Mechanism {
                     dense: true,
                 }
             }
-            Strategy::Fourier => Mechanism::Table,
+            Strategy::Fourier => Mechanism::Table { steps: n },
         })
     }
 
@@ -132,7 +133,7 @@ impl Mechanism {
             Mechanism::Fir { .. } => 0,
             Mechanism::Band { c, .. } => c.len() - 1,
             Mechanism::Blt { theta, .. } => theta.len(),
-            Mechanism::Table => 0,
+            Mechanism::Table { steps } => *steps,
         }
     }
 }
@@ -217,11 +218,14 @@ impl NoiseGenerator {
             Mechanism::Fir { weights, .. } => weights.clone(),
             Mechanism::Band { c, nu } => c.iter().chain(nu).copied().collect(),
             Mechanism::Blt { theta, omega } => theta.iter().chain(omega).copied().collect(),
-            // The table of the whole run for this coordinate range, computed once on the host.
-            Mechanism::Table => fourier::steps(n, len, offset, seed),
+            Mechanism::Table { .. } => vec![0.0],
         };
+        let mut state = dev.zeros(cells.max(1))?;
+        if let Mechanism::Table { .. } = mech {
+            fourier::build(dev, n, len, offset, seed, block, &mut state)?;
+        }
         Ok(NoiseGenerator {
-            state: dev.zeros(cells.max(1))?,
+            state,
             params: dev.upload(&params)?,
             dev: dev.clone(),
             mech,
@@ -294,8 +298,7 @@ impl NoiseGenerator {
             match &mut grad.storage {
                 Storage::Cpu(g) => {
                     let state = self.state.host_mut(OP)?;
-                    let params = self.params.as_host_slice().unwrap_or(&[]);
-                    cpu::step(&self.mech, &args, g, state, params);
+                    cpu::step(&self.mech, &args, g, state);
                 }
                 #[cfg(feature = "wgpu")]
                 Storage::Wgpu(_) => wgpu::step(&self.mech, &args, grad, &self.state, &self.params)?,
@@ -310,14 +313,23 @@ impl NoiseGenerator {
         Ok(())
     }
 
-    /// The state as host bytes: a header, the next step, then the state vectors.
+    /// Whether the state changes from step to step (the Fourier table is rebuilt from the
+    /// seed instead of saved).
+    fn saves_state(&self) -> bool {
+        !matches!(self.mech, Mechanism::Table { .. })
+    }
+
+    /// The state as host bytes: a header, the next step, then the state vectors (none for the
+    /// Fourier table, which the seed determines).
     pub fn save(&self) -> Result<Vec<u8>> {
         let mut out = b"TKMFN2\0\0".to_vec();
         out.extend_from_slice(&self.next.to_le_bytes());
         out.extend_from_slice(&(self.len as u64).to_le_bytes());
         out.extend_from_slice(&(self.block as u64).to_le_bytes());
-        for x in self.state.download()? {
-            out.extend_from_slice(&x.to_le_bytes());
+        if self.saves_state() {
+            for x in self.state.download()? {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
         }
         Ok(out)
     }
@@ -333,7 +345,12 @@ impl NoiseGenerator {
         }
         let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
         let (next, len, block) = (word(8), word(16), word(24));
-        if len != self.len as u64 || bytes.len() != 32 + 4 * self.state.len() {
+        let words = if self.saves_state() {
+            self.state.len()
+        } else {
+            0
+        };
+        if len != self.len as u64 || bytes.len() != 32 + 4 * words {
             return Err(bad(
                 "the saved state is for another coordinate range or mechanism",
             ));
@@ -348,7 +365,9 @@ impl NoiseGenerator {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        self.state.write(&state)?;
+        if self.saves_state() {
+            self.state.write(&state)?;
+        }
         self.next = next;
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! PTX glue of the MF noise generators (`kernels/mf_noise.ptx`), shared by CUDA and the PTX
 //! emulator: one launch per step, one thread per coordinate.
 
+use super::fourier::{Chunk, Pass};
 use super::{Mechanism, STREAM_TAG, StepArgs};
 use crate::Result;
 use crate::backend::ptx::{KernelArg, PtxDevice, ptr_of};
@@ -74,18 +75,76 @@ pub(super) fn step<T: Float>(
             ]);
             ("mfn_blt", args)
         }
-        Mechanism::Table => (
+        Mechanism::Table { steps } => (
             "mfn_table",
             vec![
                 g,
                 KernelArg::U64(len),
-                ptr_of(OP, params, a.t as usize * a.len, a.len)?,
+                state_arg,
+                block,
+                KernelArg::U64(*steps as u64),
+                KernelArg::U64(a.t),
                 sigma,
                 dtype,
             ],
         ),
     };
     // SAFETY: the lists match the entries of mf_noise.ptx; thread i < len touches grad[i], its
-    // own state words and the parameter ranges bound above.
+    // own state words (the table's included) and the parameter ranges bound above.
     unsafe { dev.launch_1d("mf_noise", entry, OP, &args, len) }
+}
+
+/// One kernel of a Fourier table build over chunk `c` (see `kernels/mf_noise.ptx`).
+pub(super) fn fourier(
+    dev: &PtxDevice,
+    pass: Pass<'_>,
+    c: &Chunk,
+    seed: u64,
+    spec: &Buffer<f32>,
+) -> Result<()> {
+    let total = (c.big * c.cols) as u64;
+    let spec_arg = ptr_of(OP, spec, 0, spec.len())?;
+    let (args, threads) = match pass {
+        Pass::Gaussians => (
+            vec![
+                spec_arg,
+                KernelArg::U64(c.cols as u64),
+                KernelArg::U64(total),
+                KernelArg::U64(c.index),
+                KernelArg::U64(seed),
+                KernelArg::U64(STREAM_TAG),
+            ],
+            total,
+        ),
+        Pass::Root(root) => (
+            vec![
+                spec_arg,
+                ptr_of(OP, root, 0, root.len())?,
+                KernelArg::U64(c.cols as u64),
+                KernelArg::U64(total),
+            ],
+            total,
+        ),
+        Pass::Diff(state) => {
+            // The chunk's columns of its block, rows 0 .. steps.
+            let first = c.blk * c.steps * c.block + c.col0;
+            let span = (c.steps - 1) * c.block + c.count;
+            (
+                vec![
+                    spec_arg,
+                    ptr_of(OP, state, first, span)?,
+                    KernelArg::U64(c.cols as u64),
+                    KernelArg::U64(c.count as u64),
+                    KernelArg::U64(c.steps as u64),
+                    KernelArg::U64(c.block as u64),
+                ],
+                (c.steps * c.count) as u64,
+            )
+        }
+    };
+    // SAFETY: the lists match the entries; spec holds `total` complex values and a thread
+    // g < total touches element g (and root element g / cols < big); a diff thread (t, c) <
+    // (steps, count) reads spec elements t cols + c and the one a row before and writes table
+    // word t block + c < span.
+    unsafe { dev.launch_1d("mf_noise", pass.entry(), OP, &args, threads) }
 }

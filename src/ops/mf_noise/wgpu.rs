@@ -2,6 +2,7 @@
 //! of the gradient, one dispatch per window of whole state blocks that fits a binding, all
 //! windows of a step in one submission.
 
+use super::fourier::{Chunk, Pass};
 use super::{Mechanism, STREAM_TAG, StepArgs};
 use crate::Result;
 use crate::backend::wgpu::{Dispatch, bind_whole, split_u64};
@@ -25,7 +26,8 @@ struct Params {
     sigma: f32,
     kind: u32,
     block: u32,
-    pad: [u32; 2],
+    col0: u32,
+    pad: u32,
 }
 
 pub(super) fn step<T: Float>(
@@ -69,7 +71,10 @@ pub(super) fn step<T: Float>(
             p.taps = theta.len() as u32;
             2
         }
-        Mechanism::Table => 3,
+        Mechanism::Table { steps } => {
+            p.taps = *steps as u32;
+            3
+        }
     };
     p.block = a.block as u32;
     let vectors = mech.state_vectors();
@@ -79,9 +84,7 @@ pub(super) fn step<T: Float>(
     let per_block = (a.block * elem).max(a.block * 4 * vectors);
     let blocks = (room / per_block).max(1);
     let span = blocks * a.block;
-    let (Storage::Wgpu(gs), Storage::Wgpu(ss), Storage::Wgpu(ps)) =
-        (&grad.storage, &state.storage, &params.storage)
-    else {
+    let (Storage::Wgpu(gs), Storage::Wgpu(ss)) = (&grad.storage, &state.storage) else {
         return Err(super::internal("a wgpu step with buffers elsewhere"));
     };
     let windows: Vec<(usize, usize)> = (0..a.len)
@@ -90,18 +93,10 @@ pub(super) fn step<T: Float>(
         .collect();
     let params_list: Vec<Params> = windows
         .iter()
-        .map(|&(first, count)| {
-            let index = a.offset + first as u64;
-            let row = match mech {
-                Mechanism::Table => ((a.t as usize * a.len + first) % 64) as u32,
-                _ => p.row,
-            };
-            Params {
-                len: count as u32,
-                index: split_u64(index),
-                row,
-                ..p
-            }
+        .map(|&(first, count)| Params {
+            len: count as u32,
+            index: split_u64(a.offset + first as u64),
+            ..p
         })
         .collect();
     let mut work = Vec::with_capacity(windows.len());
@@ -118,20 +113,67 @@ pub(super) fn step<T: Float>(
             DType::F32 => count,
             _ => count.div_ceil(2),
         };
-        // A table binds the window of the step's row; the others their whole coefficients.
-        let coef = match mech {
-            Mechanism::Table => {
-                // Storage offsets must be aligned: bind from the 64-word boundary below.
-                let at = a.t as usize * a.len + first;
-                ps.range(at / 64 * 64, at % 64 + count, 4).at(3)
-            }
-            _ => bind_whole(params, 3, OP, "the coefficients")?,
-        };
         work.push(Dispatch {
             params: bytemuck::bytes_of(q),
-            buffers: vec![gs.range(first, count, elem).at(1), state_range, coef],
+            buffers: vec![
+                gs.range(first, count, elem).at(1),
+                state_range,
+                bind_whole(params, 3, OP, "the coefficients")?,
+            ],
             invocations: words as u64,
         });
     }
     dev.dispatch("mf_noise", "mfn_step", &work)
+}
+
+/// The parameters every Fourier build kernel of one chunk reads.
+fn chunk_params(c: &Chunk, seed: u64) -> Params {
+    Params {
+        len: c.cols as u32,
+        taps: c.big as u32,
+        row: c.count as u32,
+        index: split_u64(c.index),
+        seed: split_u64(seed),
+        tag_hi: (STREAM_TAG >> 32) as u32,
+        t: c.steps as u32,
+        block: c.block as u32,
+        col0: c.col0 as u32,
+        ..Params::default()
+    }
+}
+
+/// One kernel of a Fourier table build over chunk `c` (see `shaders/mf_noise.wgsl`).
+pub(super) fn fourier(pass: Pass<'_>, c: &Chunk, seed: u64, spec: &Buffer<f32>) -> Result<()> {
+    let Storage::Wgpu(sp) = &spec.storage else {
+        return Err(super::internal(
+            "a wgpu Fourier build with the spectrum elsewhere",
+        ));
+    };
+    let p = chunk_params(c, seed);
+    let mut buffers = vec![bind_whole(spec, 4, OP, "the Fourier spectrum")?];
+    let mut invocations = (c.big * c.cols) as u64;
+    match pass {
+        Pass::Gaussians => {}
+        Pass::Root(root) => buffers.push(bind_whole(root, 5, OP, "the root")?),
+        Pass::Diff(state) => {
+            let Storage::Wgpu(st) = &state.storage else {
+                return Err(super::internal(
+                    "a wgpu Fourier build with the table elsewhere",
+                ));
+            };
+            // The chunk's whole block: one binding by the choice of the block size.
+            let words = c.steps * c.block;
+            buffers.push(st.range(c.blk * words, words, 4).at(2));
+            invocations = (c.steps * c.count) as u64;
+        }
+    }
+    sp.dev.dispatch(
+        "mf_noise",
+        pass.entry(),
+        &[Dispatch {
+            params: bytemuck::bytes_of(&p),
+            buffers,
+            invocations,
+        }],
+    )
 }
