@@ -9,7 +9,7 @@
 //           s mod (p-1) of state (slot-major), y_t stored in slot t mod (p-1); x = nu y
 //   2 BLT   x = z_t - sum_k coef[m + k] S_k; S_k = coef[k] S_k + x
 //   3 table x = vector t of the state: the Fourier table, one vector per step (taps = n)
-// Bindings: 0 Params; 1 grad (array<u32>); 2 state (f32); 3 coef. The host dispatches one
+// Bindings: 0 Params; 1 grad (array<u32>); 2 state (f32 or bf16 words, see state_get); 3 coef. The host dispatches one
 // window of whole state blocks at a time: grad and state are bound from the window's first
 // coordinate (a multiple of the block), `index` is that coordinate's global index, and vector v
 // of window coordinate i sits at state[((i / block) V + v) block + i % block].
@@ -39,12 +39,12 @@ struct Params {
     kind: u32,     // 0 FIR, 1 band, 2 BLT
     block: u32,    // coordinates per state block
     col0: u32,     // Fourier diff: the chunk's first column in its block
-    pad: u32,
+    sdtype: u32,   // the state's type: 0 f32, 2 bf16 (BandMF and the table only)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> grad: array<u32>;
-@group(0) @binding(2) var<storage, read_write> state: array<f32>;
+@group(0) @binding(2) var<storage, read_write> state: array<atomic<u32>>;
 @group(0) @binding(3) var<storage, read> coef: array<f32>;
 @group(0) @binding(4) var<storage, read_write> spec: array<vec2<f32>>;
 @group(0) @binding(5) var<storage, read> root: array<vec2<f32>>;
@@ -53,6 +53,26 @@ fn z(i: u32, s: u32) -> f32 {
     let gi = philox_add64(vec2<u32>(p.index_lo, p.index_hi), i);
     let w = philox_block(philox_block_of(gi), vec2<u32>(s, p.tag_hi), vec2<u32>(p.seed_lo, p.seed_hi));
     return philox_gaussians(w)[gi.x & 3u];
+}
+
+// State element e: an f32 word, or (sdtype bf16) the half e % 2 of word e / 2. Atomics, because
+// with f32 gradients the two halves of a bf16 word belong to two invocations; each changes only
+// its own half.
+fn state_get(e: u32) -> f32 {
+    if (p.sdtype == DT_BF16) {
+        return bf16_bits_to_f32((atomicLoad(&state[e >> 1u]) >> (16u * (e & 1u))) & 0xffffu);
+    }
+    return bitcast<f32>(atomicLoad(&state[e]));
+}
+
+fn state_set(e: u32, v: f32) {
+    if (p.sdtype == DT_BF16) {
+        let shift = 16u * (e & 1u);
+        atomicAnd(&state[e >> 1u], ~(0xffffu << shift));
+        atomicOr(&state[e >> 1u], f32_to_bf16_bits(v) << shift);
+        return;
+    }
+    atomicStore(&state[e], bitcast<u32>(v));
 }
 
 fn x_fir(i: u32) -> f32 {
@@ -74,11 +94,11 @@ fn x_band(i: u32) -> f32 {
     let top = min(p.t, slots);
     for (var r = 1u; r <= top; r++) {
         let slot = (p.t - r) % slots;
-        y = y - coef[r] * state[sat(i, slot, slots)];
+        y = y - coef[r] * state_get(sat(i, slot, slots));
     }
     y = y / coef[0];
     if (slots > 0u) {
-        state[sat(i, p.t % slots, slots)] = y;
+        state_set(sat(i, p.t % slots, slots), y);
     }
     return p.nu * y;
 }
@@ -87,11 +107,11 @@ fn x_blt(i: u32) -> f32 {
     var x = z(i, p.t);
     let m = p.taps;
     for (var k = 0u; k < m; k++) {
-        x = x - coef[m + k] * state[sat(i, k, m)];
+        x = x - coef[m + k] * state_get(sat(i, k, m));
     }
     for (var k = 0u; k < m; k++) {
         let at = sat(i, k, m);
-        state[at] = fma(coef[k], state[at], x);
+        state_set(at, fma(coef[k], state_get(at), x));
     }
     return x;
 }
@@ -126,7 +146,7 @@ fn x_of(i: u32) -> f32 {
             return x_blt(i);
         }
         case 3u: {
-            return state[sat(i, p.t, p.taps)];
+            return state_get(sat(i, p.t, p.taps));
         }
         default: {
             return x_fir(i);
@@ -186,5 +206,5 @@ fn mfn_fourier_diff(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     if (t > 0u) {
         prev = spec[(t - 1u) * p.len + c].x;
     }
-    state[t * p.block + p.col0 + c] = spec[t * p.len + c].x - prev;
+    state_set(t * p.block + p.col0 + c, spec[t * p.len + c].x - prev);
 }

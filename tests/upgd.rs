@@ -1244,3 +1244,110 @@ fn wgpu_models_past_one_binding_run_in_windows() {
         assert!(e <= 1e-5, "{} windows: {e:e}", variant.name());
     }
 }
+
+/// Steps `steps` times over a packed layout given flat and as one buffer per tensor; returns
+/// the flat result's tensors and the list's.
+#[allow(clippy::type_complexity)]
+fn flat_and_list(
+    dev: &Device,
+    variant: Variant,
+    shapes: &[(usize, usize)],
+    roles: Option<&[Role]>,
+    one_pass: bool,
+) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let (specs, n) = TensorSpec::packed(shapes);
+    let hp = Hyper {
+        lr: 0.05,
+        weight_decay: 0.01,
+        beta_utility: 0.9,
+        sigma: 0.1,
+    };
+    let make = || match roles {
+        Some(r) => Upgd::new_feature(dev, variant, hp, &specs, r, n, 7).unwrap(),
+        None => {
+            let mut o = Upgd::new(dev, variant, hp, &specs, n, 7).unwrap();
+            o.set_one_pass(one_pass).unwrap();
+            o
+        }
+    };
+    let (mut flat, mut list) = (make(), make());
+    let w0 = data(n, 1, 1.0);
+    let mut wf = dev.upload(&w0).unwrap();
+    let mut wl: Vec<_> = specs
+        .iter()
+        .map(|s| dev.upload(&w0[s.offset..s.offset + s.len]).unwrap())
+        .collect();
+    let second = variant.second_order();
+    for t in 0..3u64 {
+        let g = data(n, 10 + t, 0.5);
+        let h = data(n, 20 + t, 0.5);
+        let per = |v: &[f32]| -> Vec<_> {
+            specs
+                .iter()
+                .map(|s| dev.upload(&v[s.offset..s.offset + s.len]).unwrap())
+                .collect()
+        };
+        let (gf, hf) = (dev.upload(&g).unwrap(), dev.upload(&h).unwrap());
+        flat.step(&mut wf, &gf, second.then_some(&hf)).unwrap();
+        let (gl, hl) = (per(&g), per(&h));
+        list.step_list(&mut wl, &gl, second.then_some(hl.as_slice()))
+            .unwrap();
+    }
+    let wf = wf.download().unwrap();
+    (
+        specs
+            .iter()
+            .map(|s| wf[s.offset..s.offset + s.len].to_vec())
+            .collect(),
+        wl.iter().map(|b| b.download().unwrap()).collect(),
+    )
+}
+
+/// A model held as a list of buffers steps exactly as the same model in one flat buffer, on
+/// every backend: every variant, the one-pass mode, feature-level UPGD, tensors of 1 element,
+/// odd sizes and one larger than the 4 KiB wgpu twin's binding window.
+#[test]
+fn list_of_buffers_steps_as_the_flat_buffer() {
+    let shapes = [(1, 1), (15, 5), (7, 7), (4, 1), (600, 24), (1300, 10)];
+    let (_, roles, _) = mlp();
+    let mlp_shapes = [(12, 3), (4, 1), (4, 4), (8, 4), (2, 1)];
+    for (name, dev) in common::devices() {
+        for variant in Variant::all() {
+            let (a, b) = flat_and_list(dev, variant, &shapes, None, false);
+            assert_eq!(a, b, "{name} {}", variant.name());
+        }
+        let v = Variant::parse("first-local-protect").unwrap();
+        let (a, b) = flat_and_list(dev, v, &shapes, None, true);
+        assert_eq!(a, b, "{name} one-pass");
+        let v = Variant::parse("first-global-noprotect").unwrap();
+        let (a, b) = flat_and_list(dev, v, &mlp_shapes, Some(&roles), false);
+        assert_eq!(a, b, "{name} feature-level");
+    }
+}
+
+#[test]
+fn list_of_buffers_bad_input() {
+    let cpu = Device::cpu();
+    let v = Variant::parse("first-global-protect").unwrap();
+    let (specs, n) = TensorSpec::packed(&[(10, 5), (3, 3)]);
+    assert_eq!((specs[1].offset, n), (256, 512));
+    let mut o = Upgd::new(&cpu, v, Hyper::default(), &specs, n, 1).unwrap();
+    let mut w = vec![cpu.zeros::<f32>(10).unwrap(), cpu.zeros::<f32>(3).unwrap()];
+    let g = vec![cpu.zeros::<f32>(10).unwrap(), cpu.zeros::<f32>(4).unwrap()];
+    let e = o.step_list(&mut w, &g, None).err().unwrap().to_string();
+    assert!(e.contains("upgd") && e.contains("g[k]"), "{e}");
+    let e = o
+        .step_list(&mut w, &g[..1], None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("g (tensors)"), "{e}");
+    let (mut unaligned, n) = layout();
+    unaligned.truncate(2);
+    let mut o = Upgd::new(&cpu, v, Hyper::default(), &unaligned, n, 1).unwrap();
+    let mut w = vec![cpu.zeros::<f32>(1).unwrap(), cpu.zeros::<f32>(15).unwrap()];
+    let g = vec![cpu.zeros::<f32>(1).unwrap(), cpu.zeros::<f32>(15).unwrap()];
+    let e = o.step_list(&mut w, &g, None).err().unwrap().to_string();
+    assert!(e.contains("TensorSpec::packed"), "{e}");
+    assert_eq!(o.steps(), 0, "a refused step does not count");
+}

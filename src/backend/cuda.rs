@@ -325,10 +325,19 @@ impl CudaDevice {
         args: &[KernelArg],
     ) -> Result<()> {
         let f = self.function(module, entry)?;
+        // The values of shifted pointers, alive until the launch.
+        let shifted: Vec<u64> = args
+            .iter()
+            .map(|a| match a {
+                KernelArg::Shifted { addr, shift, .. } => addr.wrapping_sub(*shift),
+                _ => 0,
+            })
+            .collect();
         let mut b = self.0.stream.launch_builder(&f);
-        for a in args {
+        for (a, s) in args.iter().zip(&shifted) {
             match a {
                 KernelArg::Ptr { addr, .. } => b.arg(addr),
+                KernelArg::Shifted { .. } => b.arg(s),
                 KernelArg::U64(v) => b.arg(v),
                 KernelArg::U32(v) => b.arg(v),
                 KernelArg::F32(v) => b.arg(v),

@@ -19,6 +19,14 @@ pub(crate) enum KernelArg {
         addr: u64,
         bytes: u64,
     },
+    /// A buffer passed as `addr - shift` (wrapping): a kernel that indexes it by global element
+    /// index reaches `addr` at the index `shift` stands for. The bytes the kernel may touch
+    /// are still `addr .. addr + bytes`.
+    Shifted {
+        addr: u64,
+        bytes: u64,
+        shift: u64,
+    },
     U64(u64),
     U32(u32),
     F32(f32),
@@ -75,6 +83,17 @@ impl PtxDevice {
                 },
                 args,
             ),
+        }
+    }
+}
+
+impl KernelArg {
+    /// This buffer argument passed `shift` bytes before its address (see
+    /// [`KernelArg::Shifted`]); other arguments are returned unchanged.
+    pub(crate) fn shifted(self, shift: u64) -> KernelArg {
+        match self {
+            KernelArg::Ptr { addr, bytes } => KernelArg::Shifted { addr, bytes, shift },
+            other => other,
         }
     }
 }

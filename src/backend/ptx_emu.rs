@@ -136,6 +136,12 @@ impl EmuDevice {
                     keep.push(alloc);
                     ptx::Arg::Ptr(addr)
                 }
+                KernelArg::Shifted { addr, bytes, shift } => {
+                    let alloc = self.find(addr)?;
+                    regions_of.push((addr, bytes, keep.len()));
+                    keep.push(alloc);
+                    ptx::Arg::Ptr(addr.wrapping_sub(shift))
+                }
                 KernelArg::U64(v) => ptx::Arg::U64(v),
                 KernelArg::U32(v) => ptx::Arg::U32(v),
                 KernelArg::F32(v) => ptx::Arg::F32(v),

@@ -1,6 +1,7 @@
 //! The CPU reference of the MF noise generators: per coordinate, the recurrences of the module
-//! table in f64 from the f32 state, the portable f32 Gaussians of [`crate::rng`], and the sum
-//! `g + sigma * x` formed in f32 and rounded once to the gradient's type. State blocks of `W`
+//! table in f64 from the state (f32 or bf16, each stored value rounded once), the portable f32
+//! Gaussians of [`crate::rng`], and the sum `g + sigma * x` formed in f32 and rounded once to
+//! the gradient's type. State blocks of `W`
 //! coordinates run in parallel; each draws its own Gaussians.
 
 use rayon::prelude::*;
@@ -9,10 +10,15 @@ use super::{Mechanism, STREAM_TAG, StepArgs};
 use crate::buffer::Float;
 use crate::rng;
 
-pub(super) fn step<T: Float>(mech: &Mechanism, a: &StepArgs, grad: &mut [T], state: &mut [f32]) {
+pub(super) fn step<T: Float, S: Float>(
+    mech: &Mechanism,
+    a: &StepArgs,
+    grad: &mut [T],
+    state: &mut [S],
+) {
     let w = a.block;
     let vectors = mech.state_vectors();
-    let add = |b: usize, g: &mut [T], parts: &mut [&mut [f32]]| {
+    let add = |b: usize, g: &mut [T], parts: &mut [&mut [S]]| {
         let first = a.offset + (b * w) as u64;
         let x = block(mech, a, first, g.len(), parts);
         for (g, x) in g.iter_mut().zip(&x) {
@@ -31,7 +37,7 @@ pub(super) fn step<T: Float>(mech: &Mechanism, a: &StepArgs, grad: &mut [T], sta
         .zip(state.par_chunks_mut(vectors * w))
         .enumerate()
         .for_each(|(b, (g, st))| {
-            let mut parts: Vec<&mut [f32]> = st.chunks_mut(w).map(|v| &mut v[..g.len()]).collect();
+            let mut parts: Vec<&mut [S]> = st.chunks_mut(w).map(|v| &mut v[..g.len()]).collect();
             add(b, g, &mut parts);
         });
 }
@@ -43,13 +49,14 @@ fn z(a: &StepArgs, s: u64, first: u64, n: usize) -> Vec<f32> {
     z
 }
 
-/// `x_t` for one block of `n` coordinates, updating its state slices.
-fn block(
+/// `x_t` for one block of `n` coordinates, updating its state slices (stored values rounded
+/// once to the state's type).
+fn block<S: Float>(
     mech: &Mechanism,
     a: &StepArgs,
     first: u64,
     n: usize,
-    state: &mut [&mut [f32]],
+    state: &mut [&mut [S]],
 ) -> Vec<f64> {
     let t = a.t;
     match mech {
@@ -77,14 +84,14 @@ fn block(
                 let s = &state[(t as usize - r) % slots];
                 let cr = f64::from(c[r]);
                 for (yi, si) in y.iter_mut().zip(s.iter()) {
-                    *yi -= cr * f64::from(*si);
+                    *yi -= cr * f64::from(si.to_f32());
                 }
             }
             let c0 = f64::from(c[0]);
             y.iter_mut().for_each(|v| *v /= c0);
             if slots > 0 {
                 for (s, v) in state[t as usize % slots].iter_mut().zip(&y) {
-                    *s = *v as f32;
+                    *s = S::from_f32(*v as f32);
                 }
             }
             let nu_t = f64::from(nu[t as usize]);
@@ -96,18 +103,21 @@ fn block(
             for (s, w) in state.iter().zip(omega) {
                 let w = f64::from(*w);
                 for (xi, si) in x.iter_mut().zip(s.iter()) {
-                    *xi -= w * f64::from(*si);
+                    *xi -= w * f64::from(si.to_f32());
                 }
             }
             for (s, th) in state.iter_mut().zip(theta) {
                 let th = f64::from(*th);
                 for (si, xi) in s.iter_mut().zip(&x) {
-                    *si = (th * f64::from(*si) + xi) as f32;
+                    *si = S::from_f32((th * f64::from(si.to_f32()) + xi) as f32);
                 }
             }
             x
         }
         // The Fourier table's vector for this step.
-        Mechanism::Table { .. } => state[t as usize].iter().map(|&v| f64::from(v)).collect(),
+        Mechanism::Table { .. } => state[t as usize]
+            .iter()
+            .map(|v| f64::from(v.to_f32()))
+            .collect(),
     }
 }

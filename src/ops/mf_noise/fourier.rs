@@ -17,10 +17,11 @@ use rayon::prelude::*;
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 
+use super::state::State;
 use super::{OP, STREAM_TAG};
 use crate::backend::Device;
 use crate::backend::ptx::PtxDevice;
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, Float};
 use crate::fft::{Direction, Fft, Layout};
 use crate::{Error, Result, rng};
 
@@ -50,18 +51,24 @@ pub(super) fn build(
     offset: u64,
     seed: u64,
     block: usize,
-    state: &mut Buffer<f32>,
+    state: &mut State,
 ) -> Result<()> {
     if len == 0 {
         return Ok(());
     }
-    if let Ok(host) = state.host_mut(OP) {
+    if dev.backend() == crate::Backend::Cpu {
         let x = steps(n, len, offset, seed);
-        for i in 0..len {
-            let (b, r) = (i / block, i % block);
-            for t in 0..n {
-                host[(b * n + t) * block + r] = x[t * len + i];
+        fn put<S: Float>(host: &mut [S], x: &[f32], n: usize, len: usize, block: usize) {
+            for i in 0..len {
+                let (b, r) = (i / block, i % block);
+                for t in 0..n {
+                    host[(b * n + t) * block + r] = S::from_f32(x[t * len + i]);
+                }
             }
+        }
+        match state {
+            State::F32(s) => put(s.host_mut(OP)?, &x, n, len, block),
+            State::Bf16(s) => put(s.host_mut(OP)?, &x, n, len, block),
         }
         return Ok(());
     }
@@ -117,7 +124,7 @@ pub(super) enum Pass<'a> {
     /// `mfn_fourier_root`: the spectrum times the root.
     Root(&'a Buffer<f32>),
     /// `mfn_fourier_diff`: the per-step differences into the state (the table).
-    Diff(&'a Buffer<f32>),
+    Diff(&'a State),
 }
 
 impl Pass<'_> {

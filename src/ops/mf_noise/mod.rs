@@ -18,7 +18,8 @@
 //! `nu_t` is BandMF's column-normalization scale (1 but for the last `p - 1` steps). The square
 //! root (a full Toeplitz `C`) runs as dense from seed with `C^{-1}`'s Toeplitz coefficients.
 //! Steps must come in order `0, 1, 2, ...`; [`NoiseGenerator::save`] and
-//! [`NoiseGenerator::restore`] continue a run exactly. State is f32 in blocks of `W` coordinates,
+//! [`NoiseGenerator::restore`] continue a run exactly. State is f32 (or bf16 where the mechanism
+//! bounds the error: [`NoiseGenerator::set_state_dtype`]) in blocks of `W` coordinates,
 //! vector-major inside a block: vector `v` of coordinate `i` sits at `((i / W) V + v) W + i % W`
 //! (`V` vectors), so a block's state is contiguous (wgpu binds windows of whole blocks) and
 //! neighbouring threads read neighbouring words. `W` is 2^16, or less on a wgpu device whose
@@ -45,6 +46,7 @@
 mod cpu;
 pub mod fourier;
 mod ptx;
+mod state;
 #[cfg(feature = "wgpu")]
 mod wgpu;
 
@@ -53,8 +55,13 @@ use crate::backend::ptx::PtxDevice;
 use crate::buffer::{Buffer, DType, Float, Storage};
 use crate::mf::{Strategy, toeplitz};
 use crate::{Error, Result, validate};
+use state::State;
 
 const OP: &str = "mf_noise";
+
+/// The first bytes of a saved state, and the header's length (four u64 words follow the magic).
+const MAGIC: &[u8; 8] = b"TKMFN3\0\0";
+const HEADER: usize = 40;
 
 /// The high half of every MF noise stream ("MFNZ"); the low half is the step.
 pub const STREAM_TAG: u64 = 0x4d46_4e5a << 32;
@@ -175,8 +182,9 @@ pub struct NoiseGenerator {
     next: u64,
     /// Coordinates per state block, `W`.
     block: usize,
-    /// `ceil(len / W) x state_vectors() x W` f32 (one placeholder element when there is none).
-    state: Buffer<f32>,
+    /// `ceil(len / W) x state_vectors() x W` elements, f32 or bf16 (one placeholder element
+    /// when there is none).
+    state: State,
     /// The mechanism's coefficients on the device (weights, `c` then `nu`, or `theta` then
     /// `omega`).
     params: Buffer<f32>,
@@ -220,7 +228,7 @@ impl NoiseGenerator {
             Mechanism::Blt { theta, omega } => theta.iter().chain(omega).copied().collect(),
             Mechanism::Table { .. } => vec![0.0],
         };
-        let mut state = dev.zeros(cells.max(1))?;
+        let mut state = State::zeros(dev, DType::F32, cells.max(1))?;
         if let Mechanism::Table { .. } = mech {
             fourier::build(dev, n, len, offset, seed, block, &mut state)?;
         }
@@ -296,10 +304,10 @@ impl NoiseGenerator {
                 sigma: self.sigma * factor,
             };
             match &mut grad.storage {
-                Storage::Cpu(g) => {
-                    let state = self.state.host_mut(OP)?;
-                    cpu::step(&self.mech, &args, g, state);
-                }
+                Storage::Cpu(g) => match &mut self.state {
+                    State::F32(s) => cpu::step(&self.mech, &args, g, s.host_mut(OP)?),
+                    State::Bf16(s) => cpu::step(&self.mech, &args, g, s.host_mut(OP)?),
+                },
                 #[cfg(feature = "wgpu")]
                 Storage::Wgpu(_) => wgpu::step(&self.mech, &args, grad, &self.state, &self.params)?,
                 #[allow(unreachable_patterns)]
@@ -319,38 +327,105 @@ impl NoiseGenerator {
         !matches!(self.mech, Mechanism::Table { .. })
     }
 
-    /// The state as host bytes: a header, the next step, then the state vectors (none for the
-    /// Fourier table, which the seed determines).
+    /// The state's element type.
+    pub fn state_dtype(&self) -> DType {
+        self.state.dtype()
+    }
+
+    /// Keep the state in `dtype` (f32, the default, or bf16: half the state's memory and
+    /// traffic), before the first step. bf16 is accepted where the error cannot grow: BandMF,
+    /// whose ring holds each `y_t` for `p - 1` steps (one rounding of relative size at most
+    /// `2^-9` per stored value, carried into later steps only through the banded filter), the
+    /// Fourier table (each step's noise rounded once) and the mechanisms without state (nothing
+    /// is stored). BLT is refused: `S <- theta S + x` rounds every step and the error grows
+    /// like `1 / (1 - theta)`. Measured errors against f32 are in `BENCHMARKS.md`.
+    pub fn set_state_dtype(&mut self, dtype: DType) -> Result<()> {
+        if !matches!(dtype, DType::F32 | DType::BF16) {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: format!("the state is f32 or bf16, not {dtype}"),
+            });
+        }
+        if self.next != 0 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: format!(
+                    "the state type is chosen before the first step (the generator is at step {})",
+                    self.next
+                ),
+            });
+        }
+        if dtype == DType::BF16 && matches!(self.mech, Mechanism::Blt { .. }) {
+            return Err(Error::Unsupported {
+                op: OP,
+                backend: "any",
+                what: "bf16 state for BLT: its buffers accumulate (S <- theta S + x), so a \
+                       rounding every step grows like 1 / (1 - theta); keep BLT's state in f32"
+                    .into(),
+            });
+        }
+        if dtype == self.state.dtype() {
+            return Ok(());
+        }
+        let mut state = State::zeros(&self.dev, dtype, self.state.len())?;
+        if let Mechanism::Table { .. } = self.mech {
+            fourier::build(
+                &self.dev,
+                self.n,
+                self.len,
+                self.offset,
+                self.seed,
+                self.block,
+                &mut state,
+            )?;
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    /// The state as host bytes: a header (the next step, the range, the block, the state's
+    /// type), then the state vectors in that type (none for the Fourier table, which the seed
+    /// determines).
     pub fn save(&self) -> Result<Vec<u8>> {
-        let mut out = b"TKMFN2\0\0".to_vec();
-        out.extend_from_slice(&self.next.to_le_bytes());
-        out.extend_from_slice(&(self.len as u64).to_le_bytes());
-        out.extend_from_slice(&(self.block as u64).to_le_bytes());
+        let mut out = MAGIC.to_vec();
+        for word in [
+            self.next,
+            self.len as u64,
+            self.block as u64,
+            u64::from(self.state.dtype().kernel_code()),
+        ] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
         if self.saves_state() {
-            for x in self.state.download()? {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
+            out.extend(self.state.to_bytes()?);
         }
         Ok(out)
     }
 
-    /// Continue from [`NoiseGenerator::save`]'s bytes (same plan, range and seed).
+    /// Continue from [`NoiseGenerator::save`]'s bytes (same plan, range, seed and state type).
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         let bad = |what: &str| Error::InvalidArgument {
             op: OP,
             what: format!("restore: {what}"),
         };
-        if bytes.len() < 32 || &bytes[..8] != b"TKMFN2\0\0" {
+        if bytes.len() < HEADER || bytes[..8] != MAGIC[..] {
             return Err(bad("not a saved mf_noise state"));
         }
         let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
-        let (next, len, block) = (word(8), word(16), word(24));
-        let words = if self.saves_state() {
+        let (next, len, block, code) = (word(8), word(16), word(24), word(32));
+        let elems = if self.saves_state() {
             self.state.len()
         } else {
             0
         };
-        if len != self.len as u64 || bytes.len() != 32 + 4 * words {
+        let size = self.state.dtype().size();
+        if code != u64::from(self.state.dtype().kernel_code()) {
+            return Err(bad(&format!(
+                "the saved state is of another type than this generator's {}",
+                self.state.dtype()
+            )));
+        }
+        if len != self.len as u64 || bytes.len() != HEADER + size * elems {
             return Err(bad(
                 "the saved state is for another coordinate range or mechanism",
             ));
@@ -361,12 +436,8 @@ impl NoiseGenerator {
                 self.block
             )));
         }
-        let state: Vec<f32> = bytes[32..]
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
         if self.saves_state() {
-            self.state.write(&state)?;
+            self.state.write_bytes(&bytes[HEADER..])?;
         }
         self.next = next;
         Ok(())

@@ -2,6 +2,7 @@
 //! emulator: one launch per step, one thread per coordinate.
 
 use super::fourier::{Chunk, Pass};
+use super::state::State;
 use super::{Mechanism, STREAM_TAG, StepArgs};
 use crate::Result;
 use crate::backend::ptx::{KernelArg, PtxDevice, ptr_of};
@@ -14,7 +15,7 @@ pub(super) fn step<T: Float>(
     mech: &Mechanism,
     a: &StepArgs,
     grad: &mut Buffer<T>,
-    state: &Buffer<f32>,
+    state: &State,
     params: &Buffer<f32>,
 ) -> Result<()> {
     let len = a.len as u64;
@@ -32,7 +33,8 @@ pub(super) fn step<T: Float>(
     };
     let dtype = KernelArg::U32(T::DTYPE.kernel_code());
     let sigma = KernelArg::F32(a.sigma);
-    let state_arg = ptr_of(OP, state, 0, state.len())?;
+    let state_arg = state.ptr(0, state.len())?;
+    let sdtype = KernelArg::U32(state.dtype().kernel_code());
     let block = KernelArg::U64(a.block as u64);
     let (entry, args) = match mech {
         Mechanism::Fir { weights, dense } => {
@@ -60,6 +62,7 @@ pub(super) fn step<T: Float>(
                 KernelArg::F32(nu[a.t as usize]),
                 sigma,
                 dtype,
+                sdtype,
             ]);
             ("mfn_band", args)
         }
@@ -86,6 +89,7 @@ pub(super) fn step<T: Float>(
                 KernelArg::U64(a.t),
                 sigma,
                 dtype,
+                sdtype,
             ],
         ),
     };
@@ -132,11 +136,12 @@ pub(super) fn fourier(
             (
                 vec![
                     spec_arg,
-                    ptr_of(OP, state, first, span)?,
+                    state.ptr(first, span)?,
                     KernelArg::U64(c.cols as u64),
                     KernelArg::U64(c.count as u64),
                     KernelArg::U64(c.steps as u64),
                     KernelArg::U64(c.block as u64),
+                    KernelArg::U32(state.dtype().kernel_code()),
                 ],
                 (c.steps * c.count) as u64,
             )

@@ -3,6 +3,7 @@
 //! windows of a step in one submission.
 
 use super::fourier::{Chunk, Pass};
+use super::state::State;
 use super::{Mechanism, STREAM_TAG, StepArgs};
 use crate::Result;
 use crate::backend::wgpu::{Dispatch, bind_whole, split_u64};
@@ -27,14 +28,14 @@ struct Params {
     kind: u32,
     block: u32,
     col0: u32,
-    pad: u32,
+    sdtype: u32,
 }
 
 pub(super) fn step<T: Float>(
     mech: &Mechanism,
     a: &StepArgs,
     grad: &mut Buffer<T>,
-    state: &Buffer<f32>,
+    state: &State,
     params: &Buffer<f32>,
 ) -> Result<()> {
     let Storage::Wgpu(g) = &grad.storage else {
@@ -77,14 +78,15 @@ pub(super) fn step<T: Float>(
         }
     };
     p.block = a.block as u32;
+    p.sdtype = state.dtype().kernel_code();
     let vectors = mech.state_vectors();
     let elem = T::DTYPE.size();
     // Whole blocks per window: the gradient window and its state must each fit one binding.
     let room = (dev.chunk_bytes() as usize).saturating_sub(512);
-    let per_block = (a.block * elem).max(a.block * 4 * vectors);
+    let per_block = (a.block * elem).max(a.block * state.dtype().size() * vectors);
     let blocks = (room / per_block).max(1);
     let span = blocks * a.block;
-    let (Storage::Wgpu(gs), Storage::Wgpu(ss)) = (&grad.storage, &state.storage) else {
+    let Storage::Wgpu(gs) = &grad.storage else {
         return Err(super::internal("a wgpu step with buffers elsewhere"));
     };
     let windows: Vec<(usize, usize)> = (0..a.len)
@@ -102,11 +104,12 @@ pub(super) fn step<T: Float>(
     let mut work = Vec::with_capacity(windows.len());
     for (&(first, count), q) in windows.iter().zip(&params_list) {
         let state_range = if vectors == 0 {
-            bind_whole(state, 2, OP, "the state")?
+            state.range(0, 1)?.at(2)
         } else {
             let blk0 = first / a.block;
             let nblk = count.div_ceil(a.block);
-            ss.range(blk0 * vectors * a.block, nblk * vectors * a.block, 4)
+            state
+                .range(blk0 * vectors * a.block, nblk * vectors * a.block)?
                 .at(2)
         };
         let words = match T::DTYPE {
@@ -149,21 +152,17 @@ pub(super) fn fourier(pass: Pass<'_>, c: &Chunk, seed: u64, spec: &Buffer<f32>) 
             "a wgpu Fourier build with the spectrum elsewhere",
         ));
     };
-    let p = chunk_params(c, seed);
+    let mut p = chunk_params(c, seed);
     let mut buffers = vec![bind_whole(spec, 4, OP, "the Fourier spectrum")?];
     let mut invocations = (c.big * c.cols) as u64;
     match pass {
         Pass::Gaussians => {}
         Pass::Root(root) => buffers.push(bind_whole(root, 5, OP, "the root")?),
         Pass::Diff(state) => {
-            let Storage::Wgpu(st) = &state.storage else {
-                return Err(super::internal(
-                    "a wgpu Fourier build with the table elsewhere",
-                ));
-            };
             // The chunk's whole block: one binding by the choice of the block size.
-            let words = c.steps * c.block;
-            buffers.push(st.range(c.blk * words, words, 4).at(2));
+            let elems = c.steps * c.block;
+            buffers.push(state.range(c.blk * elems, elems)?.at(2));
+            p.sdtype = state.dtype().kernel_code();
             invocations = (c.steps * c.count) as u64;
         }
     }

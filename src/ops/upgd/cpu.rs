@@ -49,7 +49,9 @@ pub(crate) fn scaled_global(u: f32, bc: f32, eta: f32) -> f32 {
     }
 }
 
-/// One step over every tensor; returns the number of non-finite `g` and `h` entries.
+/// One step over every tensor, given as one slice per tensor of `w`, `g` (and `h`) in the
+/// order of `tensors` (the traces stay flat, at the tensors' offsets); returns the number of
+/// non-finite `g` and `h` entries.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn step<W: Float, G: Float, U: Float>(
     variant: Variant,
@@ -57,9 +59,9 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
     tensors: &[TensorSpec],
     roles: Option<&[Role]>,
     seed: u64,
-    w: &mut [W],
-    g: &[G],
-    h: Option<&[G]>,
+    mut ws: Vec<&mut [W]>,
+    gs: Vec<&[G]>,
+    hs: Option<Vec<&[G]>>,
     st: State<'_, U>,
     prev: Option<&Scale>,
 ) -> (u64, Scale) {
@@ -73,11 +75,12 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
             continue;
         }
         let r = s.offset..s.offset + s.len;
+        let (w, g, h) = (&*ws[k], gs[k], hs.as_ref().map(|h| h[k]));
         let (mx, bad) = u[r.clone()]
             .par_chunks_mut(CHUNK)
             .enumerate()
             .map(|(c, uc)| {
-                let base = s.offset + c * CHUNK;
+                let base = c * CHUNK;
                 let (mut mx, mut bad) = (f32::NEG_INFINITY, 0u64);
                 for (k, ui) in uc.iter_mut().enumerate() {
                     let i = base + k;
@@ -145,8 +148,9 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
         }
         let r = s.offset..s.offset + s.len;
         let u = &u_all[r.clone()];
+        let g = gs[ti];
         // One lane per chunk: its weights and, for adaptive, its moments.
-        let mut lanes: Vec<Lane<'_, W, U>> = w[r.clone()]
+        let mut lanes: Vec<Lane<'_, W, U>> = ws[ti]
             .chunks_mut(CHUNK)
             .map(|w| Lane {
                 w,
@@ -178,8 +182,7 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
                 rng::gaussians_into(seed, sc.stream, (s.offset + local0) as u64, &mut z);
                 for (k, wk) in wc.iter_mut().enumerate() {
                     let j = local0 + k;
-                    let i = s.offset + j;
-                    let gi = g[i].to_f32();
+                    let gi = g[j].to_f32();
                     // The trace that gates this weight: its own, or its unit's gate.
                     let (ut, norm) = match role {
                         None => (u[j].to_f32(), norm_of(row_base[ti] + j / s.last_dim)),

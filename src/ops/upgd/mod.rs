@@ -4,7 +4,10 @@
 //!
 //! The model's parameters are one flat buffer `w` with a [`TensorSpec`] `(offset, len,
 //! last_dim)` per tensor; gradients `g` (and, for second order, the Hessian diagonal `h`) share
-//! that layout. One [`Upgd::step`] updates every tensor: pass 1 updates the utility trace `u`
+//! that layout. A model kept as one buffer per tensor steps with [`Upgd::step_list`] over a
+//! layout from [`TensorSpec::packed`] (offsets on 256-element boundaries, used for the traces and
+//! the noise indices), with the same results and no copies. One [`Upgd::step`] updates every
+//! tensor: pass 1 updates the utility trace `u`
 //! and reduces its maximum (global scaling) or the row norms (local scaling); pass 2 draws the
 //! noise from the crate's RNG and updates `w`. The step count, the traces and the seed live in
 //! the optimizer, so [`Upgd::save`] and [`Upgd::restore`] continue a run exactly.
@@ -283,6 +286,65 @@ pub struct TensorSpec {
     pub last_dim: usize,
 }
 
+impl TensorSpec {
+    /// A flat layout for tensors of `(len, last_dim)`, in order, each starting at a multiple of
+    /// [`TensorSpec::ALIGN`] elements: the layout [`Upgd::step_list`] needs. Returns the specs
+    /// and the flat length (the traces' size). The gaps are never read or written.
+    pub fn packed(shapes: &[(usize, usize)]) -> (Vec<TensorSpec>, usize) {
+        let mut at = 0usize;
+        let specs = shapes
+            .iter()
+            .map(|&(len, last_dim)| {
+                let s = TensorSpec {
+                    offset: at,
+                    len,
+                    last_dim,
+                };
+                at = (at + len).next_multiple_of(Self::ALIGN);
+                s
+            })
+            .collect();
+        (specs, at)
+    }
+
+    /// The alignment of [`TensorSpec::packed`] offsets, in elements: 256, so that every
+    /// tensor's first element starts a kernel block and, on wgpu, a binding window.
+    pub const ALIGN: usize = 256;
+}
+
+/// The weights, gradients and Hessian diagonals of one step: one flat buffer each, or one
+/// buffer per tensor.
+enum Params<'a, W: Float, G: Float> {
+    Flat {
+        w: &'a mut Buffer<W>,
+        g: &'a Buffer<G>,
+        h: Option<&'a Buffer<G>>,
+    },
+    List {
+        w: &'a mut [Buffer<W>],
+        g: &'a [Buffer<G>],
+        h: Option<&'a [Buffer<G>]>,
+    },
+}
+
+/// `buf` cut into one slice per tensor, in the order of `tensors` (which do not overlap).
+fn split_mut<'a, T>(buf: &'a mut [T], tensors: &[TensorSpec]) -> Vec<&'a mut [T]> {
+    let mut order: Vec<usize> = (0..tensors.len()).collect();
+    order.sort_by_key(|&k| tensors[k].offset);
+    let mut out: Vec<Option<&'a mut [T]>> = (0..tensors.len()).map(|_| None).collect();
+    let mut rest = buf;
+    let mut at = 0;
+    for k in order {
+        let s = tensors[k];
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(s.offset - at);
+        let (mine, tail) = tail.split_at_mut(s.len);
+        out[k] = Some(mine);
+        rest = tail;
+        at = s.offset + s.len;
+    }
+    out.into_iter().map(|s| s.unwrap_or_default()).collect()
+}
+
 /// A step's reductions: the maximum raw trace and the per-row sums of squares of the
 /// bias-corrected trace (rows of all tensors in order; empty for global scaling).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -438,6 +500,8 @@ pub(crate) struct DeviceState {
     /// kind (0 weight-level, 1 gated, 2 plain SGD, 3 gate).
     pub chunks: Buffer<u32>,
     pub nchunks: usize,
+    /// Each tensor's chunks in the table: (first, count).
+    pub tensor_chunks: Vec<(usize, usize)>,
     /// Rows over all tensors.
     pub rows: usize,
     /// `[eta key slot 0, 1, 2, non-finite count]`: three slots (see [`Slots`]) of the
@@ -452,6 +516,20 @@ pub(crate) struct DeviceState {
     /// wgpu: the binding windows the chunks are dispatched in (empty elsewhere).
     #[cfg(feature = "wgpu")]
     pub windows: Vec<wgpu::Window>,
+    /// wgpu, for [`Upgd::step_list`]: windows that never cross a tensor, with the tensor each
+    /// belongs to (`Err` says why the layout cannot run as a list on this device).
+    #[cfg(feature = "wgpu")]
+    pub list_windows: std::result::Result<Vec<(usize, wgpu::Window)>, String>,
+}
+
+/// What [`chunk_table`] builds.
+struct ChunkTable {
+    /// 8 u32 per chunk (see [`DeviceState::chunks`]).
+    table: Vec<u32>,
+    /// Rows over all tensors.
+    rows: usize,
+    /// Each tensor's chunks: (first, count).
+    ranges: Vec<(usize, usize)>,
 }
 
 /// The key of -inf under the order-preserving map the kernels reduce with.
@@ -459,8 +537,8 @@ const KEY_NEG_INF: u32 = 0x007f_ffff;
 
 /// The chunk table: each tensor cut into chunks of at most one block's elements, with the
 /// global row of each chunk's first element and, for feature-level UPGD, the tensor's gate and
-/// kind. Returns the table, the chunk count and the rows.
-fn chunk_table(tensors: &[TensorSpec], roles: Option<&[Role]>) -> Result<(Vec<u32>, usize, usize)> {
+/// kind.
+fn chunk_table(tensors: &[TensorSpec], roles: Option<&[Role]>) -> Result<ChunkTable> {
     let block = BLOCK_SIZE as usize;
     let mut row_bases = Vec::with_capacity(tensors.len());
     let mut rows = 0usize;
@@ -469,7 +547,9 @@ fn chunk_table(tensors: &[TensorSpec], roles: Option<&[Role]>) -> Result<(Vec<u3
         rows += s.len / s.last_dim;
     }
     let mut table = Vec::new();
+    let mut ranges = Vec::with_capacity(tensors.len());
     for (k, s) in tensors.iter().enumerate() {
+        ranges.push((table.len() / 8, s.len.div_ceil(block)));
         let (gate_offset, gate_row, kind) = match roles.map(|r| r[k]) {
             None => (0, 0, 0),
             Some(Role::Gated { gate }) => (tensors[gate].offset, row_bases[gate], 1),
@@ -498,8 +578,11 @@ fn chunk_table(tensors: &[TensorSpec], roles: Option<&[Role]>) -> Result<(Vec<u3
             }
         }
     }
-    let n = table.len() / 8;
-    Ok((table, n, rows))
+    Ok(ChunkTable {
+        table,
+        rows,
+        ranges,
+    })
 }
 
 fn finite(what: &str, x: f32, lo: f32, hi_open: Option<f32>) -> Result<()> {
@@ -588,15 +671,26 @@ impl Upgd {
         let gpu = if dev.backend() == crate::Backend::Cpu {
             None
         } else {
-            let (table, nchunks, rows) = chunk_table(tensors, roles)?;
+            let ChunkTable {
+                table,
+                rows,
+                ranges: tensor_chunks,
+            } = chunk_table(tensors, roles)?;
             #[cfg(feature = "wgpu")]
-            let windows = match dev {
-                Device::Wgpu(d) => wgpu::windows(&table, wgpu::span(d.chunk_bytes()))?,
-                _ => Vec::new(),
+            let (windows, list_windows) = match dev {
+                Device::Wgpu(d) => {
+                    let span = wgpu::span(d.chunk_bytes());
+                    (
+                        wgpu::windows(&table, span)?,
+                        wgpu::list_windows(&table, span, &tensor_chunks),
+                    )
+                }
+                _ => (Vec::new(), Ok(Vec::new())),
             };
             Some(DeviceState {
                 chunks: dev.upload(&table)?,
-                nchunks,
+                nchunks: table.len() / 8,
+                tensor_chunks,
                 rows,
                 state: dev.upload(&[KEY_NEG_INF, KEY_NEG_INF, KEY_NEG_INF, 0])?,
                 // Row sums exist for local scaling only; global kernels never index them.
@@ -608,6 +702,8 @@ impl Upgd {
                 scratch: dev.zeros(1)?,
                 #[cfg(feature = "wgpu")]
                 windows,
+                #[cfg(feature = "wgpu")]
+                list_windows,
             })
         };
         Ok(Upgd {
@@ -743,25 +839,77 @@ impl Upgd {
         validate::on_device(OP, "g", &self.dev, g)?;
         validate::len(OP, "w", self.len, w.len())?;
         validate::len(OP, "g", self.len, g.len())?;
-        match (self.variant.second_order(), h) {
-            (true, Some(h)) => {
-                validate::on_device(OP, "h", &self.dev, h)?;
-                validate::len(OP, "h", self.len, h.len())?;
-            }
-            (true, None) => {
-                return Err(Error::InvalidArgument {
-                    op: OP,
-                    what: "second-order variants need h, the Hessian diagonal".into(),
-                });
-            }
-            (false, Some(_)) => {
-                return Err(Error::InvalidArgument {
-                    op: OP,
-                    what: "h is only used by second-order variants".into(),
-                });
-            }
-            (false, None) => {}
+        if let Some(h) = h {
+            validate::on_device(OP, "h", &self.dev, h)?;
+            validate::len(OP, "h", self.len, h.len())?;
         }
+        self.check_h(h.is_some())?;
+        self.run(Params::Flat { w, g, h })
+    }
+
+    /// One optimizer step over a model held as one buffer per tensor: `w[k]`, `g[k]` (and
+    /// `h[k]`) hold tensor `k` of the layout, `len` elements each. The same math and noise as
+    /// [`Upgd::step`] on the flat layout (element `j` of tensor `k` draws the Gaussian of
+    /// global index `offset + j`), with no copies and no host synchronization: on the GPUs the
+    /// two passes launch once per tensor (per binding window on wgpu). The layout's offsets
+    /// must be multiples of [`TensorSpec::ALIGN`] ([`TensorSpec::packed`] makes such a layout).
+    pub fn step_list<W: Float, G: Float>(
+        &mut self,
+        w: &mut [Buffer<W>],
+        g: &[Buffer<G>],
+        h: Option<&[Buffer<G>]>,
+    ) -> Result<()> {
+        let n = self.tensors.len();
+        validate::len(OP, "w (tensors)", n, w.len())?;
+        validate::len(OP, "g (tensors)", n, g.len())?;
+        if let Some(h) = h {
+            validate::len(OP, "h (tensors)", n, h.len())?;
+        }
+        if let Some(k) = self
+            .tensors
+            .iter()
+            .position(|s| s.offset % TensorSpec::ALIGN != 0)
+        {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: format!(
+                    "step_list needs tensor offsets that are multiples of {} (tensor {k} is at \
+                     {}); build the layout with TensorSpec::packed",
+                    TensorSpec::ALIGN,
+                    self.tensors[k].offset
+                ),
+            });
+        }
+        for (k, s) in self.tensors.iter().enumerate() {
+            validate::on_device(OP, "w", &self.dev, &w[k])?;
+            validate::on_device(OP, "g", &self.dev, &g[k])?;
+            validate::len(OP, "w[k]", s.len, w[k].len())?;
+            validate::len(OP, "g[k]", s.len, g[k].len())?;
+            if let Some(h) = h {
+                validate::on_device(OP, "h", &self.dev, &h[k])?;
+                validate::len(OP, "h[k]", s.len, h[k].len())?;
+            }
+        }
+        self.check_h(h.is_some())?;
+        self.run(Params::List { w, g, h })
+    }
+
+    /// `h` is given exactly when the variant is second order.
+    fn check_h(&self, has_h: bool) -> Result<()> {
+        match (self.variant.second_order(), has_h) {
+            (true, false) => Err(Error::InvalidArgument {
+                op: OP,
+                what: "second-order variants need h, the Hessian diagonal".into(),
+            }),
+            (false, true) => Err(Error::InvalidArgument {
+                op: OP,
+                what: "h is only used by second-order variants".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn run<W: Float, G: Float>(&mut self, params: Params<'_, W, G>) -> Result<()> {
         let t = self.t + 1;
         if t >= 1 << 32 {
             return Err(Error::LimitExceeded {
@@ -787,8 +935,8 @@ impl Upgd {
             },
         };
         let host = match &mut self.traces {
-            TraceStore::F32(tr) => run.step(w, g, h, tr)?,
-            TraceStore::BF16(tr) => run.step(w, g, h, tr)?,
+            TraceStore::F32(tr) => run.step(params, tr)?,
+            TraceStore::BF16(tr) => run.step(params, tr)?,
         };
         if let Some((nonfinite, scale)) = host {
             self.scale = Some(scale);
@@ -1075,53 +1223,76 @@ impl Run<'_> {
     /// count and the step's reductions (the devices keep theirs in their slots).
     fn step<W: Float, G: Float, U: Float>(
         &self,
-        w: &mut Buffer<W>,
-        g: &Buffer<G>,
-        h: Option<&Buffer<G>>,
+        params: Params<'_, W, G>,
         tr: &mut Traces<U>,
     ) -> Result<Option<(u64, Scale)>> {
         let (variant, sc, seed, slots) = (self.variant, self.sc, self.seed, self.slots);
         if let (Some(st), Some(pdev)) = (self.gpu, PtxDevice::of(self.dev)) {
-            ptx::step(&pdev, st, variant, sc, seed, slots, w, g, h, tr)?;
+            ptx::step(
+                &pdev,
+                st,
+                variant,
+                sc,
+                seed,
+                slots,
+                self.tensors,
+                params,
+                tr,
+            )?;
             return Ok(None);
         }
         #[cfg(feature = "wgpu")]
         if let (Some(st), Device::Wgpu(_)) = (self.gpu, self.dev) {
-            wgpu::step(st, variant, sc, seed, slots, w, g, h, tr)?;
+            wgpu::step(st, variant, sc, seed, slots, self.tensors, params, tr)?;
             return Ok(None);
         }
-        match (&mut w.storage, &g.storage) {
-            (Storage::Cpu(wv), Storage::Cpu(gv)) => {
-                let hv = match h.map(|h| &h.storage) {
-                    Some(Storage::Cpu(hv)) => Some(hv.as_slice()),
-                    _ => None,
-                };
-                let state = cpu::State {
-                    u: cpu_mut(&mut tr.u)?,
-                    m: tr.m.as_mut().map(cpu_mut).transpose()?,
-                    v: tr.v.as_mut().map(cpu_mut).transpose()?,
-                };
-                Ok(Some(cpu::step(
-                    variant,
-                    sc,
-                    self.tensors,
-                    self.roles,
-                    seed,
-                    wv,
-                    gv,
-                    hv,
-                    state,
-                    self.prev,
-                )))
-            }
-            #[allow(unreachable_patterns)]
-            _ => Err(Error::Unsupported {
-                op: OP,
-                backend: self.dev.backend().name(),
-                what: "internal: no UPGD kernels for this backend".into(),
-            }),
-        }
+        let (ws, gs, hs) = match params {
+            Params::Flat { w, g, h } => (
+                split_mut(cpu_mut(w)?, self.tensors),
+                split(cpu_ref(g)?, self.tensors),
+                h.map(|h| cpu_ref(h).map(|h| split(h, self.tensors)))
+                    .transpose()?,
+            ),
+            Params::List { w, g, h } => (
+                w.iter_mut().map(cpu_mut).collect::<Result<Vec<_>>>()?,
+                g.iter().map(cpu_ref).collect::<Result<Vec<_>>>()?,
+                h.map(|h| h.iter().map(cpu_ref).collect::<Result<Vec<_>>>())
+                    .transpose()?,
+            ),
+        };
+        let state = cpu::State {
+            u: cpu_mut(&mut tr.u)?,
+            m: tr.m.as_mut().map(cpu_mut).transpose()?,
+            v: tr.v.as_mut().map(cpu_mut).transpose()?,
+        };
+        Ok(Some(cpu::step(
+            variant,
+            sc,
+            self.tensors,
+            self.roles,
+            seed,
+            ws,
+            gs,
+            hs,
+            state,
+            self.prev,
+        )))
     }
+}
+
+/// `buf` cut into one slice per tensor, in the order of `tensors`.
+fn split<'a, T>(buf: &'a [T], tensors: &[TensorSpec]) -> Vec<&'a [T]> {
+    tensors
+        .iter()
+        .map(|s| &buf[s.offset..s.offset + s.len])
+        .collect()
+}
+
+fn cpu_ref<T: Float>(b: &Buffer<T>) -> Result<&[T]> {
+    b.as_host_slice().ok_or_else(|| Error::InvalidArgument {
+        op: OP,
+        what: "internal: a CPU step met a buffer on another device".into(),
+    })
 }
 
 const MAGIC: &[u8] = b"TKUPGD3\0";

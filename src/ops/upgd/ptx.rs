@@ -2,7 +2,7 @@
 //! step over the chunk table (one, fused, in the one-pass mode), with the maximum and the row
 //! sums in three rotating slots on the device.
 
-use super::{DeviceState, Scalars, Slots, Traces, Variant};
+use super::{DeviceState, Params, Scalars, Slots, TensorSpec, Traces, Variant};
 use crate::Result;
 use crate::backend::ptx::{BLOCK_SIZE, KernelArg, PtxDevice, ptr_of};
 use crate::buffer::{Buffer, Float};
@@ -17,20 +17,16 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
     sc: &Scalars,
     seed: u64,
     slots: Slots,
-    w: &mut Buffer<W>,
-    g: &Buffer<G>,
-    h: Option<&Buffer<G>>,
+    tensors: &[TensorSpec],
+    params: Params<'_, W, G>,
     tr: &mut Traces<U>,
 ) -> Result<()> {
     let (u, m, v) = (&tr.u, tr.m.as_ref(), tr.v.as_ref());
-    let n = w.len();
+    let n = u.len();
     let rows = st.rows;
     let ptr = |b: &Buffer<U>| ptr_of(OP, b, 0, n);
-    let (wp, gp, up) = (ptr_of(OP, w, 0, n)?, ptr_of(OP, g, 0, n)?, ptr(u)?);
-    let hp = match h {
-        Some(h) => ptr_of(OP, h, 0, n)?,
-        None => gp,
-    };
+    let up = ptr(u)?;
+    let groups = launch_groups(st, tensors, &params)?;
     // Without moments the kernels never touch m and v; any valid pointer fills the slots.
     let mp = match m {
         Some(m) => ptr(m)?,
@@ -40,7 +36,6 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
         Some(v) => ptr(v)?,
         None => up,
     };
-    let chunks = ptr_of(OP, &st.chunks, 0, st.chunks.len())?;
     let eta = |slot: usize| ptr_of(OP, &st.state, slot, 1);
     // Global scaling keeps no row sums (a 3-element placeholder the kernels never index).
     let local = variant.scaling() == super::Scaling::Local;
@@ -55,7 +50,6 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
         G::DTYPE.kernel_code(),
         U::DTYPE.kernel_code(),
     );
-    let threads = st.nchunks as u64 * u64::from(BLOCK_SIZE);
     let f = KernelArg::F32;
     let scalars = [
         f(sc.decay),
@@ -70,13 +64,13 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
         f(sc.sqrt_bc2),
     ];
     let mut trace = vec![
-        wp,
-        gp,
-        hp,
+        up,
+        up,
+        up,
         up,
         mp,
         vp,
-        chunks,
+        up,
         eta(slots.cur)?,
         eta(slots.scale)?,
         eta(slots.next)?,
@@ -98,19 +92,25 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
         KernelArg::U32(kv.trace_flags | (u32::from(slots.fused) << 2)),
         KernelArg::U32(kv.update_flags),
     ]);
-    // SAFETY: the list matches `trace` in upgd.ptx; every chunk of the table lies inside the
-    // flat buffers of `n` elements and its rows inside `rows` (built and checked by the host).
-    unsafe { dev.launch_1d("upgd", "trace", OP, &trace, threads) }?;
+    for grp in &groups {
+        trace[..3].copy_from_slice(&[grp.w, grp.g, grp.h]);
+        trace[6] = grp.chunks;
+        // SAFETY: the list matches `trace` in upgd.ptx; every chunk of the group lies inside
+        // the traces of `n` elements and inside the group's w, g, h (the flat buffers, or one
+        // tensor's buffers passed shifted by its offset), and its rows inside `rows` (built and
+        // checked by the host).
+        unsafe { dev.launch_1d("upgd", "trace", OP, &trace, grp.threads) }?;
+    }
     if slots.fused {
         return Ok(());
     }
     let mut update = vec![
-        wp,
-        gp,
+        up,
+        up,
         up,
         mp,
         vp,
-        chunks,
+        up,
         eta(slots.scale)?,
         eta(slots.next)?,
         rowsq(slots.scale)?,
@@ -126,6 +126,67 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
         KernelArg::U32(utype),
         KernelArg::U32(kv.update_flags),
     ]);
-    // SAFETY: as above, for `update`.
-    unsafe { dev.launch_1d("upgd", "update", OP, &update, threads) }
+    for grp in &groups {
+        update[..2].copy_from_slice(&[grp.w, grp.g]);
+        update[5] = grp.chunks;
+        // SAFETY: as above, for `update`.
+        unsafe { dev.launch_1d("upgd", "update", OP, &update, grp.threads) }?;
+    }
+    Ok(())
+}
+
+/// One launch's buffers: `w`, `g`, `h` (`g` where there is none), its chunks of the table and
+/// its threads.
+struct Group {
+    w: KernelArg,
+    g: KernelArg,
+    h: KernelArg,
+    chunks: KernelArg,
+    threads: u64,
+}
+
+/// One group over the whole table for a flat model; one per tensor for a list, each buffer
+/// passed shifted by its tensor's offset so that the kernels index it by global element.
+fn launch_groups<W: Float, G: Float>(
+    st: &DeviceState,
+    tensors: &[TensorSpec],
+    params: &Params<'_, W, G>,
+) -> Result<Vec<Group>> {
+    let block = u64::from(BLOCK_SIZE);
+    match params {
+        Params::Flat { w, g, h } => {
+            let n = w.len();
+            let gp = ptr_of(OP, *g, 0, n)?;
+            Ok(vec![Group {
+                w: ptr_of(OP, &**w, 0, n)?,
+                g: gp,
+                h: h.map(|h| ptr_of(OP, h, 0, n)).transpose()?.unwrap_or(gp),
+                chunks: ptr_of(OP, &st.chunks, 0, st.chunks.len())?,
+                threads: st.nchunks as u64 * block,
+            }])
+        }
+        Params::List { w, g, h } => tensors
+            .iter()
+            .zip(&st.tensor_chunks)
+            .enumerate()
+            .map(|(k, (s, &(first, count)))| {
+                let (ws, gs) = (
+                    (s.offset * W::DTYPE.size()) as u64,
+                    (s.offset * G::DTYPE.size()) as u64,
+                );
+                let gp = ptr_of(OP, &g[k], 0, s.len)?.shifted(gs);
+                let hp = match h {
+                    Some(h) => ptr_of(OP, &h[k], 0, s.len)?.shifted(gs),
+                    None => gp,
+                };
+                Ok(Group {
+                    w: ptr_of(OP, &w[k], 0, s.len)?.shifted(ws),
+                    g: gp,
+                    h: hp,
+                    chunks: ptr_of(OP, &st.chunks, 8 * first, 8 * count)?,
+                    threads: count as u64 * block,
+                })
+            })
+            .collect(),
+    }
 }

@@ -2,7 +2,7 @@
 //! fused in the one-pass mode). A model larger than one storage binding runs as one dispatch per
 //! window of the flat buffers (see [`windows`]), all windows of a pass in one submission.
 
-use super::{DeviceState, Scalars, Slots, Traces, Variant};
+use super::{DeviceState, Params as Model, Scalars, Slots, TensorSpec, Traces, Variant};
 use crate::backend::wgpu::{Dispatch, Range, WgpuStorage, bind_whole, split_u64};
 use crate::buffer::{Buffer, Element, Float, Storage};
 use crate::{Error, Result};
@@ -140,6 +140,49 @@ pub(crate) fn windows(table: &[u32], span: usize) -> Result<Vec<Window>> {
     Ok(out)
 }
 
+/// Windows for [`super::Upgd::step_list`]: each tensor's chunks grouped as [`windows`] does,
+/// so that no window crosses a tensor (each binds one tensor's buffers), with the tensor's
+/// index. Tensors must start on a 256-element boundary; `Err` says why the layout cannot run.
+pub(crate) fn list_windows(
+    table: &[u32],
+    span: usize,
+    tensor_chunks: &[(usize, usize)],
+) -> std::result::Result<Vec<(usize, Window)>, String> {
+    let mut out = Vec::new();
+    for (k, &(first, count)) in tensor_chunks.iter().enumerate() {
+        let mine = &table[8 * first..8 * (first + count)];
+        if mine[0] % 256 != 0 {
+            return Err(format!(
+                "tensor {k} does not start on a 256-element boundary"
+            ));
+        }
+        for w in windows(mine, span).map_err(|e| e.to_string())? {
+            out.push((
+                k,
+                Window {
+                    chunk0: w.chunk0 + first,
+                    ..w
+                },
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// A window of one tensor's own buffer: the elements of `win` from the tensor's `offset`.
+fn tensor_window<'a, T: Element>(
+    b: &'a Buffer<T>,
+    offset: usize,
+    win: &Window,
+    span: usize,
+    binding: u32,
+) -> Result<Range<'a>> {
+    let s = storage(b)?;
+    let local = win.base - offset;
+    let count = span.min(b.len() - local).max(1);
+    Ok(s.range(local, count, T::DTYPE.size()).at(binding))
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn step<W: Float, G: Float, U: Float>(
     st: &DeviceState,
@@ -147,9 +190,8 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
     sc: &Scalars,
     seed: u64,
     slots: Slots,
-    w: &mut Buffer<W>,
-    g: &Buffer<G>,
-    h: Option<&Buffer<G>>,
+    tensors: &[TensorSpec],
+    model: Model<'_, W, G>,
     tr: &mut Traces<U>,
 ) -> Result<()> {
     let (u, m, v) = (&tr.u, tr.m.as_ref(), tr.v.as_ref());
@@ -184,12 +226,25 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
         chunk0: 0,
         pad: [0; 3],
     };
-    let dev = &storage(w)?.dev;
+    let dev = &storage(u)?.dev;
     let span = span(dev.chunk_bytes());
+    // Each window with the tensor it binds (None: the flat buffers).
+    let wins: Vec<(Option<usize>, Window)> = match &model {
+        Model::Flat { .. } => st.windows.iter().map(|w| (None, *w)).collect(),
+        Model::List { .. } => match &st.list_windows {
+            Ok(l) => l.iter().map(|&(k, w)| (Some(k), w)).collect(),
+            Err(why) => {
+                return Err(Error::Unsupported {
+                    op: OP,
+                    backend: "wgpu",
+                    what: format!("this layout as a list of buffers: {why}"),
+                });
+            }
+        },
+    };
     let per_window = |flags: u32| -> Vec<Params> {
-        st.windows
-            .iter()
-            .map(|win| Params {
+        wins.iter()
+            .map(|(_, win)| Params {
                 flags,
                 nchunks: win.count as u32,
                 base: win.base as u32,
@@ -207,14 +262,36 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
         } else {
             &update_params
         };
-        st.windows
-            .iter()
+        wins.iter()
             .zip(params)
-            .map(|(win, p)| {
-                let mut buffers = vec![window(w, win, span, 1)?, window(g, win, span, 2)?];
-                if with_h {
-                    buffers.push(window(h.unwrap_or(g), win, span, 3)?);
-                }
+            .map(|((k, win), p)| {
+                let mut buffers = match (&model, *k) {
+                    (Model::Flat { w, g, h }, _) => {
+                        let mut b = vec![window(&**w, win, span, 1)?, window(*g, win, span, 2)?];
+                        if with_h {
+                            b.push(window(h.unwrap_or(g), win, span, 3)?);
+                        }
+                        b
+                    }
+                    (Model::List { w, g, h }, Some(k)) => {
+                        let off = tensors[k].offset;
+                        let mut b = vec![
+                            tensor_window(&w[k], off, win, span, 1)?,
+                            tensor_window(&g[k], off, win, span, 2)?,
+                        ];
+                        if with_h {
+                            let h = h.map_or(&g[k], |h| &h[k]);
+                            b.push(tensor_window(h, off, win, span, 3)?);
+                        }
+                        b
+                    }
+                    _ => {
+                        return Err(Error::InvalidArgument {
+                            op: OP,
+                            what: "internal: a list window without its tensor".into(),
+                        });
+                    }
+                };
                 buffers.extend([
                     window(u, win, span, 4)?,
                     whole(&st.chunks, 5)?,
