@@ -222,6 +222,28 @@ impl<T: Element> Buffer<T> {
         }
     }
 
+    /// Zero every element on the buffer's device, without a host copy (ops that accumulate
+    /// with atomics start from this).
+    #[cfg_attr(not(any(feature = "cuda", feature = "ptx-emu")), allow(dead_code))]
+    pub(crate) fn clear(&mut self) -> Result<()> {
+        let len = self.len;
+        match &mut self.storage {
+            Storage::Cpu(v) => {
+                v[..len].fill(T::default());
+                Ok(())
+            }
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(s) => s.dev.clear(s, (len * T::DTYPE.size()) as u64),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => s.clear(len),
+            #[cfg(feature = "ptx-emu")]
+            Storage::PtxEmu(s) => {
+                s.clear(len * T::DTYPE.size());
+                Ok(())
+            }
+        }
+    }
+
     /// The host memory of a CPU buffer, for an op's CPU path (`op` names it in the error).
     pub(crate) fn host_mut(&mut self, op: &'static str) -> Result<&mut [T]> {
         match &mut self.storage {

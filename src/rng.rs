@@ -191,11 +191,103 @@ const BATCH_BLOCKS: usize = 64;
 /// algorithm. `first + dst.len()` must not overflow (the ops validate it).
 pub fn gaussians_into(seed: u64, stream: u64, first: u64, dst: &mut [f32]) {
     let mut buf = [0.0f32; 4 * BATCH_BLOCKS];
+    let isa = Isa::detect();
     fill_by_blocks(first, dst, &mut buf, |blk, out: &mut [f32]| {
-        for (b, o) in out.chunks_exact_mut(4).enumerate() {
-            o.copy_from_slice(&gaussians_f32(block(seed, stream, blk + b as u64)));
+        let mut batch = [0.0f32; 4 * BATCH_BLOCKS];
+        match isa {
+            // SAFETY: `Isa::detect` saw the features at run time.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { gaussian_batch_avx512(seed, stream, blk, &mut batch) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { gaussian_batch_avx2(seed, stream, blk, &mut batch) },
+            _ => gaussian_batch(seed, stream, blk, &mut batch),
         }
+        out.copy_from_slice(&batch[..out.len()]);
     });
+}
+
+/// The widest vector instructions the batch loops may use on this CPU (detected at run time:
+/// the crate is built for the baseline x86-64, where Philox's 32 x 32 -> 64 multiplies and the
+/// Box-Muller polynomials barely vectorize). Measured on the development machine (AMD EPYC with
+/// AVX-512), one thread of [`gaussians_into`]: 265 M/s baseline, 370 M/s AVX2, 500 M/s AVX-512.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isa {
+    Baseline,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx2,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx512,
+}
+
+impl Isa {
+    fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512dq")
+                && std::is_x86_feature_detected!("avx512vl")
+                && std::is_x86_feature_detected!("avx512bw")
+            {
+                return Isa::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Baseline
+    }
+}
+
+/// The Gaussians of blocks `blk .. blk + BATCH_BLOCKS`, block by block. Written lane-wise
+/// (all blocks' words, then all Gaussians, then interleaved) so the compiler vectorizes each
+/// loop across blocks; the operations per value are those of [`gaussians_f32`], in the same
+/// order, so every path gives the same bits (Rust never contracts to FMA, and vector square
+/// roots and conversions round as the scalar ones).
+#[inline(always)]
+fn gaussian_batch(seed: u64, stream: u64, blk: u64, out: &mut [f32; 4 * BATCH_BLOCKS]) {
+    let mut w = [[0u32; BATCH_BLOCKS]; 4];
+    for b in 0..BATCH_BLOCKS {
+        let x = block(seed, stream, blk + b as u64);
+        for (lane, v) in w.iter_mut().zip(x) {
+            lane[b] = v;
+        }
+    }
+    let mut z = [[0.0f32; BATCH_BLOCKS]; 4];
+    for b in 0..BATCH_BLOCKS {
+        let g = gaussians_f32([w[0][b], w[1][b], w[2][b], w[3][b]]);
+        for (lane, v) in z.iter_mut().zip(g) {
+            lane[b] = v;
+        }
+    }
+    for (b, o) in out.chunks_exact_mut(4).enumerate() {
+        o.copy_from_slice(&[z[0][b], z[1][b], z[2][b], z[3][b]]);
+    }
+}
+
+/// [`gaussian_batch`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512 F, DQ, VL and BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
+unsafe fn gaussian_batch_avx512(
+    seed: u64,
+    stream: u64,
+    blk: u64,
+    out: &mut [f32; 4 * BATCH_BLOCKS],
+) {
+    gaussian_batch(seed, stream, blk, out);
+}
+
+/// [`gaussian_batch`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gaussian_batch_avx2(seed: u64, stream: u64, blk: u64, out: &mut [f32; 4 * BATCH_BLOCKS]) {
+    gaussian_batch(seed, stream, blk, out);
 }
 
 /// `dst[j]` = the raw word of global element `first + j` of `stream`.
@@ -239,5 +331,58 @@ fn fill_by_blocks<T: Copy>(
         head.copy_from_slice(&buf[skip..skip + take]);
         rest = tail;
         i += take as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every vector path gives the scalar algorithm's bits: 4096 batches of every ISA this CPU
+    /// has, against `gaussians_f32` block by block, and the slice filler at ragged offsets.
+    #[test]
+    fn vector_batches_equal_the_scalar_algorithm() {
+        let isa = Isa::detect();
+        eprintln!("rng batch ISA on this CPU: {isa:?}");
+        for batch in 0..4096u64 {
+            let blk = batch * BATCH_BLOCKS as u64 + (batch % 7);
+            let mut want = [0.0f32; 4 * BATCH_BLOCKS];
+            for (b, o) in want.chunks_exact_mut(4).enumerate() {
+                o.copy_from_slice(&gaussians_f32(block(3, 9, blk + b as u64)));
+            }
+            let mut got = [0.0f32; 4 * BATCH_BLOCKS];
+            gaussian_batch(3, 9, blk, &mut got);
+            assert_eq!(
+                got.map(f32::to_bits),
+                want.map(f32::to_bits),
+                "baseline {blk}"
+            );
+            #[cfg(target_arch = "x86_64")]
+            {
+                if isa != Isa::Baseline {
+                    // SAFETY: detected above.
+                    unsafe { gaussian_batch_avx2(3, 9, blk, &mut got) };
+                    assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "avx2 {blk}");
+                }
+                if isa == Isa::Avx512 {
+                    // SAFETY: detected above.
+                    unsafe { gaussian_batch_avx512(3, 9, blk, &mut got) };
+                    assert_eq!(
+                        got.map(f32::to_bits),
+                        want.map(f32::to_bits),
+                        "avx512 {blk}"
+                    );
+                }
+            }
+        }
+        for (first, len) in [(0u64, 1usize), (3, 1000), (u64::MAX - 5000, 5000)] {
+            let mut got = vec![0.0f32; len];
+            gaussians_into(5, 1, first, &mut got);
+            for (j, g) in got.iter().enumerate() {
+                let i = first + j as u64;
+                let want = gaussians_f32(block(5, 1, i / 4))[(i % 4) as usize];
+                assert_eq!(g.to_bits(), want.to_bits(), "{i}");
+            }
+        }
     }
 }

@@ -244,6 +244,27 @@ impl<T: Element> CudaStorage<T> {
         Ok(out)
     }
 
+    /// Zeroes the first `len` elements on the device's stream (no host copy, no wait).
+    pub(crate) fn clear(&mut self, len: usize) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.dev.0.ctx.bind_to_thread()?;
+        let stream = self.dev.stream().clone();
+        let (p, g) = self.ptr_mut(&stream);
+        // SAFETY: `p` holds at least `len` elements of T (checked by the caller's buffer).
+        unsafe {
+            cudarc::driver::result::memset_d8_async(
+                p,
+                0,
+                len * std::mem::size_of::<T>(),
+                stream.cu_stream(),
+            )?;
+        }
+        drop(g);
+        Ok(())
+    }
+
     pub(crate) fn write(&mut self, data: &[T]) -> Result<()> {
         if data.is_empty() {
             return Ok(());

@@ -213,6 +213,13 @@ impl EmuStorage {
         }
     }
 
+    /// Zeroes the first `bytes` (whole words around them).
+    pub(crate) fn clear(&self, bytes: usize) {
+        for w in &self.alloc.words[..bytes.div_ceil(4)] {
+            w.store(0, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn download<T: Element>(&self, len: usize) -> Result<Vec<T>> {
         Ok(bytemuck::pod_collect_to_vec(
             &self.read_bytes(len * T::DTYPE.size()),

@@ -125,8 +125,23 @@ pub fn copy_row(dev: &Device, len: usize) -> Result<Row> {
     Ok(row(dev, "copy", DType::F32, len, t, bytes, gbps))
 }
 
-/// Every op at every size on `dev`; `progress` hears each case before it runs.
-pub fn run(dev: &Device, sizes: &[usize], progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
+/// Every op (or the families in `only`, named as in [`crate::check::FAMILIES`]; all when
+/// empty) at every size on `dev`, after the plain copy of each size; `progress` hears each case
+/// before it runs.
+pub fn run(
+    dev: &Device,
+    sizes: &[usize],
+    only: &[String],
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Row>> {
+    let families = crate::check::FAMILIES;
+    if let Some(bad) = only.iter().find(|f| !families.contains(&f.as_str())) {
+        return Err(crate::Error::InvalidArgument {
+            op: "bench",
+            what: format!("unknown op family {bad:?}: {}", families.join(", ")),
+        });
+    }
+    let wanted = |f: &str| only.is_empty() || only.iter().any(|o| o == f);
     let mut rows = Vec::new();
     for &len in sizes {
         progress(&format!("copy {len}"));
@@ -137,11 +152,21 @@ pub fn run(dev: &Device, sizes: &[usize], progress: &mut dyn FnMut(&str)) -> Res
             progress(&format!("write {len}"));
             rows.push(cpu_write_row(dev, len, copy_gbps)?);
         }
-        noise::run(dev, len, copy_gbps, progress, &mut rows)?;
-        clip::run(dev, len, copy_gbps, progress, &mut rows)?;
-        mf_noise::run(dev, len, copy_gbps, progress, &mut rows)?;
-        fft::run(dev, len, copy_gbps, progress, &mut rows)?;
-        upgd::run(dev, len, copy_gbps, progress, &mut rows)?;
+        if wanted("noise") {
+            noise::run(dev, len, copy_gbps, progress, &mut rows)?;
+        }
+        if wanted("clip") {
+            clip::run(dev, len, copy_gbps, progress, &mut rows)?;
+        }
+        if wanted("mf_noise") {
+            mf_noise::run(dev, len, copy_gbps, progress, &mut rows)?;
+        }
+        if wanted("fft") {
+            fft::run(dev, len, copy_gbps, progress, &mut rows)?;
+        }
+        if wanted("upgd") {
+            upgd::run(dev, len, copy_gbps, progress, &mut rows)?;
+        }
     }
     // Rendering and splatting once, on Lightplane's benchmark scenes: 256^2 rays on GPUs, a
     // smaller batch where every sample costs microseconds (the CPU, lavapipe, the emulator).
@@ -151,18 +176,24 @@ pub fn run(dev: &Device, sizes: &[usize], progress: &mut dyn FnMut(&str)) -> Res
         _ => (1 << 10, 128),
     };
     let copy_gbps = rows.iter().find(|r| r.op == "copy").map_or(1.0, |r| r.gbps);
-    fft::table(dev, copy_gbps, progress, &mut rows)?;
-    match render::run(dev, n_rays, samples, copy_gbps, progress, &mut rows) {
-        Err(crate::Error::Unsupported { what, .. }) => {
-            progress(&format!("render: not run on {}: {what}", dev.backend()))
-        }
-        other => other?,
+    if wanted("mf_noise") || wanted("fft") {
+        fft::table(dev, copy_gbps, progress, &mut rows)?;
     }
-    match splat::run(dev, n_rays, copy_gbps, progress, &mut rows) {
-        Err(crate::Error::Unsupported { what, .. }) => {
-            progress(&format!("splat: not run on {}: {what}", dev.backend()))
+    if wanted("render") {
+        match render::run(dev, n_rays, samples, copy_gbps, progress, &mut rows) {
+            Err(crate::Error::Unsupported { what, .. }) => {
+                progress(&format!("render: not run on {}: {what}", dev.backend()))
+            }
+            other => other?,
         }
-        other => other?,
+    }
+    if wanted("splat") {
+        match splat::run(dev, n_rays, copy_gbps, progress, &mut rows) {
+            Err(crate::Error::Unsupported { what, .. }) => {
+                progress(&format!("splat: not run on {}: {what}", dev.backend()))
+            }
+            other => other?,
+        }
     }
     Ok(rows)
 }

@@ -49,6 +49,9 @@ enum Command {
         /// Sizes as base-2 logarithms, e.g. `16,20,24` (default: up to 28 on CUDA, 26 elsewhere).
         #[arg(long, value_delimiter = ',')]
         sizes: Option<Vec<u32>>,
+        /// Only these op families (as for `check`; default: all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Run one op on files, for comparing with your own code. These flags are stable.
     #[command(subcommand)]
@@ -513,6 +516,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             backend,
             json,
             sizes,
+            only,
         } => {
             let dev = backend.device()?;
             let sizes: Vec<usize> = match sizes {
@@ -532,7 +536,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => trainkern::bench::default_sizes(dev.backend()),
             };
             println!("bench on {dev}");
-            let rows = trainkern::bench::run(&dev, &sizes, &mut progress())?;
+            let rows = trainkern::bench::run(&dev, &sizes, &only, &mut progress())?;
             clear_progress();
             print!("{}", trainkern::bench::format_table(&rows));
             if let Some(path) = json {

@@ -10,6 +10,9 @@ use super::{Mechanism, STREAM_TAG, StepArgs};
 use crate::buffer::Float;
 use crate::rng;
 
+/// Coordinates per piece of a state block on the CPU.
+const PIECE: usize = 2048;
+
 pub(super) fn step<T: Float, S: Float>(
     mech: &Mechanism,
     a: &StepArgs,
@@ -18,11 +21,20 @@ pub(super) fn step<T: Float, S: Float>(
 ) {
     let w = a.block;
     let vectors = mech.state_vectors();
+    // A block in pieces of PIECE coordinates, so that a piece's Gaussians, its f64 values and
+    // its state words stay in cache between the loops that touch them.
     let add = |b: usize, g: &mut [T], parts: &mut [&mut [S]]| {
-        let first = a.offset + (b * w) as u64;
-        let x = block(mech, a, first, g.len(), parts);
-        for (g, x) in g.iter_mut().zip(&x) {
-            *g = T::from_f32(g.to_f32() + a.sigma * (*x as f32));
+        for (p, gp) in g.chunks_mut(PIECE).enumerate() {
+            let at = p * PIECE;
+            let first = a.offset + (b * w + at) as u64;
+            let mut sub: Vec<&mut [S]> = parts
+                .iter_mut()
+                .map(|v| &mut v[at..at + gp.len()])
+                .collect();
+            let x = block(mech, a, first, gp.len(), &mut sub);
+            for (g, x) in gp.iter_mut().zip(&x) {
+                *g = T::from_f32(g.to_f32() + a.sigma * (*x as f32));
+            }
         }
     };
     if vectors == 0 {

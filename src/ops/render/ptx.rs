@@ -124,9 +124,9 @@ pub(super) fn backward<T: Float>(
     grads: &mut RenderGrads,
 ) -> Result<()> {
     // Grid gradients are added to; the rest is written.
-    grads.grids.write(&vec![0.0; grads.grids.len()])?;
+    grads.grids.clear()?;
     if let Some(cg) = grads.color_grids.as_mut() {
-        cg.write(&vec![0.0; cg.len()])?;
+        cg.clear()?;
     }
     let launch = Launch::new::<T>(re, lay, rays, lay.len)?;
     let partials: Buffer<f32> = re.dev.zeros(lay.len * launch.slots)?;

@@ -192,7 +192,7 @@ fn forward_any<T: Float>(
         }
     };
     let bound = Bound::new(s, &t, p, slots)?;
-    out.write(&vec![0.0; out.len()])?;
+    out.clear()?;
     if n > 0 {
         if let (None, Some(e)) = (mlp, rays.encoding) {
             let args = [ptr(&bound.block)?, ptr(e)?, ptr(&bound.vmax)?];
@@ -274,11 +274,9 @@ pub(super) fn backward_mlp<T: Float>(
     let r = rays.len();
     // Input grid gradients are added to; splat_mlp_bw writes every encoding gradient row and
     // splat_mlp_sum every parameter gradient, when there are rays.
-    grads
-        .input_grids
-        .write(&vec![0.0; grads.input_grids.len()])?;
+    grads.input_grids.clear()?;
     if r == 0 {
-        return grads.params.write(&vec![0.0; grads.params.len()]);
+        return grads.params.clear();
     }
     let t = Tables::new(s, r, T::DTYPE, "ptx")?;
     let plen = s.params_len();
