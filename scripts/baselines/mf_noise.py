@@ -2,7 +2,8 @@
 """PyTorch baseline for MF noise generation, eager code as a DP-FTRL trainer writes it: BandMF
 with a ring buffer of p - 1 tensors (y = (z - sum c_r y_{t-r}) / c_0), BLT with m state tensors
 (x = z - sum omega_i S_i; S_i = theta_i S_i + x), BISR regenerating p Gaussian tensors, and
-independent noise, each adding sigma * x to a gradient in place. Sizes follow
+independent noise, each adding sigma * x to a gradient in place; torch.fft on the sizes of
+trainkern bench's fft rows and the Fourier mechanism's table for one coordinate block. Sizes follow
 `trainkern bench --backend cuda`. Prints a table and, with --json FILE, rows shaped like
 trainkern bench's JSON (bytes per step as in design/mf.md)."""
 import argparse
@@ -55,6 +56,28 @@ def bisr_step(grad, r, sigma, gens):
     grad.add_(x, alpha=sigma)
 
 
+def fourier_table_row(dev, steps=256, coords=1 << 16):
+    """The Fourier mechanism's per-step table for a block of coordinates, as trainkern bench's
+    "mf fourier table" row: Gaussians N x coords, FFT along time, times sqrt(lambda), inverse
+    FFT, the first n rows differenced."""
+    big = 1 << (2 * steps - 1).bit_length()
+    a = torch.zeros(big, dtype=torch.complex128, device=dev)
+    a[:steps] = 1
+    root = torch.sqrt(torch.fft.fft(a)).to(torch.complex64)[:, None]
+
+    def build():
+        z = torch.randn(big, coords, device=dev).to(torch.complex64)
+        y = torch.fft.ifft(torch.fft.fft(z, dim=0) * root, dim=0).real[:steps]
+        return torch.diff(y, dim=0, prepend=torch.zeros(1, coords, device=dev))
+
+    ms = median_ms(build)
+    nbytes = 4 * steps * coords
+    flops = 2 * 5 * big * coords * (big.bit_length() - 1)
+    return dict(op="torch fourier table", dtype="f32", len=coords, seconds=ms / 1e3,
+                bytes=nbytes, gbps=nbytes / ms / 1e6, copy_gbps=0.0, pct_of_copy=0.0,
+                gflops=flops / ms / 1e6)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="16,20,24,26")
@@ -85,14 +108,27 @@ def main():
         gens = [torch.Generator(device=dev) for _ in range(8)]
         r = [1.0] + [-0.5 / q for q in range(1, 8)]
         cases.append(("torch bisr p=8", lambda: bisr_step(grad, r, 1.0, gens), 8 * d))
-        cases.append(("torch independent", lambda: grad.add_(torch.randn_like(grad)), 8 * d))
-        for name, fn, nbytes in cases:
+        cases.append(("torch independent", lambda: grad.add_(torch.randn_like(grad)), 8 * d, 0))
+        # FFTs as trainkern bench's fft rows: d complex points as 1024-point signals along the
+        # slow axis (interleaved, as a noise table), and as signals of min(d, 2^20) points.
+        spec = torch.randn(d // 1024, 1024, dtype=torch.complex64, device=dev) if d >= 1024 else None
+        if spec is not None:
+            cases.append(("torch fft n=1024", lambda: torch.fft.fft(spec, dim=1), 16 * d,
+                          5 * d * 10))
+        n_long = min(d, 1 << 20)
+        sig = torch.randn(d // n_long, n_long, dtype=torch.complex64, device=dev)
+        cases.append(("torch fft n=min(len,2^20)", lambda: torch.fft.fft(sig, dim=1), 16 * d,
+                      5 * d * (n_long.bit_length() - 1)))
+        cases = [c if len(c) == 4 else (*c, 0) for c in cases]
+        for name, fn, nbytes, flops in cases:
             ms = median_ms(fn)
             gbps = nbytes / ms / 1e6
             rows.append(dict(op=name, dtype="f32", len=d, seconds=ms / 1e3, bytes=nbytes,
-                             gbps=gbps, copy_gbps=copy_gbps, pct_of_copy=100 * gbps / copy_gbps))
-        del grad, cases
+                             gbps=gbps, copy_gbps=copy_gbps, pct_of_copy=100 * gbps / copy_gbps,
+                             gflops=flops / ms / 1e6))
+        del grad, cases, spec, sig
         torch.cuda.empty_cache()
+    rows.append(fourier_table_row(dev))
     dev_name = torch.cuda.get_device_name()
     print(f"{'op':<20} {'len':>10} {'median':>11} {'GB/s':>9} {'% copy':>7}  {dev_name}, "
           f"torch {torch.__version__}")
@@ -100,7 +136,7 @@ def main():
         r_["device"] = dev_name
         r_["backend"] = "torch"
         print(f"{r_['op']:<20} {r_['len']:>10} {r_['seconds']*1e3:>9.3f}ms {r_['gbps']:>9.2f} "
-              f"{r_['pct_of_copy']:>6.1f}%")
+              f"{r_['pct_of_copy']:>6.1f}%  {r_.get('gflops', 0):.1f} GFLOP/s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
