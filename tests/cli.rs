@@ -679,6 +679,35 @@ fn run_mf_noise_writes_the_generator_output() {
             &x.download().unwrap()[..]
         );
     }
+    // --bf16-state: the library's generator with bf16 state.
+    let o = trainkern()
+        .args(["run", "mf-noise", "--plan"])
+        .arg(&json)
+        .args([
+            "--dim",
+            "7",
+            "--steps",
+            "9",
+            "--seed",
+            "4",
+            "--bf16-state",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, got) = read_npy::<f32>(&out);
+    let mut g = NoiseGenerator::new(&dev, &plan.strategy, 9, 7, 0, 4, 1.0).unwrap();
+    g.set_state_dtype(trainkern::DType::BF16).unwrap();
+    for t in 0..9 {
+        let mut x = dev.zeros::<f32>(7).unwrap();
+        g.step(t, &mut x).unwrap();
+        assert_eq!(
+            &got[t as usize * 7..(t as usize + 1) * 7],
+            &x.download().unwrap()[..]
+        );
+    }
     let o = trainkern()
         .args(["run", "mf-noise", "--plan"])
         .arg(&json)

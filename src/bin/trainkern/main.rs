@@ -426,6 +426,9 @@ enum RunCommand {
         /// The global index of the first coordinate.
         #[arg(long, default_value_t = 0)]
         offset: u64,
+        /// Keep the generator's state in bf16 (BandMF and Fourier; BLT refuses).
+        #[arg(long)]
+        bf16_state: bool,
         #[command(flatten)]
         backend: BackendArg,
         #[arg(long)]
@@ -717,6 +720,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             seed,
             sigma,
             offset,
+            bf16_state,
             backend,
             out,
         }) => {
@@ -742,6 +746,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 seed,
                 sigma,
             )?;
+            if bf16_state {
+                g.set_state_dtype(trainkern::DType::BF16)?;
+            }
             let mut rows = Vec::with_capacity(steps * dim);
             for t in 0..steps as u64 {
                 let mut x = dev.zeros::<f32>(dim)?;
