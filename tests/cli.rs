@@ -670,15 +670,21 @@ fn run_mf_noise_writes_the_generator_output() {
     let (shape, got) = read_npy::<f32>(&out);
     assert_eq!(shape, [9, 7]);
     let dev = Device::cpu();
-    let mut g = NoiseGenerator::new(&dev, &plan.strategy, 9, 7, 100, 4, 0.5).unwrap();
-    for t in 0..9 {
-        let mut x = dev.zeros::<f32>(7).unwrap();
-        g.step(t, &mut x).unwrap();
-        assert_eq!(
-            &got[t as usize * 7..(t as usize + 1) * 7],
-            &x.download().unwrap()[..]
-        );
-    }
+    // The file holds the generator's 9 steps of 7 coordinates, row by row.
+    let same_as = |got: &[f32], mut g: NoiseGenerator| {
+        for t in 0..9 {
+            let mut x = dev.zeros::<f32>(7).unwrap();
+            g.step(t, &mut x).unwrap();
+            assert_eq!(
+                &got[t as usize * 7..(t as usize + 1) * 7],
+                &x.download().unwrap()[..]
+            );
+        }
+    };
+    same_as(
+        &got,
+        NoiseGenerator::new(&dev, &plan.strategy, 9, 7, 100, 4, 0.5).unwrap(),
+    );
     // --bf16-state: the library's generator with bf16 state.
     let o = trainkern()
         .args(["run", "mf-noise", "--plan"])
@@ -700,14 +706,7 @@ fn run_mf_noise_writes_the_generator_output() {
     let (_, got) = read_npy::<f32>(&out);
     let mut g = NoiseGenerator::new(&dev, &plan.strategy, 9, 7, 0, 4, 1.0).unwrap();
     g.set_state_dtype(trainkern::DType::BF16).unwrap();
-    for t in 0..9 {
-        let mut x = dev.zeros::<f32>(7).unwrap();
-        g.step(t, &mut x).unwrap();
-        assert_eq!(
-            &got[t as usize * 7..(t as usize + 1) * 7],
-            &x.download().unwrap()[..]
-        );
-    }
+    same_as(&got, g);
     let o = trainkern()
         .args(["run", "mf-noise", "--plan"])
         .arg(&json)
