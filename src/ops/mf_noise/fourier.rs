@@ -5,7 +5,7 @@
 //! `rustfft` in f64 on the host: `IFFT(sqrt(lambda) FFT(z))`, `lambda` the DFT of the embedding's
 //! first column.
 //!
-//! The generator keeps the table as its state, one vector per step ([`build`]). On the CPU the
+//! The generator keeps the table as its state, one vector per step (`build`). On the CPU the
 //! reference table comes from [`steps`]; on a device the table is built there, a chunk of
 //! coordinates at a time: the chunk's Gaussians (`N x cols`, time-major, complex f32), the
 //! crate's batched FFT along time ([`crate::fft`], interleaved layout), the root (with `1 / N`)
