@@ -719,9 +719,88 @@ fn run_mf_noise_writes_the_generator_output() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Rays as `run render` and `run splat` read them (`r.npz`: batch indices as floats) and as the
+/// library takes them.
+struct TestRays {
+    origins: Vec<f32>,
+    directions: Vec<f32>,
+    near: Vec<f32>,
+    far: Vec<f32>,
+    batch: Vec<u32>,
+    encoding: Option<Vec<f32>>,
+}
+
+/// [`TestRays`] on a device.
+struct DeviceRays {
+    origins: trainkern::Buffer<f32>,
+    directions: trainkern::Buffer<f32>,
+    near: trainkern::Buffer<f32>,
+    far: trainkern::Buffer<f32>,
+    batch: trainkern::Buffer<u32>,
+    encoding: Option<trainkern::Buffer<f32>>,
+}
+
+impl TestRays {
+    fn write(&self, path: &std::path::Path) {
+        let r = self.near.len() as u64;
+        let mut arrays = vec![
+            ("origins", vec![r, 3], self.origins.clone()),
+            ("directions", vec![r, 3], self.directions.clone()),
+            ("near", vec![r], self.near.clone()),
+            ("far", vec![r], self.far.clone()),
+            (
+                "batch",
+                vec![r],
+                self.batch.iter().map(|&b| b as f32).collect(),
+            ),
+        ];
+        if let Some(e) = &self.encoding {
+            arrays.push(("encoding", vec![r, e.len() as u64 / r], e.clone()));
+        }
+        write_npz(path, &arrays);
+    }
+
+    fn upload(&self, dev: &Device) -> DeviceRays {
+        let up = |v: &[f32]| dev.upload(v).unwrap();
+        DeviceRays {
+            origins: up(&self.origins),
+            directions: up(&self.directions),
+            near: up(&self.near),
+            far: up(&self.far),
+            batch: dev.upload(&self.batch).unwrap(),
+            encoding: self.encoding.as_deref().map(up),
+        }
+    }
+}
+
+impl DeviceRays {
+    fn rays(&self) -> trainkern::render::Rays<'_> {
+        trainkern::render::Rays {
+            origins: &self.origins,
+            directions: &self.directions,
+            batch: &self.batch,
+            near: &self.near,
+            far: &self.far,
+            encoding: self.encoding.as_ref(),
+        }
+    }
+}
+
+/// Each CLI output element within `1e-6 (1 + |want|)` of the library's, and not all zero.
+fn close(what: &str, got: Vec<f32>, want: Vec<f32>) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    assert!(want.iter().any(|x| *x != 0.0), "{what}: all zero");
+    for (a, b) in got.iter().zip(&want) {
+        assert!(
+            (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+            "{what}: {a} vs {b}"
+        );
+    }
+}
+
 #[test]
 fn run_render_writes_the_library_values() {
-    use trainkern::render::{Decoder, GridList, Rays, RenderOptions, RenderOutput, Renderer};
+    use trainkern::render::{Decoder, GridList, RenderOptions, RenderOutput, Renderer};
     let dir = std::env::temp_dir().join(format!("tk_render_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let vals = |n: usize, k: f32| -> Vec<f32> {
@@ -759,18 +838,15 @@ fn run_render_writes_the_library_values() {
     let directions = vec![
         0.0f32, 0.0, 1.0, 0.0, 0.1, 1.0, 0.2, 0.0, 1.0, 0.0, 0.3, 1.0,
     ];
-    let (near, far) = (vec![1.0f32; r], vec![3.0f32; r]);
-    let batch = vec![0.0f32; r];
-    write_npz(
-        &dir.join("r.npz"),
-        &[
-            ("origins", vec![r as u64, 3], origins.clone()),
-            ("directions", vec![r as u64, 3], directions.clone()),
-            ("near", vec![r as u64], near.clone()),
-            ("far", vec![r as u64], far.clone()),
-            ("batch", vec![r as u64], batch),
-        ],
-    );
+    let rays = TestRays {
+        origins,
+        directions,
+        near: vec![1.0; r],
+        far: vec![3.0; r],
+        batch: vec![0; r],
+        encoding: None,
+    };
+    rays.write(&dir.join("r.npz"));
     let g_in = vals(r * 3, 5.0);
     let (gl, glam) = (vals(r, 6.0), vals(r, 7.0));
     write_npz(
@@ -826,16 +902,8 @@ fn run_render_writes_the_library_values() {
     let renderer = Renderer::new(&dev, &list, None, decoder, opts).unwrap();
     let flat: Vec<f32> = grids.concat();
     let up = |v: &[f32]| dev.upload(v).unwrap();
-    let (o, d, n, f) = (up(&origins), up(&directions), up(&near), up(&far));
-    let b = dev.upload(&[0u32; 4]).unwrap();
-    let rays = Rays {
-        origins: &o,
-        directions: &d,
-        batch: &b,
-        near: &n,
-        far: &f,
-        encoding: None,
-    };
+    let on_dev = rays.upload(&dev);
+    let rays = on_dev.rays();
     let (g, p) = (up(&flat), up(&params));
     let mut want = RenderOutput::zeros(&dev, r, 3).unwrap();
     renderer.forward(&g, None, &p, &rays, &mut want).unwrap();
@@ -939,7 +1007,7 @@ fn demo_writes_pngs_and_fitting_raises_psnr() {
 
 #[test]
 fn run_splat_writes_the_library_values() {
-    use trainkern::render::{GridList, Rays};
+    use trainkern::render::GridList;
     use trainkern::splat::{SplatMlp, SplatOptions, Splatter};
     let dir = std::env::temp_dir().join(format!("tk_splat_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -962,21 +1030,15 @@ fn run_splat_writes_the_library_values() {
     let params = mlp.xavier_init(2, 3, 5).unwrap();
     write_npy(&dir.join("p.npy"), &[params.len() as u64], &params);
     let r = 3;
-    let origins = vec![0.0f32, 0.0, -2.0, 0.3, 0.1, -2.0, -0.4, 0.2, -2.0];
-    let directions = vec![0.0f32, 0.0, 1.0, 0.0, 0.1, 1.0, 0.2, 0.0, 1.0];
-    let (near, far) = (vec![1.0f32; r], vec![3.0f32; r]);
-    let enc = vals(2 * r, 3.0);
-    write_npz(
-        &dir.join("r.npz"),
-        &[
-            ("origins", vec![r as u64, 3], origins.clone()),
-            ("directions", vec![r as u64, 3], directions.clone()),
-            ("near", vec![r as u64], near.clone()),
-            ("far", vec![r as u64], far.clone()),
-            ("batch", vec![r as u64], vec![0.0; r]),
-            ("encoding", vec![r as u64, 2], enc.clone()),
-        ],
-    );
+    let rays = TestRays {
+        origins: vec![0.0, 0.0, -2.0, 0.3, 0.1, -2.0, -0.4, 0.2, -2.0],
+        directions: vec![0.0, 0.0, 1.0, 0.0, 0.1, 1.0, 0.2, 0.0, 1.0],
+        near: vec![1.0; r],
+        far: vec![3.0; r],
+        batch: vec![0; r],
+        encoding: Some(vals(2 * r, 3.0)),
+    };
+    rays.write(&dir.join("r.npz"));
     let list = GridList::new(&out_shapes).unwrap();
     let g_in = vals(list.len(), 4.0);
     let n0 = 60;
@@ -1019,32 +1081,14 @@ fn run_splat_writes_the_library_values() {
     };
     let s = Splatter::with_mlp(&dev, &list, &in_list, mlp, opts).unwrap();
     let up = |v: &[f32]| dev.upload(v).unwrap();
-    let (o, d, n, f, e) = (up(&origins), up(&directions), up(&near), up(&far), up(&enc));
-    let batch = dev.upload(&vec![0u32; r]).unwrap();
-    let rays = Rays {
-        origins: &o,
-        directions: &d,
-        batch: &batch,
-        near: &n,
-        far: &f,
-        encoding: Some(&e),
-    };
+    let on_dev = rays.upload(&dev);
+    let rays = on_dev.rays();
     let (iv, pv) = (up(&input), up(&params));
     let mut want = dev.zeros::<f32>(list.len()).unwrap();
     s.forward_mlp(&iv, &pv, &rays, &mut want).unwrap();
     let mut grads = s.grads_zeros(r).unwrap();
     s.backward_mlp(&iv, &pv, &rays, &up(&g_in), &mut grads)
         .unwrap();
-    let close = |what: &str, got: Vec<f32>, want: Vec<f32>| {
-        assert_eq!(got.len(), want.len(), "{what}");
-        assert!(want.iter().any(|x| *x != 0.0), "{what}: all zero");
-        for (a, b) in got.iter().zip(&want) {
-            assert!(
-                (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
-                "{what}: {a} vs {b}"
-            );
-        }
-    };
     let want = want.download().unwrap();
     let mut z = npyz::npz::NpzArchive::open(dir.join("o.npz")).unwrap();
     let g1 = z.by_name("g1").unwrap().unwrap();
@@ -1074,25 +1118,20 @@ fn run_splat_writes_the_library_values() {
 
 #[test]
 fn run_splat_plain_writes_the_library_values() {
-    use trainkern::render::{GridList, Rays};
+    use trainkern::render::GridList;
     use trainkern::splat::{SplatOptions, Splatter};
     let dir = std::env::temp_dir().join(format!("tk_splat_plain_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let r = 2;
-    let origins = vec![0.1f32, 0.0, -2.0, -0.3, 0.2, -2.0];
-    let directions = vec![0.0f32, 0.1, 1.0, 0.1, 0.0, 1.0];
-    let enc = vec![1.0f32, -2.0, 0.5, 0.25];
-    write_npz(
-        &dir.join("r.npz"),
-        &[
-            ("origins", vec![r as u64, 3], origins.clone()),
-            ("directions", vec![r as u64, 3], directions.clone()),
-            ("near", vec![r as u64], vec![1.0; r]),
-            ("far", vec![r as u64], vec![3.0; r]),
-            ("batch", vec![r as u64], vec![0.0, 1.0]),
-            ("encoding", vec![r as u64, 2], enc.clone()),
-        ],
-    );
+    let rays = TestRays {
+        origins: vec![0.1, 0.0, -2.0, -0.3, 0.2, -2.0],
+        directions: vec![0.0, 0.1, 1.0, 0.1, 0.0, 1.0],
+        near: vec![1.0; r],
+        far: vec![3.0; r],
+        batch: vec![0, 1],
+        encoding: Some(vec![1.0, -2.0, 0.5, 0.25]),
+    };
+    rays.write(&dir.join("r.npz"));
     let shape = [2u64, 3, 4, 5, 2];
     let list = GridList::new(&[shape.map(|x| x as usize)]).unwrap();
     let g_in: Vec<f32> = (0..list.len()).map(|i| (i as f32 * 0.1).cos()).collect();
@@ -1134,37 +1173,13 @@ fn run_splat_plain_writes_the_library_values() {
         },
     )
     .unwrap();
-    let up = |v: &[f32]| dev.upload(v).unwrap();
-    let (o, d, n, f, e) = (
-        up(&origins),
-        up(&directions),
-        up(&[1.0; 2]),
-        up(&[3.0; 2]),
-        up(&enc),
-    );
-    let batch = dev.upload(&[0u32, 1]).unwrap();
-    let rays = Rays {
-        origins: &o,
-        directions: &d,
-        batch: &batch,
-        near: &n,
-        far: &f,
-        encoding: Some(&e),
-    };
+    let on_dev = rays.upload(&dev);
+    let rays = on_dev.rays();
     let mut want = dev.zeros::<f32>(list.len()).unwrap();
     s.forward(&rays, &mut want).unwrap();
     let mut want_g = dev.zeros::<f32>(2 * r).unwrap();
-    s.backward(&rays, &up(&g_in), &mut want_g).unwrap();
-    let close = |what: &str, got: Vec<f32>, want: Vec<f32>| {
-        assert_eq!(got.len(), want.len(), "{what}");
-        assert!(want.iter().any(|x| *x != 0.0), "{what}: all zero");
-        for (a, b) in got.iter().zip(&want) {
-            assert!(
-                (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
-                "{what}: {a} vs {b}"
-            );
-        }
-    };
+    s.backward(&rays, &dev.upload(&g_in).unwrap(), &mut want_g)
+        .unwrap();
     let mut z = npyz::npz::NpzArchive::open(dir.join("o.npz")).unwrap();
     let g0 = z.by_name("g0").unwrap().unwrap();
     assert_eq!(g0.shape(), &shape);
