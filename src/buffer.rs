@@ -224,7 +224,10 @@ impl<T: Element> Buffer<T> {
 
     /// Zero every element on the buffer's device, without a host copy (ops that accumulate
     /// with atomics start from this).
-    #[cfg_attr(not(any(feature = "cuda", feature = "ptx-emu")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "wgpu", feature = "cuda", feature = "ptx-emu")),
+        allow(dead_code)
+    )]
     pub(crate) fn clear(&mut self) -> Result<()> {
         let len = self.len;
         match &mut self.storage {

@@ -134,14 +134,8 @@ pub fn run(
     only: &[String],
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Row>> {
-    let families = crate::check::FAMILIES;
-    if let Some(bad) = only.iter().find(|f| !families.contains(&f.as_str())) {
-        return Err(crate::Error::InvalidArgument {
-            op: "bench",
-            what: format!("unknown op family {bad:?}: {}", families.join(", ")),
-        });
-    }
-    let wanted = |f: &str| only.is_empty() || only.iter().any(|o| o == f);
+    let selected = crate::check::select_families("bench", only)?;
+    let wanted = |f: &str| selected.contains(&f);
     let mut rows = Vec::new();
     for &len in sizes {
         progress(&format!("copy {len}"));

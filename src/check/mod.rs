@@ -76,6 +76,22 @@ pub const FAMILIES: &[&str] = &[
     "noise", "clip", "mf_noise", "fft", "upgd", "render", "splat",
 ];
 
+/// The families of [`FAMILIES`] that `only` names (all of them when it is empty); an unknown
+/// name is an error of `op` (`check` or `bench`).
+pub fn select_families(op: &'static str, only: &[String]) -> crate::Result<Vec<&'static str>> {
+    if let Some(bad) = only.iter().find(|f| !FAMILIES.contains(&f.as_str())) {
+        return Err(crate::Error::InvalidArgument {
+            op,
+            what: format!("unknown op family {bad:?}: {}", FAMILIES.join(", ")),
+        });
+    }
+    Ok(FAMILIES
+        .iter()
+        .copied()
+        .filter(|f| only.is_empty() || only.iter().any(|o| o == f))
+        .collect())
+}
+
 /// Run the cases of the families in `only` (every family when empty) on `dev`; `progress`
 /// hears the name of each case before it runs. An unknown family name is an error.
 pub fn run(
@@ -83,13 +99,8 @@ pub fn run(
     only: &[String],
     progress: &mut dyn FnMut(&str),
 ) -> crate::Result<Vec<Row>> {
-    if let Some(bad) = only.iter().find(|f| !FAMILIES.contains(&f.as_str())) {
-        return Err(crate::Error::InvalidArgument {
-            op: "check",
-            what: format!("unknown op family {bad:?}: {}", FAMILIES.join(", ")),
-        });
-    }
-    let wanted = |f: &str| only.is_empty() || only.iter().any(|o| o == f);
+    let selected = select_families("check", only)?;
+    let wanted = |f: &str| selected.contains(&f);
     let mut rows = Vec::new();
     let all: [(&str, Cases); 7] = [
         ("noise", noise::cases),

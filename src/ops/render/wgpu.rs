@@ -217,14 +217,10 @@ pub(super) fn backward<T: Float>(
     let slots = plan.params.slots as usize;
     let partials: Buffer<f32> = re.dev.zeros(slots * lay.len)?;
     let state: Buffer<u32> = re.dev.zeros(4 * r.max(1))?;
-    for b in std::iter::once(&grads.grids).chain(grads.color_grids.as_ref()) {
-        let Storage::Wgpu(s) = &b.storage else {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                what: "internal: a gradient is not on wgpu".into(),
-            });
-        };
-        dev.clear(s, (b.len() * 4) as u64)?;
+    // Grid gradients are added to.
+    grads.grids.clear()?;
+    if let Some(cg) = grads.color_grids.as_mut() {
+        cg.clear()?;
     }
     // A placeholder of its own: one buffer cannot be bound read-only and writable at once.
     let no_color: Buffer<f32> = re.dev.zeros(1)?;

@@ -6,7 +6,7 @@
 use super::tables::{ENCODING, FIXED, MLP, Params, Tables, WEIGHTS_ONLY, check_status};
 use super::{OP, SplatGrads, Splatter};
 use crate::backend::wgpu::{Dispatch, Range, WgpuDevice, bind_whole};
-use crate::buffer::{Buffer, DType, Float, Storage};
+use crate::buffer::{Buffer, DType, Float};
 use crate::ops::render::Rays;
 use crate::{Error, Result};
 
@@ -259,16 +259,6 @@ fn dispatch(
     dev.dispatch("splat", entry, &work)
 }
 
-fn clear(dev: &WgpuDevice, b: &Buffer<f32>) -> Result<()> {
-    let Storage::Wgpu(st) = &b.storage else {
-        return Err(Error::InvalidArgument {
-            op: OP,
-            what: "internal: a buffer is not on wgpu".into(),
-        });
-    };
-    dev.clear(st, (b.len() * 4) as u64)
-}
-
 /// Invocations that share the MLP scratch (and, backward, the per-invocation parameter
 /// gradients): as many as `work` items, within MEMORY_BUDGET and one binding.
 fn mlp_slots(dev: &WgpuDevice, t: &Tables, extra: usize, work: usize) -> Result<usize> {
@@ -315,7 +305,7 @@ fn forward_any<T: Float>(
     };
     let fixed = mlp.is_none();
     let bound = Bound::new(s, t, slots, fixed)?;
-    clear(dev, out)?;
+    out.clear()?;
     if !rays.is_empty() {
         if fixed {
             bound.vmax(dev, rays)?;
@@ -388,9 +378,9 @@ pub(super) fn backward_mlp<T: Float>(
     let r = rays.len();
     // Input grid gradients are added to; splat_mlp_bw writes every encoding gradient row and
     // splat_mlp_sum every parameter gradient, when there are rays.
-    clear(dev, &grads.input_grids)?;
+    grads.input_grids.clear()?;
     if r == 0 {
-        return clear(dev, &grads.params);
+        return grads.params.clear();
     }
     let per_sample = mlp_backward_loops(s);
     check_loops(dev, per_sample)?;
