@@ -79,10 +79,10 @@ impl Device {
     /// The best device present: `TRAINKERN_BACKEND` if set, else CUDA, then a hardware wgpu
     /// adapter, then the CPU. Never panics; a backend that fails to start is skipped.
     pub fn best() -> Result<Device> {
-        if let Ok(name) = std::env::var("TRAINKERN_BACKEND") {
-            if !name.is_empty() {
-                return Device::from_backend(name.parse()?);
-            }
+        if let Ok(name) = std::env::var("TRAINKERN_BACKEND")
+            && !name.is_empty()
+        {
+            return Device::from_backend(name.parse()?);
         }
         #[cfg(feature = "cuda")]
         if let Ok(d) = cuda::CudaDevice::new(0) {

@@ -294,7 +294,7 @@ impl WgpuDevice {
         if bytes == 0 {
             return Ok(());
         }
-        if bytes % 4 != 0 && !dst.owned {
+        if !bytes.is_multiple_of(4) && !dst.owned {
             return Err(Error::Unsupported {
                 op: "copy",
                 backend: "wgpu",
@@ -646,7 +646,7 @@ impl<T: Element> Buffer<T> {
             });
         }
         let align = u64::from(dev.0.limits.min_storage_buffer_offset_alignment);
-        if byte_offset % align != 0 {
+        if !byte_offset.is_multiple_of(align) {
             return Err(Error::InvalidArgument {
                 op: OP,
                 what: format!("byte_offset {byte_offset} is not a multiple of {align}"),

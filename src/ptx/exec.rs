@@ -917,7 +917,7 @@ fn le(b: &[u8]) -> u64 {
 }
 
 fn shared_range(sh: &Shared, addr: u64, size: u64) -> R<std::ops::Range<usize>> {
-    if addr % size != 0 {
+    if !addr.is_multiple_of(size) {
         return Err(format!(
             "misaligned {size}-byte shared access at offset {addr}"
         ));

@@ -44,7 +44,7 @@ impl<'a> Global<'a> {
     /// The word index and byte shift of `[addr, addr + size)`, which must lie inside one region
     /// and be aligned to `size`.
     fn locate(&self, addr: u64, size: u64) -> Result<(&Region<'a>, usize, u32), String> {
-        if addr % size != 0 {
+        if !addr.is_multiple_of(size) {
             return Err(format!("misaligned {size}-byte global access at {addr:#x}"));
         }
         let i = self.regions.partition_point(|r| r.addr <= addr);

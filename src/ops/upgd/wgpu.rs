@@ -151,7 +151,7 @@ pub(crate) fn list_windows(
     let mut out = Vec::new();
     for (k, &(first, count)) in tensor_chunks.iter().enumerate() {
         let mine = &table[8 * first..8 * (first + count)];
-        if mine[0] % 256 != 0 {
+        if !mine[0].is_multiple_of(256) {
             return Err(format!(
                 "tensor {k} does not start on a 256-element boundary"
             ));
