@@ -186,6 +186,8 @@ pub fn entropy_seed() -> crate::Result<u64> {
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
+use crate::backend::cpu::Isa;
+
 /// [`avx512::gaussians`] for the batch loops, which run it only where [`Isa::detect`] saw
 /// AVX-512.
 #[cfg(target_arch = "x86_64")]
@@ -211,6 +213,10 @@ const BATCH_BLOCKS: usize = 64;
 
 /// `dst[j]` = the Gaussian of global element `first + j` of `stream`, by the portable f32
 /// algorithm. `first + dst.len()` must not overflow (the ops validate it).
+///
+/// Measured on the development machine (AMD EPYC with AVX-512), one thread on data in cache:
+/// 265 M/s baseline, 370 M/s AVX2 (the compiler's vectorization of [`gaussian_batch`]),
+/// 830 M/s AVX-512 (the intrinsics of `avx512.rs`); [`words_into`] 1.9 G/s with AVX-512.
 pub fn gaussians_into(seed: u64, stream: u64, first: u64, dst: &mut [f32]) {
     let isa = Isa::detect();
     fill_by_blocks(first, dst, |blk, out| {
@@ -223,40 +229,6 @@ pub fn gaussians_into(seed: u64, stream: u64, first: u64, dst: &mut [f32]) {
             _ => gaussian_batch(seed, stream, blk, batch),
         })
     });
-}
-
-/// The widest vector instructions the batch loops may use on this CPU (detected at run time:
-/// the crate is built for the baseline x86-64, where Philox's 32 x 32 -> 64 multiplies and the
-/// Box-Muller polynomials barely vectorize). Measured on the development machine (AMD EPYC with
-/// AVX-512), one thread of [`gaussians_into`] on data in cache: 265 M/s baseline, 370 M/s AVX2
-/// (the compiler's vectorization of [`gaussian_batch`]), 830 M/s AVX-512 (the intrinsics of
-/// `avx512.rs`); [`words_into`] 1.9 G/s with AVX-512.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isa {
-    Baseline,
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    Avx2,
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    Avx512,
-}
-
-impl Isa {
-    fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f")
-                && std::is_x86_feature_detected!("avx512dq")
-                && std::is_x86_feature_detected!("avx512vl")
-                && std::is_x86_feature_detected!("avx512bw")
-            {
-                return Isa::Avx512;
-            }
-            if std::is_x86_feature_detected!("avx2") {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Baseline
-    }
 }
 
 /// The Gaussians of blocks `blk .. blk + BATCH_BLOCKS`, block by block. Written lane-wise

@@ -1,14 +1,24 @@
 //! The CPU reference of UPGD: the public optimizers' arithmetic in f32, operation for
 //! operation (PyTorch's order: `u*beta + (1-beta)*U`, `w*decay + (-lr)*d`), with the row norms
-//! of local scaling accumulated in f64. Parallel over chunks of each tensor with rayon.
+//! of local scaling accumulated in f64 and the sigmoid's exponential from [`exp_f32`].
+//! Parallel over chunks of each tensor with rayon; within a chunk, pieces of [`PIECE`]
+//! elements go through one loop per quantity (Gaussians, scaled utilities, the update), each
+//! with its choices made outside it, so that the compiler vectorizes them.
 
 use rayon::prelude::*;
 
-use super::{Role, Rule, Scalars, Scale, Scaling, TensorSpec, Variant};
+use super::{Role, Rule, Scalars, Scale, Scaling, TensorSpec, Variant, split_mut};
+use crate::backend::cpu;
 use crate::buffer::Float;
 use crate::rng;
 
 const CHUNK: usize = 1 << 14;
+
+/// Elements per inner batch: their Gaussians and scaled utilities stay in L1.
+const PIECE: usize = 1024;
+
+/// Lanes of the per-lane maxima and counts of pass 1 (a multiple of any vector width).
+const LANES: usize = 16;
 
 /// A chunk of the weights and, for adaptive, of the moments.
 struct Lane<'a, W, U> {
@@ -34,9 +44,57 @@ pub(crate) fn utility(g: f32, w: f32, h: Option<f32>) -> f32 {
     }
 }
 
+/// `e^x` in f32 (Cephes `expf`): `x = k ln 2 + r` with `k = round(x / ln 2)` and `ln 2` split
+/// in two parts so `r` is exact, a degree-7 polynomial for `e^r` on `|r| <= ln 2 / 2`, then
+/// `2^k` applied as two exact powers of two (so `k = 128` near the top of the range does not
+/// overflow the exponent field). About 1 ulp; `+inf` above `ln(f32::MAX)`, NaN for NaN, and
+/// 0 below `-87.33`, where `e^x` nears the smallest normal f32: subnormal results are flushed
+/// to zero, as the GPUs' `ex2.approx.ftz` does, because producing one costs a CPU a microcode
+/// assist per operation. Written without calls or data-dependent branches so that loops over
+/// it vectorize, unlike libm's.
+#[allow(clippy::excessive_precision)]
+#[inline(always)]
+pub(crate) fn exp_f32(x: f32) -> f32 {
+    const HI: f32 = 88.722_839; // ln(f32::MAX), rounded down
+    // e^LO = 1.1763e-38, just above the smallest normal f32: nothing below is computed.
+    const LO: f32 = -87.33;
+    let xc = x.clamp(LO, HI);
+    // floor(y + 0.5) by truncation of a value made positive: vectorizes, unlike f32::round.
+    let k = ((xc * std::f32::consts::LOG2_E + 0.5) + 200.0) as i32 - 200;
+    let kf = k as f32;
+    let r = (xc - kf * 0.693_359_375) - kf * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452_0e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let e = p * (r * r) + r + 1.0;
+    let k1 = k >> 1;
+    let two_k1 = f32::from_bits(((k1 + 127) as u32) << 23);
+    let two_k2 = f32::from_bits(((k - k1 + 127) as u32) << 23);
+    let y = e * two_k1 * two_k2;
+    // NaN passes through the arithmetic above.
+    if x > HI {
+        f32::INFINITY
+    } else if x < LO {
+        0.0
+    } else {
+        y
+    }
+}
+
+/// `1 / (1 + e^-x)`, with results below the smallest normal f32 (`x < -87.3`) flushed to 0,
+/// as the GPUs' flush-to-zero arithmetic does: a subnormal costs a CPU a microcode assist of
+/// a hundred cycles or more per operation, and a saturated sigmoid is common (a trace far
+/// below `eta`).
 #[inline(always)]
 pub(crate) fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    // 2^126: where 1 / (1 + e) falls below 2^-126.
+    const BIG: f32 = 8.507_059e37;
+    let e = exp_f32(-x);
+    let y = 1.0 / (1.0 + e.min(BIG));
+    if e > BIG { 0.0 } else { y }
 }
 
 /// The scaled utility of global scaling; `s = 0.5` where `eta == 0` (the documented deviation).
@@ -59,49 +117,38 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
     tensors: &[TensorSpec],
     roles: Option<&[Role]>,
     seed: u64,
-    mut ws: Vec<&mut [W]>,
+    ws: Vec<&mut [W]>,
     gs: Vec<&[G]>,
     hs: Option<Vec<&[G]>>,
     st: State<'_, U>,
     prev: Option<&Scale>,
 ) -> (u64, Scale) {
-    let State { u, mut m, mut v } = st;
-    // Pass 1: traces, the maximum raw trace, non-finite inputs.
-    let mut eta = f32::NEG_INFINITY;
-    let mut nonfinite = 0u64;
-    for (k, s) in tensors.iter().enumerate() {
-        // Feature-level UPGD traces the gates only.
-        if roles.is_some_and(|r| r[k] != Role::Gate) {
-            continue;
-        }
-        let r = s.offset..s.offset + s.len;
-        let (w, g, h) = (&*ws[k], gs[k], hs.as_ref().map(|h| h[k]));
-        let (mx, bad) = u[r.clone()]
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .map(|(c, uc)| {
-                let base = c * CHUNK;
-                let (mut mx, mut bad) = (f32::NEG_INFINITY, 0u64);
-                for (k, ui) in uc.iter_mut().enumerate() {
-                    let i = base + k;
-                    let gi = g[i].to_f32();
-                    let hi = h.map(|h| h[i].to_f32());
-                    bad +=
-                        u64::from(!gi.is_finite()) + u64::from(hi.is_some_and(|x| !x.is_finite()));
-                    let big_u = utility(gi, w[i].to_f32(), hi);
-                    *ui = U::from_f32(ui.to_f32() * sc.beta + sc.one_minus_beta * big_u);
-                    let stored = ui.to_f32();
-                    // NaN traces are left out of the maximum (see the module docs).
-                    if stored > mx {
-                        mx = stored;
-                    }
-                }
-                (mx, bad)
-            })
-            .reduce(|| (f32::NEG_INFINITY, 0), |a, b| (a.0.max(b.0), a.1 + b.1));
-        eta = eta.max(mx);
-        nonfinite += bad;
-    }
+    let State { u, m, v } = st;
+    // Pass 1: traces, the maximum raw trace, non-finite inputs. One rayon task per chunk of
+    // every traced tensor, so the threads meet once per pass rather than once per tensor.
+    // Feature-level UPGD traces the gates only.
+    let traced = |k: usize| roles.is_none_or(|r| r[k] == Role::Gate);
+    let chunks: Vec<(usize, usize, &mut [U])> = split_mut(u, tensors)
+        .into_iter()
+        .enumerate()
+        .filter(|&(k, _)| traced(k))
+        .flat_map(|(k, uk)| {
+            let chunks = uk.chunks_mut(CHUNK).enumerate();
+            chunks.map(move |(c, uc)| (k, c * CHUNK, uc))
+        })
+        .collect();
+    let (eta, nonfinite) = chunks
+        .into_par_iter()
+        .map(|(k, at, uc)| {
+            let r = at..at + uc.len();
+            let (w, g) = (&ws[k][r.clone()], &gs[k][r.clone()]);
+            let h = hs.as_ref().map(|h| &h[k][r]);
+            cpu::vectorized(
+                #[inline(always)]
+                || trace_chunk(sc, uc, w, g, h),
+            )
+        })
+        .reduce(|| (f32::NEG_INFINITY, 0), |a, b| (a.0.max(b.0), a.1 + b.1));
     // Per-row sums of squares of the bias-corrected trace (accumulated in f64), for local
     // scaling; the norm is then max(sqrt(ss), 1e-12) in f32, as on the devices.
     let row_base: Vec<usize> = tensors
@@ -137,99 +184,321 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
     let current = Scale { eta, rowsq };
     // The one-pass mode scales by the previous step's reductions.
     let scale = prev.unwrap_or(&current);
-    let (eta, rowsq) = (scale.eta, &scale.rowsq);
-    let norm_of = |row: usize| rowsq.get(row).map(|ss| ss.sqrt().max(1e-12));
-    // Pass 2: noise and the update (and the adaptive moments).
+    // Pass 2: noise and the update (and the adaptive moments), one rayon task per chunk of
+    // every updated tensor.
     let u_all: &[U] = u;
-    for (ti, s) in tensors.iter().enumerate() {
-        let role = roles.map(|r| r[ti]);
-        if role == Some(Role::Gate) {
+    let tensor_of = |ti: usize| {
+        let s = tensors[ti];
+        // Where each element's scaled utility comes from.
+        let source = match roles.map(|r| r[ti]) {
+            None => Source::Own {
+                u: &u_all[s.offset..s.offset + s.len],
+                row0: row_base[ti],
+            },
+            Some(Role::Gated { gate }) => Source::Gate {
+                u: &u_all[tensors[gate].offset..],
+                row: row_base[gate],
+            },
+            // No gate: plain SGD with weight decay, no noise.
+            _ => Source::None,
+        };
+        Tensor {
+            variant,
+            sc,
+            scale,
+            seed,
+            offset: s.offset,
+            last_dim: s.last_dim,
+            source,
+        }
+    };
+    let updated: Vec<Tensor<'_, U>> = (0..tensors.len()).map(tensor_of).collect();
+    let mut ms = m.map(|m| split_mut(m, tensors).into_iter());
+    let mut vs = v.map(|v| split_mut(v, tensors).into_iter());
+    let mut chunks: Vec<(usize, usize, Lane<'_, W, U>)> = Vec::new();
+    for (ti, w) in ws.into_iter().enumerate() {
+        let (m, v) = (
+            ms.as_mut().and_then(Iterator::next),
+            vs.as_mut().and_then(Iterator::next),
+        );
+        if roles.is_some_and(|r| r[ti] == Role::Gate) {
             continue;
         }
-        let r = s.offset..s.offset + s.len;
-        let u = &u_all[r.clone()];
-        let g = gs[ti];
-        // One lane per chunk: its weights and, for adaptive, its moments.
-        let mut lanes: Vec<Lane<'_, W, U>> = ws[ti]
-            .chunks_mut(CHUNK)
-            .map(|w| Lane {
-                w,
-                m: None,
-                v: None,
-            })
-            .collect();
-        if let Some(m) = m.as_deref_mut() {
-            for (l, mc) in lanes.iter_mut().zip(m[r.clone()].chunks_mut(CHUNK)) {
-                l.m = Some(mc);
-            }
+        let mut mc = m.map(|m| m.chunks_mut(CHUNK));
+        let mut vc = v.map(|v| v.chunks_mut(CHUNK));
+        for (c, w) in w.chunks_mut(CHUNK).enumerate() {
+            let m = mc.as_mut().and_then(Iterator::next);
+            let v = vc.as_mut().and_then(Iterator::next);
+            chunks.push((ti, c * CHUNK, Lane { w, m, v }));
         }
-        if let Some(v) = v.as_deref_mut() {
-            for (l, vc) in lanes.iter_mut().zip(v[r.clone()].chunks_mut(CHUNK)) {
-                l.v = Some(vc);
-            }
-        }
-        lanes.into_par_iter().enumerate().for_each(
-            |(
-                c,
-                Lane {
-                    w: wc,
-                    m: mut mc,
-                    v: mut vc,
-                },
-            )| {
-                let local0 = c * CHUNK;
-                let mut z = vec![0.0f32; wc.len()];
-                rng::gaussians_into(seed, sc.stream, (s.offset + local0) as u64, &mut z);
-                for (k, wk) in wc.iter_mut().enumerate() {
-                    let j = local0 + k;
-                    let gi = g[j].to_f32();
-                    // The trace that gates this weight: its own, or its unit's gate.
-                    let (ut, norm) = match role {
-                        None => (u[j].to_f32(), norm_of(row_base[ti] + j / s.last_dim)),
-                        Some(Role::Gated { gate }) => (
-                            u_all[tensors[gate].offset + j / s.last_dim].to_f32(),
-                            norm_of(row_base[gate]),
-                        ),
-                        _ => {
-                            // No gate: plain SGD with weight decay, no noise.
-                            *wk = W::from_f32(wk.to_f32() * sc.decay + sc.neg_lr * gi);
-                            continue;
-                        }
-                    };
-                    let s_util = match (variant.scaling(), norm) {
-                        (Scaling::Local, Some(norm)) => sigmoid((ut / sc.bc) / norm),
-                        _ => scaled_global(ut, sc.bc, eta),
-                    };
-                    let noise = z[k] * sc.sigma;
-                    let d = match variant {
-                        Variant::Upgd {
-                            rule: Rule::Protect,
-                            ..
-                        } => (gi + noise) * (1.0 - s_util),
-                        Variant::Upgd {
-                            rule: Rule::NoProtect,
-                            ..
-                        } => gi + noise * (1.0 - s_util),
-                        Variant::Adaptive {
-                            beta1, beta2, eps, ..
-                        } => {
-                            let (Some(mk), Some(vk)) = (mc.as_deref_mut(), vc.as_deref_mut())
-                            else {
-                                unreachable!("adaptive state exists")
-                            };
-                            mk[k] = U::from_f32(mk[k].to_f32() * beta1 + sc.one_minus_beta1 * gi);
-                            vk[k] = U::from_f32(
-                                vk[k].to_f32() * beta2 + sc.one_minus_beta2 * (gi * gi),
-                            );
-                            let (mi, vi) = (mk[k].to_f32(), vk[k].to_f32());
-                            let denom = vi.sqrt() / sc.sqrt_bc2 + eps;
-                            (mi / denom / sc.bc1 + noise) * (1.0 - s_util)
-                        }
-                    };
-                    *wk = W::from_f32(wk.to_f32() * sc.decay + sc.neg_lr * d);
-                }
-            },
-        );
     }
+    chunks.into_par_iter().for_each(|(ti, at, lane)| {
+        let g = &gs[ti][at..];
+        cpu::vectorized(
+            #[inline(always)]
+            || updated[ti].update_chunk(at, lane, g),
+        )
+    });
     (nonfinite, current)
+}
+
+/// Pass 1 over one chunk: `u <- u beta + (1 - beta) U`, stored in `U`; returns the maximum
+/// stored trace (NaN left out) and the number of non-finite `g` and `h`.
+#[inline(always)]
+fn trace_chunk<W: Float, G: Float, U: Float>(
+    sc: &Scalars,
+    u: &mut [U],
+    w: &[W],
+    g: &[G],
+    h: Option<&[G]>,
+) -> (f32, u64) {
+    // Per-lane maxima and counts over blocks of LANES, folded at the end, so the loop
+    // vectorizes with the accumulators in registers; the last short block goes through the
+    // same code.
+    let mut acc = Lanes {
+        mx: [f32::NEG_INFINITY; LANES],
+        bad: [0; LANES],
+    };
+    let split = u.len() / LANES * LANES;
+    let (u, ut) = u.split_at_mut(split);
+    let (w, wt) = w.split_at(split);
+    let (g, gt) = g.split_at(split);
+    let blocks = u.chunks_exact_mut(LANES).zip(w.chunks_exact(LANES));
+    let blocks = blocks.zip(g.chunks_exact(LANES));
+    // Fixed-size arrays tell the compiler each block is exactly LANES long.
+    let exact = "chunks_exact";
+    match h {
+        None => {
+            for ((u, w), g) in blocks {
+                let u: &mut [U; LANES] = u.try_into().expect(exact);
+                let w: &[W; LANES] = w.try_into().expect(exact);
+                let g: &[G; LANES] = g.try_into().expect(exact);
+                acc.trace(sc, u, w, g, None);
+            }
+        }
+        Some(h) => {
+            for (((u, w), g), h) in blocks.zip(h.chunks_exact(LANES)) {
+                let u: &mut [U; LANES] = u.try_into().expect(exact);
+                let w: &[W; LANES] = w.try_into().expect(exact);
+                let g: &[G; LANES] = g.try_into().expect(exact);
+                let h: &[G; LANES] = h.try_into().expect(exact);
+                acc.trace(sc, u, w, g, Some(h));
+            }
+        }
+    }
+    acc.trace(sc, ut, wt, gt, h.map(|h| &h[split..]));
+    let mx = acc.mx.into_iter().fold(f32::NEG_INFINITY, f32::max);
+    (mx, acc.bad.iter().map(|&b| u64::from(b)).sum())
+}
+
+/// Pass 1's running maxima and non-finite counts, lane by lane.
+struct Lanes {
+    mx: [f32; LANES],
+    bad: [u32; LANES],
+}
+
+impl Lanes {
+    /// Up to LANES elements, element `l` into lane `l`.
+    #[inline(always)]
+    fn trace<W: Float, G: Float, U: Float>(
+        &mut self,
+        sc: &Scalars,
+        u: &mut [U],
+        w: &[W],
+        g: &[G],
+        h: Option<&[G]>,
+    ) {
+        for l in 0..u.len().min(LANES) {
+            let gi = g[l].to_f32();
+            let hi = h.map(|h| h[l].to_f32());
+            self.bad[l] +=
+                u32::from(!gi.is_finite()) + u32::from(hi.is_some_and(|x| !x.is_finite()));
+            let big_u = utility(gi, w[l].to_f32(), hi);
+            u[l] = U::from_f32(u[l].to_f32() * sc.beta + sc.one_minus_beta * big_u);
+            let stored = u[l].to_f32();
+            // NaN traces are left out of the maximum (see the module docs).
+            self.mx[l] = if stored > self.mx[l] {
+                stored
+            } else {
+                self.mx[l]
+            };
+        }
+    }
+}
+
+/// Where the update of a tensor takes each element's scaled utility from.
+#[derive(Clone, Copy)]
+enum Source<'a, U> {
+    /// Its own trace (weight-level UPGD); `row0` is the tensor's first row among all rows.
+    Own { u: &'a [U], row0: usize },
+    /// The gate's trace for the element's row (from the gate's first element), scaled by the
+    /// norm of the gate's single row `row` under local scaling.
+    Gate { u: &'a [U], row: usize },
+    /// No gate: plain SGD with weight decay, no noise.
+    None,
+}
+
+/// What pass 2 needs of one tensor.
+struct Tensor<'a, U> {
+    variant: Variant,
+    sc: &'a Scalars,
+    scale: &'a Scale,
+    seed: u64,
+    offset: usize,
+    last_dim: usize,
+    source: Source<'a, U>,
+}
+
+impl<U: Float> Tensor<'_, U> {
+    /// The scaled utility from trace `ut` in row `row` (among all rows).
+    #[inline(always)]
+    fn scaled(&self, ut: f32, norm: Option<f32>) -> f32 {
+        match (self.variant.scaling(), norm) {
+            (Scaling::Local, Some(norm)) => sigmoid((ut / self.sc.bc) / norm),
+            _ => scaled_global(ut, self.sc.bc, self.scale.eta),
+        }
+    }
+
+    /// The norm of row `row` for local scaling (`None` without row sums).
+    fn norm_of(&self, row: usize) -> Option<f32> {
+        self.scale.rowsq.get(row).map(|ss| ss.sqrt().max(1e-12))
+    }
+
+    /// `s[k]`, the scaled utility of element `at + k` of the tensor.
+    #[inline(always)]
+    fn scaled_piece(&self, at: usize, s: &mut [f32]) {
+        let (u, row0, gated) = match self.source {
+            Source::Own { u, row0 } => (u, row0, false),
+            Source::Gate { u, row } => (u, row, true),
+            Source::None => return,
+        };
+        let global = self.variant.scaling() == Scaling::Global;
+        if !gated && global {
+            for (s, u) in s.iter_mut().zip(&u[at..]) {
+                *s = self.scaled(u.to_f32(), None);
+            }
+            return;
+        }
+        // Row by row: one norm (and, gated, one trace) per row.
+        let mut k = 0;
+        while k < s.len() {
+            let j = at + k;
+            let (row, col) = (j / self.last_dim, j % self.last_dim);
+            let n = (self.last_dim - col).min(s.len() - k);
+            let part = &mut s[k..k + n];
+            if gated {
+                let norm = if global { None } else { self.norm_of(row0) };
+                part.fill(self.scaled(u[row].to_f32(), norm));
+            } else {
+                let norm = self.norm_of(row0 + row);
+                for (s, u) in part.iter_mut().zip(&u[j..j + n]) {
+                    *s = self.scaled(u.to_f32(), norm);
+                }
+            }
+            k += n;
+        }
+    }
+
+    /// Pass 2 over one chunk of weights from element `at` of the tensor (`g` from there on).
+    #[inline(always)]
+    fn update_chunk<W: Float, G: Float>(&self, at: usize, lane: Lane<'_, W, U>, g: &[G]) {
+        let Lane { w, mut m, mut v } = lane;
+        let sc = self.sc;
+        if matches!(self.source, Source::None) {
+            for (wk, gk) in w.iter_mut().zip(g) {
+                *wk = W::from_f32(wk.to_f32() * sc.decay + sc.neg_lr * gk.to_f32());
+            }
+            return;
+        }
+        let mut z = [0.0f32; PIECE];
+        let mut s = [0.0f32; PIECE];
+        for (p, w) in w.chunks_mut(PIECE).enumerate() {
+            let k0 = p * PIECE;
+            let n = w.len();
+            let (z, s) = (&mut z[..n], &mut s[..n]);
+            let g = &g[k0..k0 + n];
+            rng::gaussians_into(self.seed, sc.stream, (self.offset + at + k0) as u64, z);
+            self.scaled_piece(at + k0, s);
+            let step =
+                |wk: &mut W, d: f32| *wk = W::from_f32(wk.to_f32() * sc.decay + sc.neg_lr * d);
+            let rows = w.iter_mut().zip(g).zip(z.iter().zip(s.iter()));
+            match self.variant {
+                Variant::Upgd {
+                    rule: Rule::Protect,
+                    ..
+                } => {
+                    for ((wk, gk), (zk, sk)) in rows {
+                        step(wk, (gk.to_f32() + zk * sc.sigma) * (1.0 - sk));
+                    }
+                }
+                Variant::Upgd {
+                    rule: Rule::NoProtect,
+                    ..
+                } => {
+                    for ((wk, gk), (zk, sk)) in rows {
+                        step(wk, gk.to_f32() + (zk * sc.sigma) * (1.0 - sk));
+                    }
+                }
+                Variant::Adaptive {
+                    beta1, beta2, eps, ..
+                } => {
+                    let (Some(mc), Some(vc)) = (m.as_deref_mut(), v.as_deref_mut()) else {
+                        unreachable!("adaptive state exists")
+                    };
+                    let moments = mc[k0..k0 + n].iter_mut().zip(&mut vc[k0..k0 + n]);
+                    for (((wk, gk), (zk, sk)), (mk, vk)) in rows.zip(moments) {
+                        let gi = gk.to_f32();
+                        *mk = U::from_f32(mk.to_f32() * beta1 + sc.one_minus_beta1 * gi);
+                        *vk = U::from_f32(vk.to_f32() * beta2 + sc.one_minus_beta2 * (gi * gi));
+                        let (mi, vi) = (mk.to_f32(), vk.to_f32());
+                        let denom = vi.sqrt() / sc.sqrt_bc2 + eps;
+                        step(wk, (mi / denom / sc.bc1 + zk * sc.sigma) * (1.0 - sk));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `exp_f32` against f64's `exp` over the whole range it computes, and its ends; the
+    /// sigmoid's flush of subnormal results; the vectorized build gives the scalar bits.
+    #[test]
+    fn exp_is_within_two_ulp_and_flushes_subnormals() {
+        let mut worst = 0.0f64;
+        let mut x = -87.33f32;
+        while x < 88.72 {
+            let want = f64::from(x).exp();
+            let got = f64::from(exp_f32(x));
+            let ulp = f64::from(f32::EPSILON) * 2f64.powi(want.log2().floor() as i32);
+            worst = worst.max((got - want).abs() / ulp);
+            x += 0.000_731;
+        }
+        eprintln!("exp_f32: worst error {worst:.2} ulp");
+        assert!(worst <= 2.0, "{worst} ulp");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(88.8), f32::INFINITY);
+        assert_eq!(exp_f32(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp_f32(-87.4), 0.0);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert!(exp_f32(f32::NAN).is_nan());
+        assert!(exp_f32(88.72).is_finite() && exp_f32(88.72) > 3.3e38);
+        assert!(exp_f32(-87.3) >= f32::MIN_POSITIVE);
+        // The sigmoid: saturated ends exact, no subnormal output.
+        assert_eq!(sigmoid(200.0), 1.0);
+        assert_eq!(sigmoid(-200.0), 0.0);
+        assert_eq!(sigmoid(-87.5), 0.0);
+        assert!(sigmoid(-87.0) >= f32::MIN_POSITIVE);
+        assert!((sigmoid(1.0) - (1.0 / (1.0 + (-1.0f64).exp())) as f32).abs() <= 6e-8);
+        let xs: Vec<f32> = (0..4096).map(|i| (i as f32 - 2048.0) * 0.061).collect();
+        let scalar: Vec<u32> = xs.iter().map(|&x| sigmoid(x).to_bits()).collect();
+        let wide: Vec<u32> = cpu::vectorized(
+            #[inline(always)]
+            || xs.iter().map(|&x| sigmoid(x).to_bits()).collect(),
+        );
+        assert_eq!(scalar, wide);
+    }
 }

@@ -328,7 +328,7 @@ enum Params<'a, W: Float, G: Float> {
 }
 
 /// `buf` cut into one slice per tensor, in the order of `tensors` (which do not overlap).
-fn split_mut<'a, T>(buf: &'a mut [T], tensors: &[TensorSpec]) -> Vec<&'a mut [T]> {
+pub(super) fn split_mut<'a, T>(buf: &'a mut [T], tensors: &[TensorSpec]) -> Vec<&'a mut [T]> {
     let mut order: Vec<usize> = (0..tensors.len()).collect();
     order.sort_by_key(|&k| tensors[k].offset);
     let mut out: Vec<Option<&'a mut [T]>> = (0..tensors.len()).map(|_| None).collect();
