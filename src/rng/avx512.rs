@@ -73,41 +73,81 @@ pub(super) fn philox<const N: usize>(seed: u64, stream: u64, blk: u64) -> [[__m5
     c
 }
 
+// The Box-Muller arithmetic below works on `K` independent vectors at once, each step applied
+// to all of them before the next: its polynomials are long chains of dependent operations, and
+// side by side one chain's latency is hidden behind the others' work.
+
+/// `f` of each of the `K` vectors.
+#[inline(always)]
+fn each<A: Copy, R, const K: usize>(a: [A; K], f: impl Fn(A) -> R) -> [R; K] {
+    std::array::from_fn(|i| f(a[i]))
+}
+
+/// `f` of each of the `K` pairs.
+#[inline(always)]
+fn each2<A: Copy, B: Copy, R, const K: usize>(
+    a: [A; K],
+    b: [B; K],
+    f: impl Fn(A, B) -> R,
+) -> [R; K] {
+    std::array::from_fn(|i| f(a[i], b[i]))
+}
+
 /// `uniform` of every lane: `(f32(x >> 9) + 0.5) * 2^-23`.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn uniform(x: __m512i) -> __m512 {
-    let f = _mm512_cvtepi32_ps(_mm512_srli_epi32::<9>(x));
-    _mm512_mul_ps(
-        _mm512_add_ps(f, _mm512_set1_ps(0.5)),
-        _mm512_set1_ps(1.0 / 8_388_608.0),
-    )
+fn uniform<const K: usize>(x: [__m512i; K]) -> [__m512; K] {
+    let f = each(x, |x| _mm512_cvtepi32_ps(_mm512_srli_epi32::<9>(x)));
+    let f = each(f, |f| _mm512_add_ps(f, _mm512_set1_ps(0.5)));
+    each(f, |f| _mm512_mul_ps(f, _mm512_set1_ps(1.0 / 8_388_608.0)))
 }
 
 /// `a * b + c` rounded twice, as the scalar polynomials evaluate it.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn mul_add(a: __m512, b: __m512, c: f32) -> __m512 {
-    _mm512_add_ps(_mm512_mul_ps(a, b), _mm512_set1_ps(c))
+fn mul_add<const K: usize>(a: [__m512; K], b: [__m512; K], c: f32) -> [__m512; K] {
+    let ab = each2(a, b, |a, b| _mm512_mul_ps(a, b));
+    each(ab, |ab| _mm512_add_ps(ab, _mm512_set1_ps(c)))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn mul<const K: usize>(a: [__m512; K], b: [__m512; K]) -> [__m512; K] {
+    each2(a, b, |a, b| _mm512_mul_ps(a, b))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn add<const K: usize>(a: [__m512; K], b: [__m512; K]) -> [__m512; K] {
+    each2(a, b, |a, b| _mm512_add_ps(a, b))
 }
 
 /// [`super::ln_f32`] lane by lane.
 #[allow(clippy::excessive_precision)]
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn ln(x: __m512) -> __m512 {
-    let bits = _mm512_castps_si512(x);
-    let e0 = _mm512_sub_epi32(_mm512_srli_epi32::<23>(bits), _mm512_set1_epi32(127));
-    let m0 = _mm512_castsi512_ps(_mm512_or_si512(
-        _mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff)),
-        _mm512_set1_epi32(0x3f80_0000),
-    ));
-    let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(m0, _mm512_set1_ps(std::f32::consts::SQRT_2));
-    let m = _mm512_mask_mul_ps(m0, big, m0, _mm512_set1_ps(0.5));
-    let e = _mm512_cvtepi32_ps(_mm512_mask_add_epi32(e0, big, e0, _mm512_set1_epi32(1)));
-    let f = _mm512_sub_ps(m, _mm512_set1_ps(1.0));
-    let f2 = _mm512_mul_ps(f, f);
-    let mut p = _mm512_set1_ps(7.037_683_6e-2);
+fn ln<const K: usize>(x: [__m512; K]) -> [__m512; K] {
+    let bits = each(x, |x| _mm512_castps_si512(x));
+    let e0 = each(bits, |b| {
+        _mm512_sub_epi32(_mm512_srli_epi32::<23>(b), _mm512_set1_epi32(127))
+    });
+    let m0 = each(bits, |b| {
+        _mm512_castsi512_ps(_mm512_or_si512(
+            _mm512_and_si512(b, _mm512_set1_epi32(0x007f_ffff)),
+            _mm512_set1_epi32(0x3f80_0000),
+        ))
+    });
+    let sqrt2 = _mm512_set1_ps(std::f32::consts::SQRT_2);
+    let big = each(m0, |m| _mm512_cmp_ps_mask::<_CMP_GT_OQ>(m, sqrt2));
+    let m = each2(m0, big, |m, k| {
+        _mm512_mask_mul_ps(m, k, m, _mm512_set1_ps(0.5))
+    });
+    let e = each2(e0, big, |e, k| {
+        _mm512_cvtepi32_ps(_mm512_mask_add_epi32(e, k, e, _mm512_set1_epi32(1)))
+    });
+    let f = each(m, |m| _mm512_sub_ps(m, _mm512_set1_ps(1.0)));
+    let f2 = mul(f, f);
+    let mut p = [_mm512_set1_ps(7.037_683_6e-2); K];
     p = mul_add(p, f, -1.151_461_0e-1);
     p = mul_add(p, f, 1.167_699_9e-1);
     p = mul_add(p, f, -1.242_014_1e-1);
@@ -116,73 +156,75 @@ fn ln(x: __m512) -> __m512 {
     p = mul_add(p, f, 2.000_071_5e-1);
     p = mul_add(p, f, -2.499_999_4e-1);
     p = mul_add(p, f, 3.333_333_1e-1);
-    let mut y = _mm512_mul_ps(_mm512_mul_ps(f, f2), p);
-    y = _mm512_add_ps(y, _mm512_mul_ps(e, _mm512_set1_ps(-2.121_944_4e-4)));
-    y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_set1_ps(-0.5), f2));
-    let z = _mm512_add_ps(f, y);
-    _mm512_add_ps(z, _mm512_mul_ps(e, _mm512_set1_ps(0.693_359_375)))
+    let mut y = mul(mul(f, f2), p);
+    y = add(y, mul(e, [_mm512_set1_ps(-2.121_944_4e-4); K]));
+    y = add(y, mul([_mm512_set1_ps(-0.5); K], f2));
+    let z = add(f, y);
+    add(z, mul(e, [_mm512_set1_ps(0.693_359_375); K]))
 }
 
 /// [`super::sincospi_f32`] lane by lane: `(sin(pi t), cos(pi t))`.
 #[allow(clippy::excessive_precision)]
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn sincospi(t: __m512) -> (__m512, __m512) {
-    let two = _mm512_set1_ps(2.0);
-    let qi = _mm512_sub_epi32(
-        _mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(t, two), _mm512_set1_ps(2.5))),
-        _mm512_set1_epi32(2),
-    );
-    let y = _mm512_sub_ps(
-        t,
-        _mm512_mul_ps(_mm512_cvtepi32_ps(qi), _mm512_set1_ps(0.5)),
-    );
-    let a = _mm512_mul_ps(y, _mm512_set1_ps(std::f32::consts::PI));
-    let a2 = _mm512_mul_ps(a, a);
-    let mut s = _mm512_set1_ps(-2.505_210_8e-8);
+fn sincospi<const K: usize>(t: [__m512; K]) -> ([__m512; K], [__m512; K]) {
+    let qi = each(t, |t| {
+        let q = _mm512_add_ps(_mm512_mul_ps(t, _mm512_set1_ps(2.0)), _mm512_set1_ps(2.5));
+        _mm512_sub_epi32(_mm512_cvttps_epi32(q), _mm512_set1_epi32(2))
+    });
+    let half_q = each(qi, |q| {
+        _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(0.5))
+    });
+    let y = each2(t, half_q, |t, h| _mm512_sub_ps(t, h));
+    let a = mul(y, [_mm512_set1_ps(std::f32::consts::PI); K]);
+    let a2 = mul(a, a);
+    let mut s = [_mm512_set1_ps(-2.505_210_8e-8); K];
     s = mul_add(s, a2, 2.755_731_9e-6);
     s = mul_add(s, a2, -1.984_127e-4);
     s = mul_add(s, a2, 8.333_333e-3);
     s = mul_add(s, a2, -1.666_666_7e-1);
-    let sin = _mm512_add_ps(a, _mm512_mul_ps(_mm512_mul_ps(a, a2), s));
-    let mut c = _mm512_set1_ps(-2.755_731_9e-7);
+    let sin = add(a, mul(mul(a, a2), s));
+    let mut c = [_mm512_set1_ps(-2.755_731_9e-7); K];
     c = mul_add(c, a2, 2.480_158_7e-5);
     c = mul_add(c, a2, -1.388_888_9e-3);
     c = mul_add(c, a2, 4.166_666_6e-2);
     c = mul_add(c, a2, -0.5);
-    let cos = _mm512_add_ps(_mm512_set1_ps(1.0), _mm512_mul_ps(a2, c));
-    let q = _mm512_and_si512(qi, _mm512_set1_epi32(3));
-    let one = _mm512_set1_epi32(1);
-    let swap = _mm512_test_epi32_mask(q, one);
-    let s1 = _mm512_mask_blend_ps(swap, sin, cos);
-    let c1 = _mm512_mask_blend_ps(swap, cos, sin);
+    let cos = add([_mm512_set1_ps(1.0); K], mul(a2, c));
     // q = 0: ( s,  c); q = 1: ( c, -s); q = 2: (-s, -c); q = 3: (-c,  s). Negation flips the
     // sign bit, as the scalar `-x` does.
-    let s_neg = _mm512_cmpge_epi32_mask(q, _mm512_set1_epi32(2));
-    let c_neg = _mm512_test_epi32_mask(_mm512_add_epi32(q, one), _mm512_set1_epi32(2));
-    let sign = _mm512_set1_epi32(i32::MIN);
-    let flip = |v: __m512, k: __mmask16| {
-        _mm512_castsi512_ps(_mm512_mask_xor_epi32(
-            _mm512_castps_si512(v),
-            k,
-            _mm512_castps_si512(v),
-            sign,
-        ))
+    let out = |i: usize| {
+        let q = _mm512_and_si512(qi[i], _mm512_set1_epi32(3));
+        let one = _mm512_set1_epi32(1);
+        let swap = _mm512_test_epi32_mask(q, one);
+        let s1 = _mm512_mask_blend_ps(swap, sin[i], cos[i]);
+        let c1 = _mm512_mask_blend_ps(swap, cos[i], sin[i]);
+        let s_neg = _mm512_cmpge_epi32_mask(q, _mm512_set1_epi32(2));
+        let c_neg = _mm512_test_epi32_mask(_mm512_add_epi32(q, one), _mm512_set1_epi32(2));
+        let sign = _mm512_set1_epi32(i32::MIN);
+        let flip = |v: __m512, k: __mmask16| {
+            let v = _mm512_castps_si512(v);
+            _mm512_castsi512_ps(_mm512_mask_xor_epi32(v, k, v, sign))
+        };
+        (flip(s1, s_neg), flip(c1, c_neg))
     };
-    (flip(s1, s_neg), flip(c1, c_neg))
+    let both: [(__m512, __m512); K] = std::array::from_fn(out);
+    (each(both, |b| b.0), each(both, |b| b.1))
 }
 
-/// The pair `(r cos phi, r sin phi)` of [`super::gaussians_f32`] lane by lane.
+/// The pairs `(r cos phi, r sin phi)` of [`super::gaussians_f32`] lane by lane, for `K` vector
+/// pairs of words.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn pair(xa: __m512i, xb: __m512i) -> (__m512, __m512) {
-    let r = _mm512_sqrt_ps(_mm512_mul_ps(_mm512_set1_ps(-2.0), ln(uniform(xa))));
-    let t = _mm512_sub_ps(
-        _mm512_mul_ps(_mm512_set1_ps(2.0), uniform(xb)),
-        _mm512_set1_ps(1.0),
-    );
+fn pairs<const K: usize>(xa: [__m512i; K], xb: [__m512i; K]) -> ([__m512; K], [__m512; K]) {
+    let l = ln(uniform(xa));
+    let r = each(l, |l| {
+        _mm512_sqrt_ps(_mm512_mul_ps(_mm512_set1_ps(-2.0), l))
+    });
+    let t = each(uniform(xb), |u| {
+        _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(2.0), u), _mm512_set1_ps(1.0))
+    });
     let (s, c) = sincospi(t);
-    (_mm512_mul_ps(r, c), _mm512_mul_ps(r, s))
+    (mul(r, c), mul(r, s))
 }
 
 /// Store four vectors whose lane `j` holds value `k` of block `j` as 64 values in block order.
@@ -218,12 +260,19 @@ fn store_interleaved(v: [__m512i; 4], out: &mut [u32; 4 * LANES]) {
 pub(super) fn gaussians(seed: u64, stream: u64, blk: u64, out: &mut [f32]) {
     for (j, o) in out.chunks_exact_mut(4 * LANES * SETS).enumerate() {
         let sets = philox::<SETS>(seed, stream, blk + (j * LANES * SETS) as u64);
-        for (w, o) in sets.iter().zip(o.chunks_exact_mut(4 * LANES)) {
-            let (z0, z1) = pair(w[0], w[1]);
-            let (z2, z3) = pair(w[2], w[3]);
-            let z = [z0, z1, z2, z3].map(|v| _mm512_castps_si512(v));
-            let o: &mut [f32; 4 * LANES] = o.try_into().expect("a chunk of 64");
-            store_interleaved(z, bytemuck::cast_mut(o));
+        // Both pairs of two sets side by side.
+        for (w, o) in sets.chunks_exact(2).zip(o.chunks_exact_mut(8 * LANES)) {
+            let (a, b) = pairs(
+                [w[0][0], w[0][2], w[1][0], w[1][2]],
+                [w[0][1], w[0][3], w[1][1], w[1][3]],
+            );
+            let (o0, o1) = o.split_at_mut(4 * LANES);
+            let z0 = [a[0], b[0], a[1], b[1]].map(|v| _mm512_castps_si512(v));
+            let z1 = [a[2], b[2], a[3], b[3]].map(|v| _mm512_castps_si512(v));
+            let o0: &mut [f32; 4 * LANES] = o0.try_into().expect("a chunk of 64");
+            let o1: &mut [f32; 4 * LANES] = o1.try_into().expect("a chunk of 64");
+            store_interleaved(z0, bytemuck::cast_mut(o0));
+            store_interleaved(z1, bytemuck::cast_mut(o1));
         }
     }
 }
