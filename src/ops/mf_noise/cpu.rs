@@ -112,11 +112,14 @@ fn piece<S: Float>(
             for (xi, zi) in x.iter_mut().zip(z.iter()) {
                 *xi = f64::from(*zi);
             }
-            for r in 1..=slots.min(t as usize) {
-                let s = &state[(t as usize - r) % slots][at..at + n];
-                let cr = f64::from(c[r]);
-                sub_scaled(x, cr, s);
-            }
+            // x -= c_r s_{t-r}, r = 1, 2, ... in order.
+            sub_all(x, slots.min(t as usize), |k| {
+                let r = k + 1;
+                (
+                    f64::from(c[r]),
+                    &state[(t as usize - r) % slots][at..at + n],
+                )
+            });
             let c0 = f64::from(c[0]);
             let nu_t = f64::from(nu[t as usize]);
             if slots > 0 {
@@ -141,9 +144,9 @@ fn piece<S: Float>(
             for (xi, zi) in x.iter_mut().zip(z.iter()) {
                 *xi = f64::from(*zi);
             }
-            for (s, w) in state.iter().zip(omega) {
-                sub_scaled(x, f64::from(*w), &s[at..at + n]);
-            }
+            sub_all(x, omega.len(), |k| {
+                (f64::from(omega[k]), &state[k][at..at + n])
+            });
             // The state was read (and prefetched) just above: it is in cache.
             for (s, th) in state.iter_mut().zip(theta) {
                 let th = f64::from(*th);
@@ -161,16 +164,42 @@ fn piece<S: Float>(
     }
 }
 
-/// `x -= c s`, prefetching `s` one piece ahead: a state vector is read in pieces with other
-/// work between them, and crosses a 4 KiB page each piece, where the hardware prefetcher stops.
+/// `x -= c_k s_k` for `k = 0 .. taps` in order, with `tap(k) = (c_k, s_k)`: up to four taps per
+/// pass over `x`.
 #[inline(always)]
-fn sub_scaled<S: Float>(x: &mut [f64], c: f64, s: &[S]) {
+fn sub_all<'a, S: Float + 'a>(x: &mut [f64], taps: usize, tap: impl Fn(usize) -> (f64, &'a [S])) {
+    let mut k = 0;
+    while k < taps {
+        match taps - k {
+            1 => sub_taps(x, [tap(k)]),
+            2 => sub_taps(x, [tap(k), tap(k + 1)]),
+            3 => sub_taps(x, [tap(k), tap(k + 1), tap(k + 2)]),
+            _ => sub_taps(x, [tap(k), tap(k + 1), tap(k + 2), tap(k + 3)]),
+        }
+        k += 4;
+    }
+}
+
+/// `x -= c_1 s_1`, then `x -= c_2 s_2`, ... for the `N` taps in order, in one pass over `x`;
+/// each `s` is prefetched one piece ahead: a state vector is read in pieces with other work
+/// between them, and crosses a 4 KiB page each piece, where the hardware prefetcher stops.
+#[inline(always)]
+fn sub_taps<S: Float, const N: usize>(x: &mut [f64], taps: [(f64, &[S]); N]) {
     // Elements of S per 64-byte line.
     let line = 64 / std::mem::size_of::<S>();
-    for (xl, sl) in x.chunks_mut(line).zip(s.chunks(line)) {
-        cpu::prefetch(sl.as_ptr().wrapping_add(PIECE));
-        for (xi, si) in xl.iter_mut().zip(sl) {
-            *xi -= c * f64::from(si.to_f32());
+    let c = taps.map(|(c, _)| c);
+    for (j, xl) in x.chunks_mut(line).enumerate() {
+        let at = j * line;
+        let s = taps.map(|(_, s)| &s[at..at + xl.len()]);
+        for s in s {
+            cpu::prefetch(s.as_ptr().wrapping_add(PIECE));
+        }
+        for (l, xi) in xl.iter_mut().enumerate() {
+            let mut v = *xi;
+            for k in 0..N {
+                v -= c[k] * f64::from(s[k][l].to_f32());
+            }
+            *xi = v;
         }
     }
 }
