@@ -163,17 +163,18 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
         tensors
             .iter()
             .flat_map(|s| {
+                // Whole rows per rayon task, about a chunk of elements each.
+                let per_task = s.last_dim * (CHUNK / s.last_dim).max(1);
                 u[s.offset..s.offset + s.len]
-                    .par_chunks(s.last_dim)
-                    .map(|row| {
-                        let ss: f64 = row
-                            .iter()
-                            .map(|&x| {
-                                let x = f64::from(x.to_f32() / sc.bc);
-                                x * x
-                            })
-                            .sum();
-                        ss as f32
+                    .par_chunks(per_task)
+                    .flat_map_iter(|rows| {
+                        cpu::vectorized(
+                            #[inline(always)]
+                            || {
+                                let sums = rows.chunks(s.last_dim).map(|r| row_sumsq(r, sc.bc));
+                                sums.collect::<Vec<f32>>()
+                            },
+                        )
                     })
                     .collect::<Vec<f32>>()
             })
@@ -240,6 +241,29 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
         )
     });
     (nonfinite, current)
+}
+
+/// The sum of squares of one row of the bias-corrected trace, `sum (u / bc)^2`, accumulated
+/// in f64 in eight interleaved partial sums (element `k` into sum `k % 8`, added in order at the
+/// end): a fixed order, so the result is deterministic, that vectorizes, unlike one running sum.
+#[inline(always)]
+fn row_sumsq<U: Float>(row: &[U], bc: f32) -> f32 {
+    const SUMS: usize = 8;
+    let mut acc = [0.0f64; SUMS];
+    let mut add = |k: usize, u: &U| {
+        let x = f64::from(u.to_f32() / bc);
+        acc[k] += x * x;
+    };
+    let mut blocks = row.chunks_exact(SUMS);
+    for b in &mut blocks {
+        for (k, u) in b.iter().enumerate() {
+            add(k, u);
+        }
+    }
+    for (k, u) in blocks.remainder().iter().enumerate() {
+        add(k, u);
+    }
+    acc.iter().sum::<f64>() as f32
 }
 
 /// Pass 1 over one chunk: `u <- u beta + (1 - beta) U`, stored in `U`; returns the maximum
