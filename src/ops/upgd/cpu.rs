@@ -3,7 +3,9 @@
 //! of local scaling accumulated in f64 and the sigmoid's exponential from [`exp_f32`].
 //! Parallel over chunks of each tensor with rayon; within a chunk, pieces of [`PIECE`]
 //! elements go through one loop per quantity (Gaussians, scaled utilities, the update), each
-//! with its choices made outside it, so that the compiler vectorizes them.
+//! with its choices made outside it, so that the compiler vectorizes them. In the one-pass mode
+//! of weight-level UPGD the traces are updated inside the update's loop, so the step reads the
+//! model once.
 
 use rayon::prelude::*;
 
@@ -20,11 +22,21 @@ const PIECE: usize = 1024;
 /// Lanes of the per-lane maxima and counts of pass 1 (a multiple of any vector width).
 const LANES: usize = 16;
 
-/// A chunk of the weights and, for adaptive, of the moments.
+/// A chunk of the weights, of their own traces (weight-level UPGD) and, for adaptive, of the
+/// moments.
 struct Lane<'a, W, U> {
     w: &'a mut [W],
+    u: Option<Trace<'a, U>>,
     m: Option<&'a mut [U]>,
     v: Option<&'a mut [U]>,
+}
+
+/// A chunk of traces as the update sees it: already traced by pass 1, or to be traced in the
+/// update's own loop (the one-pass mode of weight-level UPGD, where an element's update reads
+/// only its own trace and the scale comes from the previous step).
+enum Trace<'a, U> {
+    Read(&'a [U]),
+    Update(&'a mut [U]),
 }
 
 /// The traces in their storage type `U` (f32 or bf16). A value is rounded to `U` when stored,
@@ -124,11 +136,15 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
     prev: Option<&Scale>,
 ) -> (u64, Scale) {
     let State { u, m, v } = st;
+    // The one-pass mode of weight-level UPGD traces each chunk in the update's own loop: an
+    // element's update reads only its own trace, and the scale is the previous step's. (Feature
+    // level scales a unit's weights by its gate's trace, which must be traced first.)
+    let fused = prev.is_some() && roles.is_none();
     // Pass 1: traces, the maximum raw trace, non-finite inputs. One rayon task per chunk of
     // every traced tensor, so the threads meet once per pass rather than once per tensor.
     // Feature-level UPGD traces the gates only.
-    let traced = |k: usize| roles.is_none_or(|r| r[k] == Role::Gate);
-    let chunks: Vec<(usize, usize, &mut [U])> = split_mut(u, tensors)
+    let traced = |k: usize| !fused && roles.is_none_or(|r| r[k] == Role::Gate);
+    let chunks: Vec<(usize, usize, &mut [U])> = split_mut(&mut *u, tensors)
         .into_iter()
         .enumerate()
         .filter(|&(k, _)| traced(k))
@@ -137,7 +153,7 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
             chunks.map(move |(c, uc)| (k, c * CHUNK, uc))
         })
         .collect();
-    let (eta, nonfinite) = chunks
+    let (mut eta, mut nonfinite) = chunks
         .into_par_iter()
         .map(|(k, at, uc)| {
             let r = at..at + uc.len();
@@ -149,8 +165,6 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
             )
         })
         .reduce(|| (f32::NEG_INFINITY, 0), |a, b| (a.0.max(b.0), a.1 + b.1));
-    // Per-row sums of squares of the bias-corrected trace (accumulated in f64), for local
-    // scaling; the norm is then max(sqrt(ss), 1e-12) in f32, as on the devices.
     let row_base: Vec<usize> = tensors
         .iter()
         .scan(0, |acc, s| {
@@ -159,43 +173,46 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
             Some(b)
         })
         .collect();
-    let rowsq: Vec<f32> = if variant.scaling() == Scaling::Local {
-        tensors
-            .iter()
-            .flat_map(|s| {
-                // Whole rows per rayon task, about a chunk of elements each.
-                let per_task = s.last_dim * (CHUNK / s.last_dim).max(1);
-                u[s.offset..s.offset + s.len]
-                    .par_chunks(per_task)
-                    .flat_map_iter(|rows| {
-                        cpu::vectorized(
-                            #[inline(always)]
-                            || {
-                                let sums = rows.chunks(s.last_dim).map(|r| row_sumsq(r, sc.bc));
-                                sums.collect::<Vec<f32>>()
-                            },
-                        )
-                    })
-                    .collect::<Vec<f32>>()
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let current = Scale { eta, rowsq };
     // The one-pass mode scales by the previous step's reductions.
-    let scale = prev.unwrap_or(&current);
+    let current_rowsq = if fused {
+        Vec::new()
+    } else {
+        row_sums(variant, sc, tensors, u)
+    };
+    let two_pass = Scale {
+        eta,
+        rowsq: current_rowsq,
+    };
+    let scale = prev.unwrap_or(&two_pass);
     // Pass 2: noise and the update (and the adaptive moments), one rayon task per chunk of
     // every updated tensor.
-    let u_all: &[U] = u;
+    // The traces as the update sees them, one slice per tensor: read (pass 1 traced them) or
+    // updated there (fused); feature level reads the gates' through its `Source`.
+    let (u_all, mut us): (&[U], Vec<Option<Trace<'_, U>>>) = if fused {
+        let us = split_mut(&mut *u, tensors);
+        (
+            &[],
+            us.into_iter().map(|u| Some(Trace::Update(u))).collect(),
+        )
+    } else {
+        let u: &[U] = u;
+        let own = |k: usize| {
+            roles
+                .is_none()
+                .then(|| &u[tensors[k].offset..][..tensors[k].len])
+        };
+        (
+            u,
+            (0..tensors.len())
+                .map(|k| own(k).map(Trace::Read))
+                .collect(),
+        )
+    };
     let tensor_of = |ti: usize| {
         let s = tensors[ti];
         // Where each element's scaled utility comes from.
         let source = match roles.map(|r| r[ti]) {
-            None => Source::Own {
-                u: &u_all[s.offset..s.offset + s.len],
-                row0: row_base[ti],
-            },
+            None => Source::Own { row0: row_base[ti] },
             Some(Role::Gated { gate }) => Source::Gate {
                 u: &u_all[tensors[gate].offset..],
                 row: row_base[gate],
@@ -225,22 +242,77 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
         if roles.is_some_and(|r| r[ti] == Role::Gate) {
             continue;
         }
+        let mut uc = us[ti].take().map(|u| match u {
+            Trace::Read(u) => Chunks::Read(u.chunks(CHUNK)),
+            Trace::Update(u) => Chunks::Update(u.chunks_mut(CHUNK)),
+        });
         let mut mc = m.map(|m| m.chunks_mut(CHUNK));
         let mut vc = v.map(|v| v.chunks_mut(CHUNK));
         for (c, w) in w.chunks_mut(CHUNK).enumerate() {
+            let u = uc.as_mut().and_then(|u| match u {
+                Chunks::Read(it) => it.next().map(Trace::Read),
+                Chunks::Update(it) => it.next().map(Trace::Update),
+            });
             let m = mc.as_mut().and_then(Iterator::next);
             let v = vc.as_mut().and_then(Iterator::next);
-            chunks.push((ti, c * CHUNK, Lane { w, m, v }));
+            chunks.push((ti, c * CHUNK, Lane { w, u, m, v }));
         }
     }
-    chunks.into_par_iter().for_each(|(ti, at, lane)| {
-        let g = &gs[ti][at..];
-        cpu::vectorized(
-            #[inline(always)]
-            || updated[ti].update_chunk(at, lane, g),
-        )
-    });
+    let (mx, bad) = chunks
+        .into_par_iter()
+        .map(|(ti, at, lane)| {
+            let g = &gs[ti][at..];
+            let h = hs.as_ref().map(|h| &h[ti][at..]);
+            cpu::vectorized(
+                #[inline(always)]
+                || updated[ti].update_chunk(at, lane, g, h),
+            )
+        })
+        .reduce(|| (f32::NEG_INFINITY, 0), |a, b| (a.0.max(b.0), a.1 + b.1));
+    let current = if fused {
+        // Traced in the update: this step's reductions come after it.
+        (eta, nonfinite) = (mx, bad);
+        Scale {
+            eta,
+            rowsq: row_sums(variant, sc, tensors, u),
+        }
+    } else {
+        two_pass
+    };
     (nonfinite, current)
+}
+
+/// Chunk iterators over one tensor's traces, as [`Trace`].
+enum Chunks<'a, U> {
+    Read(std::slice::Chunks<'a, U>),
+    Update(std::slice::ChunksMut<'a, U>),
+}
+
+/// Per-row sums of squares of the bias-corrected trace (accumulated in f64), for local
+/// scaling (empty for global); the norm is then max(sqrt(ss), 1e-12) in f32, as on the devices.
+fn row_sums<U: Float>(variant: Variant, sc: &Scalars, tensors: &[TensorSpec], u: &[U]) -> Vec<f32> {
+    if variant.scaling() != Scaling::Local {
+        return Vec::new();
+    }
+    tensors
+        .iter()
+        .flat_map(|s| {
+            // Whole rows per rayon task, about a chunk of elements each.
+            let per_task = s.last_dim * (CHUNK / s.last_dim).max(1);
+            u[s.offset..s.offset + s.len]
+                .par_chunks(per_task)
+                .flat_map_iter(|rows| {
+                    cpu::vectorized(
+                        #[inline(always)]
+                        || {
+                            let sums = rows.chunks(s.last_dim).map(|r| row_sumsq(r, sc.bc));
+                            sums.collect::<Vec<f32>>()
+                        },
+                    )
+                })
+                .collect::<Vec<f32>>()
+        })
+        .collect()
 }
 
 /// The sum of squares of one row of the bias-corrected trace, `sum (u / bc)^2`, accumulated
@@ -353,8 +425,9 @@ impl Lanes {
 /// Where the update of a tensor takes each element's scaled utility from.
 #[derive(Clone, Copy)]
 enum Source<'a, U> {
-    /// Its own trace (weight-level UPGD); `row0` is the tensor's first row among all rows.
-    Own { u: &'a [U], row0: usize },
+    /// Its own trace (weight-level UPGD, given with each chunk); `row0` is the tensor's first
+    /// row among all rows.
+    Own { row0: usize },
     /// The gate's trace for the element's row (from the gate's first element), scaled by the
     /// norm of the gate's single row `row` under local scaling.
     Gate { u: &'a [U], row: usize },
@@ -388,17 +461,18 @@ impl<U: Float> Tensor<'_, U> {
         self.scale.rowsq.get(row).map(|ss| ss.sqrt().max(1e-12))
     }
 
-    /// `s[k]`, the scaled utility of element `at + k` of the tensor.
+    /// `s[k]`, the scaled utility of element `at + k` of the tensor; `own` holds those
+    /// elements' own traces (weight-level UPGD; empty otherwise).
     #[inline(always)]
-    fn scaled_piece(&self, at: usize, s: &mut [f32]) {
+    fn scaled_piece(&self, at: usize, s: &mut [f32], own: &[U]) {
         let (u, row0, gated) = match self.source {
-            Source::Own { u, row0 } => (u, row0, false),
+            Source::Own { row0 } => (own, row0, false),
             Source::Gate { u, row } => (u, row, true),
             Source::None => return,
         };
         let global = self.variant.scaling() == Scaling::Global;
         if !gated && global {
-            for (s, u) in s.iter_mut().zip(&u[at..]) {
+            for (s, u) in s.iter_mut().zip(u) {
                 *s = self.scaled(u.to_f32(), None);
             }
             return;
@@ -415,7 +489,7 @@ impl<U: Float> Tensor<'_, U> {
                 part.fill(self.scaled(u[row].to_f32(), norm));
             } else {
                 let norm = self.norm_of(row0 + row);
-                for (s, u) in part.iter_mut().zip(&u[j..j + n]) {
+                for (s, u) in part.iter_mut().zip(&u[k..k + n]) {
                     *s = self.scaled(u.to_f32(), norm);
                 }
             }
@@ -425,14 +499,28 @@ impl<U: Float> Tensor<'_, U> {
 
     /// Pass 2 over one chunk of weights from element `at` of the tensor (`g` from there on).
     #[inline(always)]
-    fn update_chunk<W: Float, G: Float>(&self, at: usize, lane: Lane<'_, W, U>, g: &[G]) {
-        let Lane { w, mut m, mut v } = lane;
+    /// Returns, where the chunk's traces are updated here ([`Trace::Update`]), their maximum
+    /// and the number of non-finite `g` and `h` (else `-inf` and 0).
+    fn update_chunk<W: Float, G: Float>(
+        &self,
+        at: usize,
+        lane: Lane<'_, W, U>,
+        g: &[G],
+        h: Option<&[G]>,
+    ) -> (f32, u64) {
+        let Lane {
+            w,
+            mut u,
+            mut m,
+            mut v,
+        } = lane;
         let sc = self.sc;
+        let (mut mx, mut bad) = (f32::NEG_INFINITY, 0u64);
         if matches!(self.source, Source::None) {
             for (wk, gk) in w.iter_mut().zip(g) {
                 *wk = W::from_f32(wk.to_f32() * sc.decay + sc.neg_lr * gk.to_f32());
             }
-            return;
+            return (mx, bad);
         }
         let mut z = [0.0f32; PIECE];
         let mut s = [0.0f32; PIECE];
@@ -441,8 +529,21 @@ impl<U: Float> Tensor<'_, U> {
             let n = w.len();
             let (z, s) = (&mut z[..n], &mut s[..n]);
             let g = &g[k0..k0 + n];
+            // The piece's own traces: traced here first in the fused one-pass mode (from the
+            // weights before their update, as pass 1 would).
+            let own: &[U] = match &mut u {
+                Some(Trace::Read(u)) => &u[k0..k0 + n],
+                Some(Trace::Update(u)) => {
+                    let up = &mut u[k0..k0 + n];
+                    let hp = h.map(|h| &h[k0..k0 + n]);
+                    let (pm, pb) = trace_chunk(sc, up, w, g, hp);
+                    (mx, bad) = (mx.max(pm), bad + pb);
+                    up
+                }
+                None => &[],
+            };
             rng::gaussians_into(self.seed, sc.stream, (self.offset + at + k0) as u64, z);
-            self.scaled_piece(at + k0, s);
+            self.scaled_piece(at + k0, s, own);
             let step =
                 |wk: &mut W, d: f32| *wk = W::from_f32(wk.to_f32() * sc.decay + sc.neg_lr * d);
             let rows = w.iter_mut().zip(g).zip(z.iter().zip(s.iter()));
@@ -481,6 +582,7 @@ impl<U: Float> Tensor<'_, U> {
                 }
             }
         }
+        (mx, bad)
     }
 }
 
