@@ -255,7 +255,8 @@ fn store_interleaved(v: [__m512i; 4], out: &mut [u32; 4 * LANES]) {
 
 /// The Gaussians of blocks `blk .. blk + out.len() / 4`, block by block.
 ///
-/// `out.len()` must be a multiple of 64 (a shorter tail is left as it was).
+/// `out.len()` must be a multiple of `4 LANES SETS` = 256 (a shorter tail is left as it
+/// was).
 #[target_feature(enable = "avx512f")]
 pub(super) fn gaussians(seed: u64, stream: u64, blk: u64, out: &mut [f32]) {
     for (j, o) in out.chunks_exact_mut(4 * LANES * SETS).enumerate() {
@@ -279,7 +280,8 @@ pub(super) fn gaussians(seed: u64, stream: u64, blk: u64, out: &mut [f32]) {
 
 /// The raw words of blocks `blk .. blk + out.len() / 4`, block by block.
 ///
-/// `out.len()` must be a multiple of 64 (a shorter tail is left as it was).
+/// `out.len()` must be a multiple of `4 LANES SETS` = 256 (a shorter tail is left as it
+/// was).
 #[target_feature(enable = "avx512f")]
 pub(super) fn words(seed: u64, stream: u64, blk: u64, out: &mut [u32]) {
     for (j, o) in out.chunks_exact_mut(4 * LANES * SETS).enumerate() {
