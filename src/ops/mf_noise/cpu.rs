@@ -185,21 +185,33 @@ fn sub_all<'a, S: Float + 'a>(x: &mut [f64], taps: usize, tap: impl Fn(usize) ->
 /// between them, and crosses a 4 KiB page each piece, where the hardware prefetcher stops.
 #[inline(always)]
 fn sub_taps<S: Float, const N: usize>(x: &mut [f64], taps: [(f64, &[S]); N]) {
-    // Elements of S per 64-byte line.
-    let line = 64 / std::mem::size_of::<S>();
+    // 16 elements: a 64-byte line of f32 state (half of one of bf16, prefetched twice).
+    const LINE: usize = 16;
     let c = taps.map(|(c, _)| c);
-    for (j, xl) in x.chunks_mut(line).enumerate() {
-        let at = j * line;
-        let s = taps.map(|(_, s)| &s[at..at + xl.len()]);
+    let whole = x.len() / LINE * LINE;
+    let (x, tail) = x.split_at_mut(whole);
+    for (j, xl) in x.chunks_exact_mut(LINE).enumerate() {
+        let at = j * LINE;
+        let s = taps.map(|(_, s)| &s[at..at + LINE]);
         for s in s {
             cpu::prefetch(s.as_ptr().wrapping_add(PIECE));
         }
-        for (l, xi) in xl.iter_mut().enumerate() {
-            let mut v = *xi;
-            for k in 0..N {
-                v -= c[k] * f64::from(s[k][l].to_f32());
-            }
-            *xi = v;
+        // Arrays: the compiler sees lines of exactly LINE and vectorizes across them.
+        let xl: &mut [f64; LINE] = xl.try_into().expect("chunks_exact");
+        let s: [&[S; LINE]; N] = s.map(|s| s.try_into().expect("a line"));
+        sub_line(xl, c, s.map(|s| &s[..]));
+    }
+    sub_line(tail, c, taps.map(|(_, s)| &s[whole..]));
+}
+
+/// `x[l] -= c_k s_k[l]` for `k = 0 .. N` in order, for every `l` of `x`.
+#[inline(always)]
+fn sub_line<S: Float, const N: usize>(x: &mut [f64], c: [f64; N], s: [&[S]; N]) {
+    for (l, xi) in x.iter_mut().enumerate() {
+        let mut v = *xi;
+        for k in 0..N {
+            v -= c[k] * f64::from(s[k][l].to_f32());
         }
+        *xi = v;
     }
 }
