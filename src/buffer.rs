@@ -103,6 +103,14 @@ pub trait Element:
 pub trait Float: Element {
     fn from_f32(x: f32) -> Self;
     fn to_f32(self) -> f32;
+    /// `dst[i] = from_f32(src[i])` (the lengths must match); types with a batch conversion
+    /// override it.
+    #[inline(always)]
+    fn from_f32_slice(dst: &mut [Self], src: &[f32]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = Self::from_f32(*s);
+        }
+    }
 }
 
 impl Element for f32 {
@@ -136,6 +144,12 @@ impl Float for half::f16 {
     #[inline(always)]
     fn to_f32(self) -> f32 {
         half::f16::to_f32(self)
+    }
+    /// `half`'s slice conversion: F16C eight at a time where the CPU has it (one call per
+    /// element otherwise costs a feature check each); the same rounding as `from_f32`.
+    fn from_f32_slice(dst: &mut [Self], src: &[f32]) {
+        use half::slice::HalfFloatSliceExt;
+        dst.convert_from_f32_slice(src);
     }
 }
 impl Float for half::bf16 {
