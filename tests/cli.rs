@@ -730,16 +730,6 @@ struct TestRays {
     encoding: Option<Vec<f32>>,
 }
 
-/// [`TestRays`] on a device.
-struct DeviceRays {
-    origins: trainkern::Buffer<f32>,
-    directions: trainkern::Buffer<f32>,
-    near: trainkern::Buffer<f32>,
-    far: trainkern::Buffer<f32>,
-    batch: trainkern::Buffer<u32>,
-    encoding: Option<trainkern::Buffer<f32>>,
-}
-
 impl TestRays {
     fn write(&self, path: &std::path::Path) {
         let r = self.near.len() as u64;
@@ -760,29 +750,17 @@ impl TestRays {
         write_npz(path, &arrays);
     }
 
-    fn upload(&self, dev: &Device) -> DeviceRays {
-        let up = |v: &[f32]| dev.upload(v).unwrap();
-        DeviceRays {
-            origins: up(&self.origins),
-            directions: up(&self.directions),
-            near: up(&self.near),
-            far: up(&self.far),
-            batch: dev.upload(&self.batch).unwrap(),
-            encoding: self.encoding.as_deref().map(up),
-        }
-    }
-}
-
-impl DeviceRays {
-    fn rays(&self) -> trainkern::render::Rays<'_> {
-        trainkern::render::Rays {
-            origins: &self.origins,
-            directions: &self.directions,
-            batch: &self.batch,
-            near: &self.near,
-            far: &self.far,
-            encoding: self.encoding.as_ref(),
-        }
+    fn upload(&self, dev: &Device) -> trainkern::render::RayBuffers {
+        trainkern::render::RayBuffers::upload(
+            dev,
+            &self.origins,
+            &self.directions,
+            &self.batch,
+            &self.near,
+            &self.far,
+            self.encoding.as_deref(),
+        )
+        .unwrap()
     }
 }
 

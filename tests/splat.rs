@@ -4,10 +4,10 @@
 
 mod common;
 
-use trainkern::render::{GridList, HostRays, Rays};
+use trainkern::render::{GridList, HostRays, RayBuffers};
 use trainkern::splat::reference::{self, HostSplat, HostSplatMlp};
 use trainkern::splat::{SplatMlp, SplatOptions, Splatter};
-use trainkern::{Buffer, Device, Error};
+use trainkern::{Device, Error};
 
 type Gen = common::Gen<98>;
 
@@ -462,36 +462,16 @@ fn f32s(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }
 
-struct DevRays {
-    origins: Buffer<f32>,
-    directions: Buffer<f32>,
-    batch: Buffer<u32>,
-    near: Buffer<f32>,
-    far: Buffer<f32>,
-    encoding: Option<Buffer<f32>>,
-}
-
-impl DevRays {
-    fn new(dev: &Device, r: &HostRays) -> DevRays {
-        DevRays {
-            origins: dev.upload(&f32s(&r.origins)).unwrap(),
-            directions: dev.upload(&f32s(&r.directions)).unwrap(),
-            batch: dev.upload(&r.batch).unwrap(),
-            near: dev.upload(&f32s(&r.near)).unwrap(),
-            far: dev.upload(&f32s(&r.far)).unwrap(),
-            encoding: r.encoding.as_ref().map(|e| dev.upload(&f32s(e)).unwrap()),
-        }
-    }
-    fn rays(&self) -> Rays<'_> {
-        Rays {
-            origins: &self.origins,
-            directions: &self.directions,
-            batch: &self.batch,
-            near: &self.near,
-            far: &self.far,
-            encoding: self.encoding.as_ref(),
-        }
-    }
+/// `r` on the device.
+fn upload_rays(dev: &Device, r: &HostRays) -> RayBuffers {
+    let encoding = r.encoding.as_ref().map(|e| f32s(e));
+    let (o, d, n, f) = (
+        f32s(&r.origins),
+        f32s(&r.directions),
+        f32s(&r.near),
+        f32s(&r.far),
+    );
+    RayBuffers::upload(dev, &o, &d, &r.batch, &n, &f, encoding.as_deref()).unwrap()
 }
 
 #[test]
@@ -565,7 +545,7 @@ fn every_backend_matches_the_reference() {
             let want = reference::forward(&host, &p.rays).unwrap();
             let g_out = f32r(Gen::new(9).vec(p.out.len(), -1.0, 1.0));
             let want_g = reference::backward(&host, &p.rays, &g_out).unwrap();
-            let rays = DevRays::new(dev, &p.rays);
+            let rays = upload_rays(dev, &p.rays);
             let grad_out = dev.upload(&f32s(&g_out)).unwrap();
             let mut out = dev.zeros::<f32>(p.out.len()).unwrap();
             let result = match &p.input {
@@ -691,7 +671,7 @@ fn bad_input_is_a_clear_error() {
         far: vec![3.0, 3.0],
         encoding: Some(vec![0.5; 6]),
     };
-    let good = DevRays::new(&dev, &host);
+    let good = upload_rays(&dev, &host);
     let mut buf = dev.zeros::<f32>(out.len()).unwrap();
     s.forward(&good.rays(), &mut buf).unwrap();
     let before = buf.download().unwrap();
@@ -706,7 +686,7 @@ fn bad_input_is_a_clear_error() {
             encoding: host.encoding.clone(),
         };
         f(&mut h);
-        DevRays::new(&dev, &h)
+        upload_rays(&dev, &h)
     };
     for (bad, what) in [
         (with(&|h| h.batch[1] = 2), "rays.batch[1]"),
@@ -786,7 +766,7 @@ fn mlp_splatter_reads_half_precision_input_grids() {
             let (list, values, mlp, params) = p.input.as_ref().unwrap();
             let want = reference::forward(&p.host(), &p.rays).unwrap();
             let s = Splatter::with_mlp(dev, &p.out, list, *mlp, p.opts).unwrap();
-            let rays = DevRays::new(dev, &p.rays);
+            let rays = upload_rays(dev, &p.rays);
             let params = dev.upload(&f32s(params)).unwrap();
             let mut out = dev.zeros::<f32>(p.out.len()).unwrap();
             let res = if half == "bf16" {
@@ -818,7 +798,7 @@ fn plain_splat_sums_cancelling_terms_exactly_and_deterministically() {
     let want = reference::forward(&p.host(), &p.rays).unwrap();
     for (dev_name, dev) in common::devices() {
         let s = Splatter::new(dev, &p.out, p.opts).unwrap();
-        let rays = DevRays::new(dev, &p.rays);
+        let rays = upload_rays(dev, &p.rays);
         let mut runs = Vec::new();
         for _ in 0..2 {
             let mut out = dev.zeros::<f32>(p.out.len()).unwrap();

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use trainkern::render::{Decoder, GridList, Rays, RenderOptions, RenderOutput, Renderer};
+use trainkern::render::{Decoder, GridList, RayBuffers, RenderOptions, RenderOutput, Renderer};
 use trainkern::splat::{SplatOptions, Splatter};
 use trainkern::{Buffer, Device, Error, Result, rng};
 
@@ -54,39 +54,19 @@ impl HostRays {
     }
 }
 
-/// The device copies of some rays, for one call.
-struct DevRays {
-    origins: Buffer<f32>,
-    directions: Buffer<f32>,
-    batch: Buffer<u32>,
-    near: Buffer<f32>,
-    far: Buffer<f32>,
-    encoding: Option<Buffer<f32>>,
-}
-
-impl DevRays {
-    fn new(dev: &Device, r: &HostRays, encoding: Option<&[f32]>) -> Result<DevRays> {
-        let n = r.len();
-        Ok(DevRays {
-            origins: dev.upload(&r.origins)?,
-            directions: dev.upload(&r.directions)?,
-            batch: dev.upload(&vec![0u32; n])?,
-            near: dev.upload(&vec![NEAR; n])?,
-            far: dev.upload(&vec![FAR; n])?,
-            encoding: encoding.map(|e| dev.upload(e)).transpose()?,
-        })
-    }
-
-    fn rays(&self) -> Rays<'_> {
-        Rays {
-            origins: &self.origins,
-            directions: &self.directions,
-            batch: &self.batch,
-            near: &self.near,
-            far: &self.far,
-            encoding: self.encoding.as_ref(),
-        }
-    }
+/// `r` on the device, for one call: every ray in batch 0, between `NEAR` and `FAR`.
+fn upload_rays(dev: &Device, r: &HostRays, encoding: Option<&[f32]>) -> Result<RayBuffers> {
+    let n = r.len();
+    let (batch, near, far) = (vec![0u32; n], vec![NEAR; n], vec![FAR; n]);
+    RayBuffers::upload(
+        dev,
+        &r.origins,
+        &r.directions,
+        &batch,
+        &near,
+        &far,
+        encoding,
+    )
 }
 
 /// A pinhole camera on a sphere of radius 3 around the origin, looking at it (`y` up), with a
@@ -191,7 +171,7 @@ impl Truth {
     }
 
     fn render(&self, dev: &Device, rays: &HostRays) -> Result<Vec<f32>> {
-        let d = DevRays::new(dev, rays, None)?;
+        let d = upload_rays(dev, rays, None)?;
         let mut out = RenderOutput::zeros(dev, rays.len(), 3)?;
         self.renderer.forward(
             &self.grids,
@@ -243,7 +223,7 @@ struct Model {
 
 impl Model {
     fn render(&self, dev: &Device, rays: &HostRays) -> Result<Vec<f32>> {
-        let d = DevRays::new(dev, rays, None)?;
+        let d = upload_rays(dev, rays, None)?;
         let mut out = RenderOutput::zeros(dev, rays.len(), 3)?;
         self.renderer.forward(
             &dev.upload(&self.planes)?,
@@ -355,7 +335,7 @@ pub fn run(dev: &Device, demo: &Demo) -> Result<()> {
             })
         })
         .collect();
-    let lifted = DevRays::new(dev, &train, Some(&features))?;
+    let lifted = upload_rays(dev, &train, Some(&features))?;
     let mut splatted = dev.zeros::<f32>(planes.len())?;
     splatter.forward(&lifted.rays(), &mut splatted)?;
 
@@ -393,7 +373,7 @@ pub fn run(dev: &Device, demo: &Demo) -> Result<()> {
             batch.directions.extend(&train.directions[3 * i..3 * i + 3]);
             batch.colors.extend(&train.colors[3 * i..3 * i + 3]);
         }
-        let d = DevRays::new(dev, &batch, None)?;
+        let d = upload_rays(dev, &batch, None)?;
         let planes_buf = dev.upload(&model.planes)?;
         let params_buf = dev.upload(&model.params)?;
         let mut out = RenderOutput::zeros(dev, BATCH_RAYS, 3)?;

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use trainkern::render::{Decoder, GridList, Rays, RenderOptions, RenderOutput, Renderer};
+use trainkern::render::{
+    Decoder, GridList, RayBuffers, Rays, RenderOptions, RenderOutput, Renderer,
+};
 use trainkern::{Buffer, Device, Error, Float, Result};
 
 use crate::npy::{self, Named};
@@ -68,24 +70,17 @@ pub fn find<'a>(arrays: &'a [Named], path: &Path, name: &str) -> Result<&'a npy:
 /// on the device.
 pub struct RayFile {
     pub len: usize,
-    origins: Buffer<f32>,
-    directions: Buffer<f32>,
-    near: Buffer<f32>,
-    far: Buffer<f32>,
-    batch: Buffer<u32>,
-    encoding: Option<Buffer<f32>>,
+    buffers: RayBuffers,
 }
 
 impl RayFile {
     pub fn read(dev: &Device, path: &Path, op: &'static str) -> Result<RayFile> {
         let arrays = npy::read_npz(path, op)?;
         let get = |name| find(&arrays, path, name);
-        let origins = dev.upload(&f32s(&get("origins")?.data))?;
-        let directions = dev.upload(&f32s(&get("directions")?.data))?;
-        let near = get("near")?;
-        let len = near.data.len();
-        let near = dev.upload(&f32s(&near.data))?;
-        let far = dev.upload(&f32s(&get("far")?.data))?;
+        let origins = f32s(&get("origins")?.data);
+        let directions = f32s(&get("directions")?.data);
+        let near = f32s(&get("near")?.data);
+        let far = f32s(&get("far")?.data);
         let batch_vals = &get("batch")?.data;
         if let Some(x) = batch_vals
             .iter()
@@ -96,29 +91,28 @@ impl RayFile {
                 what: format!("rays.batch holds {x}, not a batch index"),
             });
         }
+        let batch: Vec<u32> = batch_vals.iter().map(|&x| x as u32).collect();
+        let encoding = arrays
+            .iter()
+            .find(|n| n.name == "encoding")
+            .map(|e| f32s(&e.array.data));
+        let buffers = RayBuffers::upload(
+            dev,
+            &origins,
+            &directions,
+            &batch,
+            &near,
+            &far,
+            encoding.as_deref(),
+        )?;
         Ok(RayFile {
-            len,
-            origins,
-            directions,
-            near,
-            far,
-            batch: dev.upload(&batch_vals.iter().map(|&x| x as u32).collect::<Vec<_>>())?,
-            encoding: match arrays.iter().find(|n| n.name == "encoding") {
-                Some(e) => Some(dev.upload(&f32s(&e.array.data))?),
-                None => None,
-            },
+            len: near.len(),
+            buffers,
         })
     }
 
     pub fn rays(&self) -> Rays<'_> {
-        Rays {
-            origins: &self.origins,
-            directions: &self.directions,
-            batch: &self.batch,
-            near: &self.near,
-            far: &self.far,
-            encoding: self.encoding.as_ref(),
-        }
+        self.buffers.rays()
     }
 }
 

@@ -173,6 +173,50 @@ impl Rays<'_> {
     }
 }
 
+/// The buffers of [`Rays`], owned: what a caller uploads once and renders or splats with many
+/// times.
+pub struct RayBuffers {
+    pub origins: Buffer<f32>,
+    pub directions: Buffer<f32>,
+    pub batch: Buffer<u32>,
+    pub near: Buffer<f32>,
+    pub far: Buffer<f32>,
+    pub encoding: Option<Buffer<f32>>,
+}
+
+impl RayBuffers {
+    /// The rays' host arrays on `dev` (shapes as in [`Rays`]; the ops check them).
+    pub fn upload(
+        dev: &Device,
+        origins: &[f32],
+        directions: &[f32],
+        batch: &[u32],
+        near: &[f32],
+        far: &[f32],
+        encoding: Option<&[f32]>,
+    ) -> Result<RayBuffers> {
+        Ok(RayBuffers {
+            origins: dev.upload(origins)?,
+            directions: dev.upload(directions)?,
+            batch: dev.upload(batch)?,
+            near: dev.upload(near)?,
+            far: dev.upload(far)?,
+            encoding: encoding.map(|e| dev.upload(e)).transpose()?,
+        })
+    }
+
+    pub fn rays(&self) -> Rays<'_> {
+        Rays {
+            origins: &self.origins,
+            directions: &self.directions,
+            batch: &self.batch,
+            near: &self.near,
+            far: &self.far,
+            encoding: self.encoding.as_ref(),
+        }
+    }
+}
+
 /// Per-ray results of the forward pass (also the shape of the backward pass's incoming
 /// gradients): `features` is `R x K`.
 pub struct RenderOutput {
