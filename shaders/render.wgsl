@@ -249,8 +249,22 @@ fn mlp_fw(m: u32, layers: u32, relu_last: bool) {
     }
 }
 
+// max(x, 0) + log1p(exp(-|x|)), with log1p(u) = 2 atanh(s), s = u / (2 + u) in [0, 1/3]: the
+// odd series to s^15 is within 2^-28. log(1 + u) would lose the digits of a small u (1 + u
+// rounds to a multiple of 2^-23), and WGSL's log is only absolutely accurate near 1.
 fn softplus(x: f32) -> f32 {
-    return max(x, 0.0) + log(1.0 + exp(-abs(x)));
+    let u = exp(-abs(x));
+    let s = u / (2.0 + u);
+    let s2 = s * s;
+    var q = 1.0 / 15.0;
+    q = fma(q, s2, 1.0 / 13.0);
+    q = fma(q, s2, 1.0 / 11.0);
+    q = fma(q, s2, 1.0 / 9.0);
+    q = fma(q, s2, 1.0 / 7.0);
+    q = fma(q, s2, 1.0 / 5.0);
+    q = fma(q, s2, 1.0 / 3.0);
+    q = fma(q, s2, 1.0);
+    return max(x, 0.0) + 2.0 * s * q;
 }
 
 fn sigmoid(x: f32) -> f32 {

@@ -19,6 +19,10 @@ pub const PTX_COMMON: &[(&str, &str)] = &[
         "common/march.ptx",
         include_str!("../kernels/common/march.ptx"),
     ),
+    (
+        "common/mlp_bw.ptx",
+        include_str!("../kernels/common/mlp_bw.ptx"),
+    ),
 ];
 
 /// PTX modules by name (`kernels/<name>.ptx`).

@@ -49,6 +49,7 @@ fn dims(grid: u32, block: u32) -> Dims {
     Dims {
         grid: [grid, 1, 1],
         block: [block, 1, 1],
+        shared: 0,
     }
 }
 
@@ -425,6 +426,50 @@ fn barriers_order_shared_memory() {
     for t in 0..64u32 {
         assert_eq!(out[t as usize], (t + 1) % 64);
     }
+}
+
+#[test]
+fn dynamic_shared_memory_follows_the_static_variables() {
+    // Thread t adds t + 1 to word t % 4 of the dynamic array with shared atomics, and the
+    // static word counts the threads; after the barrier thread 0 copies all five out, with
+    // %dynamic_smem_size. Without the dynamic bytes the first atomic is out of bounds; the
+    // static word stays where it is whichever declaration comes first.
+    let extra = ".shared .align 4 .b32 st[1];\n.extern .shared .align 16 .b8 dyn[];";
+    let body = "mov.u32 %r1, %tid.x;
+        rem.u32 %r2, %r1, 4;
+        mul.wide.u32 %rd1, %r2, 4;
+        mov.u64 %rd2, dyn;
+        add.u64 %rd2, %rd2, %rd1;
+        add.u32 %r3, %r1, 1;
+        atom.shared.add.u32 %r4, [%rd2], %r3;
+        atom.shared.add.u32 %r4, [st], 1;
+        bar.sync 0;
+        setp.ne.u32 %p1, %r1, 0;
+        @%p1 bra END;
+        ld.shared.v4.u32 {%r5, %r6, %r7, %r8}, [dyn];
+        st.global.v4.u32 [%out], {%r5, %r6, %r7, %r8};
+        ld.shared.u32 %r9, [st];
+        st.global.u32 [%out+16], %r9;
+        mov.u32 %r10, %dynamic_smem_size;
+        st.global.u32 [%out+20], %r10;
+        END:";
+    let d = Dims {
+        shared: 16,
+        ..dims(1, 8)
+    };
+    let out = run_src(&module(body, extra), d, 6, 0).unwrap();
+    assert_eq!(out, [1 + 5, 2 + 6, 3 + 7, 4 + 8, 8, 16]);
+    fault(
+        body,
+        extra,
+        dims(1, 8),
+        6,
+        "dynamic shared memory is out of bounds (0 bytes)",
+    );
+    // A static array declared after the dynamic one still starts at 0.
+    let swapped = ".extern .shared .align 16 .b8 dyn[];\n.shared .align 4 .b32 st[1];";
+    let out = run_src(&module(body, swapped), d, 6, 0).unwrap();
+    assert_eq!(out, [1 + 5, 2 + 6, 3 + 7, 4 + 8, 8, 16]);
 }
 
 /// Run a planted bug; the fault must mention `what`.

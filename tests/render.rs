@@ -767,6 +767,18 @@ fn every_backend_matches_the_reference() {
             opts(16, 11),
         ),
         (
+            // More decoder parameters than shared memory holds: PTX blocks add their gradients
+            // to their global slices.
+            "width 64 (past shared memory), 5 rays, 8 + 4 samples",
+            Config {
+                rays: 5,
+                hidden: 64,
+                channels: 16,
+                ..small(TRIPLANE)
+            },
+            opts(8, 4),
+        ),
+        (
             "color grid, contract, mask, noise",
             Config {
                 rays: 64,
@@ -789,6 +801,9 @@ fn every_backend_matches_the_reference() {
         for (i, (name, cfg, o)) in cases.iter().enumerate() {
             let mut p = problem(*cfg, *o, 100 + i as u64);
             as_f32(&mut p);
+            if name.contains("past shared memory") {
+                assert!(p.params.len() * 4 > 48 << 10, "{}", p.params.len());
+            }
             let want = reference::forward(&p.scene(), &p.rays).unwrap();
             let r = p.rays.len();
             let k = p.decoder.color_channels;

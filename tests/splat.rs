@@ -524,6 +524,16 @@ fn every_backend_matches_the_reference() {
             opts(16, 11),
         ),
         (
+            // More parameters than shared memory holds: PTX blocks add their gradients to
+            // their global slices.
+            "mlp, triplane, 3 rays, width 100 (past shared memory)",
+            Config {
+                mlp: Some((16, 3, 100)),
+                ..plain(TRIPLANE, 16, 3)
+            },
+            opts(4, 2),
+        ),
+        (
             "mlp, voxel, 128 rays, 1 layer, no encoding, contract, mask",
             Config {
                 mlp: Some((4, 1, 8)),
@@ -541,6 +551,10 @@ fn every_backend_matches_the_reference() {
         let mut ran = Vec::new();
         for (i, (name, cfg, o)) in cases.iter().enumerate() {
             let p = problem(*cfg, *o, 200 + i as u64);
+            if name.contains("past shared memory") {
+                let plen = p.input.as_ref().map_or(0, |i| i.3.len());
+                assert!(plen * 4 > 48 << 10, "{plen}");
+            }
             let host = p.host();
             let want = reference::forward(&host, &p.rays).unwrap();
             let g_out = f32r(Gen::new(9).vec(p.out.len(), -1.0, 1.0));

@@ -343,6 +343,7 @@ impl CudaDevice {
         entry: &str,
         grid: u32,
         block: u32,
+        shared: u32,
         args: &[KernelArg],
     ) -> Result<()> {
         let f = self.function(module, entry)?;
@@ -367,7 +368,7 @@ impl CudaDevice {
         let cfg = LaunchConfig {
             grid_dim: (grid, 1, 1),
             block_dim: (block, 1, 1),
-            shared_mem_bytes: 0,
+            shared_mem_bytes: shared,
         };
         // SAFETY: the caller vouches for the arguments and the kernel's bounds.
         unsafe { b.launch(cfg) }?;

@@ -8,6 +8,20 @@ use crate::{Error, Result};
 /// Threads per block in every launch of the crate.
 pub const BLOCK_SIZE: u32 = 256;
 
+/// Dynamic shared memory a launch may ask for: what every CUDA device since sm_20 grants a
+/// block without opting in to more per kernel.
+pub const MAX_DYNAMIC_SHARED: u32 = 48 << 10;
+
+/// The dynamic shared memory for a block accumulator of `n` f32 (kernels/common/mlp_bw.ptx):
+/// `4 n` bytes when they fit, else 0 (the kernel then adds to the block's global slice).
+#[cfg_attr(not(any(feature = "cuda", feature = "ptx-emu")), allow(dead_code))]
+pub(crate) fn accumulator_shared(n: usize) -> u32 {
+    u32::try_from(n * 4)
+        .ok()
+        .filter(|&b| b <= MAX_DYNAMIC_SHARED)
+        .unwrap_or(0)
+}
+
 /// One kernel argument, in the order of the entry's `.param` list.
 #[derive(Clone, Copy, Debug)]
 // Only the emulator reads `bytes` (CUDA does not bound-check), and without a PTX backend
@@ -46,10 +60,6 @@ impl PtxDevice {
     /// # Safety
     /// On CUDA the arguments must match the entry's parameters and the kernel must stay inside
     /// the buffers they name for every thread index below `threads` (the emulator checks both).
-    #[cfg_attr(
-        not(any(feature = "cuda", feature = "ptx-emu")),
-        allow(unused_variables)
-    )]
     pub(crate) unsafe fn launch_1d(
         &self,
         module: &'static str,
@@ -57,6 +67,28 @@ impl PtxDevice {
         op: &str,
         args: &[KernelArg],
         threads: u64,
+    ) -> Result<()> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.launch_1d_shared(module, entry, op, args, threads, 0) }
+    }
+
+    /// [`PtxDevice::launch_1d`] with `shared` bytes of dynamic shared memory per block (at
+    /// most [`MAX_DYNAMIC_SHARED`]), which the entry's `.extern .shared` array names.
+    ///
+    /// # Safety
+    /// As for [`PtxDevice::launch_1d`]; the kernel must also stay inside `shared` bytes.
+    #[cfg_attr(
+        not(any(feature = "cuda", feature = "ptx-emu")),
+        allow(unused_variables)
+    )]
+    pub(crate) unsafe fn launch_1d_shared(
+        &self,
+        module: &'static str,
+        entry: &'static str,
+        op: &str,
+        args: &[KernelArg],
+        threads: u64,
+        shared: u32,
     ) -> Result<()> {
         let blocks = threads.div_ceil(u64::from(BLOCK_SIZE)).max(1);
         let max = (1u64 << 31) - 1;
@@ -67,11 +99,18 @@ impl PtxDevice {
                 max,
             });
         }
+        if shared > MAX_DYNAMIC_SHARED {
+            return Err(Error::LimitExceeded {
+                what: format!("{op}: dynamic shared memory bytes per block"),
+                requested: u64::from(shared),
+                max: u64::from(MAX_DYNAMIC_SHARED),
+            });
+        }
         match *self {
             #[cfg(feature = "cuda")]
             // SAFETY: forwarded from the caller.
             PtxDevice::Cuda(ref d) => unsafe {
-                d.launch(module, entry, blocks as u32, BLOCK_SIZE, args)
+                d.launch(module, entry, blocks as u32, BLOCK_SIZE, shared, args)
             },
             #[cfg(feature = "ptx-emu")]
             PtxDevice::Emu(ref d) => d.launch(
@@ -80,6 +119,7 @@ impl PtxDevice {
                 crate::ptx::Dims {
                     grid: [blocks as u32, 1, 1],
                     block: [BLOCK_SIZE, 1, 1],
+                    shared,
                 },
                 args,
             ),

@@ -10,13 +10,15 @@
 
 use super::float;
 use super::ir::*;
-use super::mem::{Global, LOCAL_WINDOW, SHARED_WINDOW, WINDOW_SIZE};
+use super::mem::{DYNAMIC_SHARED_AT, Global, LOCAL_WINDOW, SHARED_WINDOW, WINDOW_SIZE};
 
 /// Grid and block dimensions.
 #[derive(Clone, Copy, Debug)]
 pub struct Dims {
     pub grid: [u32; 3],
     pub block: [u32; 3],
+    /// Bytes of dynamic shared memory per block (after the module's static `.shared` ones).
+    pub shared: u32,
 }
 
 /// An error inside a kernel: the instruction's line, the block and thread, and what happened.
@@ -57,7 +59,9 @@ struct Thread {
 }
 
 struct Shared {
+    /// The static variables' bytes, then the dynamic array's (at `DYNAMIC_SHARED_AT`).
     bytes: Vec<u8>,
+    static_len: usize,
     /// 1 + the linear id of the last thread that wrote each byte (0: none).
     writer: Vec<u32>,
     /// The barrier epoch of that write.
@@ -133,8 +137,9 @@ impl Ctx<'_> {
                 lin,
             })
             .collect();
-        let sb = self.m.shared_bytes as usize;
+        let sb = self.m.shared_bytes as usize + self.dims.shared as usize;
         let mut sh = Shared {
+            static_len: self.m.shared_bytes as usize,
             bytes: vec![0; sb],
             writer: vec![0; sb],
             written_in: vec![0; sb],
@@ -419,6 +424,7 @@ impl Ctx<'_> {
             Special::Warpid => (t.lin / 32) as u64,
             Special::Nwarpid => self.nthreads.div_ceil(32) as u64,
             Special::WarpSize => 32,
+            Special::DynamicSmemSize => u64::from(self.dims.shared),
         }
     }
 
@@ -916,22 +922,26 @@ fn le(b: &[u8]) -> u64 {
     u64::from_le_bytes(x)
 }
 
+/// The bytes of `sh` behind shared offset `addr`: the static variables from 0, the dynamic array
+/// from `DYNAMIC_SHARED_AT`.
 fn shared_range(sh: &Shared, addr: u64, size: u64) -> R<std::ops::Range<usize>> {
     if !addr.is_multiple_of(size) {
         return Err(format!(
             "misaligned {size}-byte shared access at offset {addr}"
         ));
     }
-    if addr
-        .checked_add(size)
-        .is_none_or(|end| end > sh.bytes.len() as u64)
-    {
+    let (at, start, len, what) = if addr >= DYNAMIC_SHARED_AT {
+        let len = sh.bytes.len() - sh.static_len;
+        (addr - DYNAMIC_SHARED_AT, sh.static_len, len, "dynamic")
+    } else {
+        (addr, 0, sh.static_len, "static")
+    };
+    if at.checked_add(size).is_none_or(|end| end > len as u64) {
         return Err(format!(
-            "shared memory access of {size} bytes at offset {addr} is out of bounds ({} bytes declared)",
-            sh.bytes.len()
+            "shared memory access of {size} bytes at offset {at} of the {what} shared memory is out of bounds ({len} bytes)"
         ));
     }
-    Ok(addr as usize..(addr + size) as usize)
+    Ok(start + at as usize..start + (at + size) as usize)
 }
 
 fn frame_range<'b>(area: &'b [u8], addr: u64, size: u64, what: &str) -> R<&'b [u8]> {

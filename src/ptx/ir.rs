@@ -128,6 +128,8 @@ pub enum Special {
     Warpid,
     Nwarpid,
     WarpSize,
+    /// `%dynamic_smem_size`: the launch's dynamic shared memory in bytes.
+    DynamicSmemSize,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -4,7 +4,8 @@
 //! Global memory is `AtomicU32` words, so blocks running on several host threads share it
 //! without data races in the emulator itself; a store narrower than a word merges into its word
 //! with a compare-and-swap. Generic addresses: global allocations live at 2^40 and above;
-//! `[SHARED_WINDOW, SHARED_WINDOW + 2^32)` is the block's shared memory and
+//! `[SHARED_WINDOW, SHARED_WINDOW + 2^32)` is the block's shared memory (the static variables
+//! from its start, the dynamic array from `DYNAMIC_SHARED_AT`) and
 //! `[LOCAL_WINDOW, LOCAL_WINDOW + 2^32)` the current frame's local memory (what `cvta` maps to).
 
 use std::sync::Mutex;
@@ -13,6 +14,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub const SHARED_WINDOW: u64 = 0x0000_0002_0000_0000;
 pub const LOCAL_WINDOW: u64 = 0x0000_0004_0000_0000;
 pub const WINDOW_SIZE: u64 = 1 << 32;
+/// Where the dynamic shared memory (`.extern .shared`) starts within a block's shared memory:
+/// far past any static `.shared` variables, so either kind of access out of its bounds is caught.
+pub const DYNAMIC_SHARED_AT: u64 = 1 << 24;
 
 /// One range of an allocation that a launch may touch (a kernel argument's buffer).
 pub struct Region<'a> {

@@ -6,7 +6,8 @@
 //! The parser (`parse.rs`) reads the subset of PTX ISA 8.x our kernels use: `.version`,
 //! `.target`, `.address_size 64`; `.entry` and `.func` with `.param` parameters (one return
 //! aggregate per `.func`, as ptxas requires); `.reg` declarations including `%r<N>` ranges;
-//! `.shared`, `.local` and `.param` variables with `.align`; labels; `@p` / `@!p` guards; vector
+//! `.shared`, `.local` and `.param` variables with `.align`, and the launch's dynamic shared memory
+//! as an `.extern .shared` array (`Dims::shared` bytes); labels; `@p` / `@!p` guards; vector
 //! operands. It decodes every instruction once into `ir::Op`; anything it does not implement —
 //! an instruction, a modifier, a form — is an error naming the line, never a silent no-op.
 //!
@@ -26,7 +27,8 @@
 //!   `.sat` and `.ftz`; float-to-integer saturates and maps NaN to 0, as NVIDIA GPUs do;
 //! - `setp` with every comparison (ordered and unordered), the `|q` complement and `.and/.or/.xor`
 //!   combination; `selp`; `mov` including special registers (`%tid %ntid %ctaid %nctaid` in
-//!   x/y/z, `%laneid`, `%warpid` = linear thread id / 32) and vector pack/unpack; `cvta`;
+//!   x/y/z, `%laneid`, `%warpid` = linear thread id / 32, `%dynamic_smem_size`) and vector
+//!   pack/unpack; `cvta`;
 //! - `ld`/`st` in the param, global, shared, local and generic spaces, `.v2`/`.v4`, every scalar
 //!   type (signed loads sign-extend); cache and ordering qualifiers are accepted and ignored,
 //!   since the emulator is sequentially consistent (`membar`/`fence` likewise);

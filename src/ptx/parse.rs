@@ -103,6 +103,13 @@ pub fn parse(src: &str) -> PResult<Module> {
                 let (name, off) = p.shared_decl(line)?;
                 p.globals.insert(name, Sym::Shared(off));
             }
+            ".extern" if matches!(p.toks.get(p.pos + 1), Some(Token { tok: Tok::Word(w), .. }) if w == ".shared") =>
+            {
+                p.pos += 2;
+                let name = p.dynamic_shared_decl(line)?;
+                p.globals
+                    .insert(name, Sym::Shared(super::mem::DYNAMIC_SHARED_AT));
+            }
             ".visible" | ".extern" | ".weak" | ".entry" | ".func" => {
                 if let Some((f, calls)) = p.function()? {
                     let idx = p.funcs.len();
@@ -210,8 +217,8 @@ impl Parser {
         })
     }
 
-    /// `[.align N] .type name[N]`: the variable's element type, name, alignment and bytes.
-    fn var_decl(&mut self, line: u32) -> PResult<(String, u64, u64)> {
+    /// `[.align N] .type name`: the variable's name, element type and alignment.
+    fn var_head(&mut self, line: u32) -> PResult<(String, Ty, u64)> {
         let mut align = 0;
         let mut ty = None;
         loop {
@@ -227,15 +234,20 @@ impl Parser {
                     line,
                     what: format!("{w} has no type"),
                 })?;
-                let mut n = 1;
-                if self.eat('[') {
-                    n = self.uint()?;
-                    self.expect(']')?;
-                }
-                let size = ty.bytes() as u64 * n;
-                return Ok((w, align.max(ty.bytes() as u64), size));
+                return Ok((w, ty, align.max(ty.bytes() as u64)));
             }
         }
+    }
+
+    /// `[.align N] .type name[N]`: the variable's name, alignment and bytes.
+    fn var_decl(&mut self, line: u32) -> PResult<(String, u64, u64)> {
+        let (name, ty, align) = self.var_head(line)?;
+        let mut n = 1;
+        if self.eat('[') {
+            n = self.uint()?;
+            self.expect(']')?;
+        }
+        Ok((name, align, ty.bytes() as u64 * n))
     }
 
     fn shared_decl(&mut self, line: u32) -> PResult<(String, u64)> {
@@ -244,6 +256,20 @@ impl Parser {
         let off = align_up(self.shared_bytes, align);
         self.shared_bytes = off + size;
         Ok((name, off))
+    }
+
+    /// `.extern .shared [.align N] .type name[];`: the launch's dynamic shared memory. Every
+    /// such declaration names its start, [`crate::ptx::mem::DYNAMIC_SHARED_AT`] (a kernel cannot
+    /// tell where it lies relative to the static variables, so this is as good as any place).
+    fn dynamic_shared_decl(&mut self, line: u32) -> PResult<String> {
+        let (name, _, align) = self.var_head(line)?;
+        if align > 4096 || !align.is_power_of_two() {
+            return err(line, format!("unsupported alignment {align}"));
+        }
+        self.expect('[')?;
+        self.expect(']')?;
+        self.expect(';')?;
+        Ok(name)
     }
 
     /// `.param` declarations of a signature: `(.param .u64 a, .param .align 16 .b8 b[16])`.
@@ -1485,6 +1511,7 @@ fn special(w: &str) -> Option<Special> {
         "%warpid" => Special::Warpid,
         "%nwarpid" => Special::Nwarpid,
         "WARP_SZ" => Special::WarpSize,
+        "%dynamic_smem_size" => Special::DynamicSmemSize,
         _ => return None,
     })
 }

@@ -1,13 +1,13 @@
 //! PTX glue of rendering (`kernels/render.ptx`), shared by CUDA and the PTX emulator: forward,
 //! one launch of `slots` threads marching the rays grid-stride; backward, one launch that
-//! marches each ray twice (Lambda, then the reverse march) and one that sums the threads'
-//! decoder gradients. The parameter block is the one render.wgsl reads, uploaded as words.
+//! marches each ray twice (Lambda, then the reverse march), each block summing its threads'
+//! decoder gradients (in shared memory when they fit), and one that sums the blocks'. The parameter block is the one render.wgsl reads, uploaded as words.
 
 use super::decoder::Layout;
 use super::tables::{Params, Tables};
 use super::{OP, Rays, RenderGrads, RenderOutput, Renderer};
 use crate::Result;
-use crate::backend::ptx::{KernelArg, PtxDevice, ptr_of};
+use crate::backend::ptx::{BLOCK_SIZE, KernelArg, PtxDevice, accumulator_shared, ptr_of};
 use crate::buffer::{Buffer, Element, Float};
 
 /// Threads launched at most; the scratch grows with them.
@@ -32,7 +32,8 @@ struct Launch {
 }
 
 impl Launch {
-    /// `extra`: f32 each thread keeps besides its scratch (the backward's decoder gradients).
+    /// `extra`: f32 per thread besides its scratch (the backward's share of its block's slice
+    /// of decoder gradients).
     fn new<T: Float>(re: &Renderer, lay: &Layout, rays: &Rays, extra: usize) -> Result<Launch> {
         let r = rays.len();
         let t = Tables::new(&re.grids, re.color.as_ref(), lay);
@@ -128,8 +129,11 @@ pub(super) fn backward<T: Float>(
     if let Some(cg) = grads.color_grids.as_mut() {
         cg.clear()?;
     }
-    let launch = Launch::new::<T>(re, lay, rays, lay.len)?;
-    let partials: Buffer<f32> = re.dev.zeros(lay.len * launch.slots)?;
+    // One slice of decoder gradients per block, summed in shared memory when they fit.
+    let launch = Launch::new::<T>(re, lay, rays, lay.len.div_ceil(BLOCK_SIZE as usize))?;
+    let blocks = launch.slots.div_ceil(BLOCK_SIZE as usize);
+    let partials: Buffer<f32> = re.dev.zeros(lay.len * blocks)?;
+    let shared = accumulator_shared(lay.len);
     let no_color: Buffer<f32> = re.dev.zeros(1)?;
     let mut args = launch.args(grids, color, params, rays)?;
     args.extend([
@@ -143,13 +147,28 @@ pub(super) fn backward<T: Float>(
     ]);
     if !rays.is_empty() {
         // SAFETY: the list matches render_bw in render.ptx; thread s < slots touches its scratch
-        // elements k * slots + s (k < per_slot), its slice of partials (params long), rays r <
-        // rays with their incoming gradients and encoding gradient rows, and grid (gradient)
-        // cells inside the tables' shapes (checked corners, batch checked on the device).
-        unsafe { dev.launch_1d("render", "render_bw", OP, &args, launch.slots as u64)? };
+        // elements k * slots + s (k < per_slot), rays r < rays with their incoming gradients
+        // and encoding gradient rows, grid (gradient) cells inside the tables' shapes (checked
+        // corners, batch checked on the device), and its block's slice of partials (params
+        // long) or, when `shared` holds params f32, that many bytes of shared memory.
+        unsafe {
+            dev.launch_1d_shared(
+                "render",
+                "render_bw",
+                OP,
+                &args,
+                launch.slots as u64,
+                shared,
+            )?
+        };
     }
-    let sum = [ptr(&launch.pblock)?, ptr(&partials)?, ptr(&grads.params)?];
-    // SAFETY: the list matches render_sum: partials is slots x params, the gradient params long.
+    let sum = [
+        ptr(&launch.pblock)?,
+        ptr(&partials)?,
+        ptr(&grads.params)?,
+        KernelArg::U32(blocks as u32),
+    ];
+    // SAFETY: the list matches render_sum: partials is blocks x params, the gradient params long.
     unsafe { dev.launch_1d("render", "render_sum", OP, &sum, lay.len as u64)? };
     launch.check(re)
 }

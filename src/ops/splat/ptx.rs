@@ -1,12 +1,12 @@
 //! PTX glue of splatting (`kernels/splat.ptx`), shared by CUDA and the PTX emulator: one
 //! grid-stride launch per kernel, the parameter block uploaded as words. The MLP splatter's
-//! threads each own a slice of the scratch (and, backward, of the parameter gradients), so
-//! their number is bounded by memory.
+//! threads each own a slice of the scratch (and, backward, its blocks a slice of the parameter
+//! gradients), so their number is bounded by memory.
 
 use super::tables::{ENCODING, FIXED, MLP, Params, Tables, WEIGHTS_ONLY, check_status};
 use super::{OP, SplatGrads, Splatter};
 use crate::Result;
-use crate::backend::ptx::{KernelArg, PtxDevice, ptr_of};
+use crate::backend::ptx::{BLOCK_SIZE, KernelArg, PtxDevice, accumulator_shared, ptr_of};
 use crate::buffer::{Buffer, DType, Element, Float};
 use crate::ops::render::Rays;
 
@@ -14,9 +14,9 @@ use crate::ops::render::Rays;
 const MAX_THREADS: u64 = 1 << 20;
 
 /// Threads per block (`launch_1d`): the MLP splatter launches whole blocks.
-const BLOCK: usize = 256;
+const BLOCK: usize = BLOCK_SIZE as usize;
 
-/// Bytes of MLP scratch and per-thread parameter gradients one call may allocate (at least one
+/// Bytes of MLP scratch and per-block parameter gradients one call may allocate (at least one
 /// block's), as on wgpu.
 const MEMORY_BUDGET: usize = 12 << 20;
 
@@ -280,7 +280,9 @@ pub(super) fn backward_mlp<T: Float>(
     }
     let t = Tables::new(s, r, T::DTYPE, "ptx")?;
     let plen = s.params_len();
-    let slots = mlp_slots(&t, plen, r);
+    // One slice of parameter gradients per block, summed in shared memory when they fit.
+    let slots = mlp_slots(&t, plen.div_ceil(BLOCK), r);
+    let blocks = slots / BLOCK;
     // The weights first (a plain splat of ones), then the march with the MLP.
     let weights_only = Params {
         flags: t.params.flags | WEIGHTS_ONLY,
@@ -295,7 +297,7 @@ pub(super) fn backward_mlp<T: Float>(
         ..t.params
     };
     let block = s.dev.upload(bytemuck::cast_slice::<Params, u32>(&[p]))?;
-    let partials: Buffer<f32> = s.dev.zeros(slots * plen)?;
+    let partials: Buffer<f32> = s.dev.zeros(blocks * plen)?;
     let mut args = bound.rays(rays)?;
     args[0] = ptr(&block)?;
     args.extend([
@@ -313,12 +315,26 @@ pub(super) fn backward_mlp<T: Float>(
     // SAFETY: the list matches splat_mlp_bw; thread s < slots marches rays s, s + slots, ...
     // (rays checked against the buffers' lengths), reads the encoding when the flags say one is
     // bound, the weights and grad_out at output cells inside the table's shapes, the input
-    // grids and the parameters as splat_fw does, and writes its own scratch slot, its own slice
-    // of partials (plen elements), the ray's encoding gradient row and input grid gradients at
-    // cells inside their shapes.
-    unsafe { dev.launch_1d("splat", "splat_mlp_bw", OP, &args, slots as u64)? };
-    let args = [ptr(&block)?, ptr(&partials)?, ptr(&grads.params)?];
-    // SAFETY: the list matches splat_mlp_sum: partials is slots x plen, g_params plen long.
+    // grids and the parameters as splat_fw does, and writes its own scratch slot, its block's
+    // slice of partials (plen elements) or `shared` bytes of shared memory holding plen f32,
+    // the ray's encoding gradient row and input grid gradients at cells inside their shapes.
+    unsafe {
+        dev.launch_1d_shared(
+            "splat",
+            "splat_mlp_bw",
+            OP,
+            &args,
+            slots as u64,
+            accumulator_shared(plen),
+        )?
+    };
+    let args = [
+        ptr(&block)?,
+        ptr(&partials)?,
+        ptr(&grads.params)?,
+        KernelArg::U32(blocks as u32),
+    ];
+    // SAFETY: the list matches splat_mlp_sum: partials is blocks x plen, g_params plen long.
     unsafe {
         dev.launch_1d(
             "splat",
