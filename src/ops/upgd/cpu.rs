@@ -70,10 +70,14 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     const HI: f32 = 88.722_839; // ln(f32::MAX), rounded down
     // e^LO = 1.1763e-38, just above the smallest normal f32: nothing below is computed.
     const LO: f32 = -87.33;
+    // 1.5 * 2^23: adding it rounds a value of magnitude below 2^22 to an integer (to nearest
+    // even), which then sits in the low mantissa bits. No float-to-int conversion, whose
+    // saturating NaN and range checks keep loops over this function scalar and branchy.
+    const ROUND: f32 = 12_582_912.0;
     let xc = x.clamp(LO, HI);
-    // floor(y + 0.5) by truncation of a value made positive: vectorizes, unlike f32::round.
-    let k = ((xc * std::f32::consts::LOG2_E + 0.5) + 200.0) as i32 - 200;
-    let kf = k as f32;
+    let big = xc * std::f32::consts::LOG2_E + ROUND;
+    let k = big.to_bits() as i32 - ROUND.to_bits() as i32;
+    let kf = big - ROUND;
     let r = (xc - kf * 0.693_359_375) - kf * -2.121_944_4e-4;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_199_9e-3;
@@ -472,8 +476,13 @@ impl<U: Float> Tensor<'_, U> {
         };
         let global = self.variant.scaling() == Scaling::Global;
         if !gated && global {
-            for (s, u) in s.iter_mut().zip(u) {
-                *s = self.scaled(u.to_f32(), None);
+            let (bc, eta) = (self.sc.bc, self.scale.eta);
+            if eta == 0.0 {
+                s.fill(scaled_global(0.0, bc, eta));
+            } else {
+                for (s, u) in s.iter_mut().zip(u) {
+                    *s = sigmoid((u.to_f32() / bc) / eta);
+                }
             }
             return;
         }
