@@ -18,7 +18,7 @@ pub(super) fn run(
     progress: &mut dyn FnMut(&str),
     rows: &mut Vec<Row>,
 ) -> Result<()> {
-    let (grids, decoder) = scene()?;
+    let (grids, decoder) = scene(32)?;
     let opts = RenderOptions {
         samples,
         ..Default::default()

@@ -1,7 +1,8 @@
 //! Check cases of rendering: Lightplane's benchmark scene (a triplane of three 32 x 32 planes,
 //! C = 32, batch 3, decoder 32 wide with 2 + 2 + 2 layers) with background samples, the mask and
 //! opacity noise, for 1, 1001 and 20 000 rays (more than one dispatch on wgpu), f32 and bf16
-//! grids, forward against the CPU backend; backward (f32 grids) for 1 and 1001 rays.
+//! grids, forward against the CPU backend; backward (f32 grids) for 1 and 1001 rays, also with a
+//! decoder 64 wide.
 
 use super::{Row, compare};
 use crate::backend::Device;
@@ -18,7 +19,9 @@ pub(crate) fn values(n: usize, salt: u64) -> Vec<f32> {
         .collect()
 }
 
-pub(crate) fn scene() -> Result<(GridList, Decoder)> {
+/// Lightplane's benchmark scene (a 32^2 triplane, C = 32, batch 3) with a decoder `hidden` wide
+/// (Lightplane's is 32).
+pub(crate) fn scene(hidden: usize) -> Result<(GridList, Decoder)> {
     let (b, res, c) = (3, 32, 32);
     let grids = GridList::new(&[
         [b, 1, res, res, c],
@@ -29,7 +32,7 @@ pub(crate) fn scene() -> Result<(GridList, Decoder)> {
         trunk_layers: 2,
         opacity_layers: 2,
         color_layers: 2,
-        hidden: 32,
+        hidden,
         color_channels: 3,
     };
     Ok((grids, decoder))
@@ -58,21 +61,22 @@ pub(crate) fn rays(dev: &Device, r: usize) -> Result<[crate::Buffer<f32>; 4]> {
 /// Forward, and with `backward` the gradients of `<1, features + ray_length + lambda>` instead:
 /// grids, parameters and encodings one after another.
 fn forward<T: Float>(dev: &Device, r: usize, opts: RenderOptions, salt: u64) -> Result<Vec<f32>> {
-    run::<T>(dev, r, opts, salt, false)
+    run::<T>(dev, r, 32, opts, salt, false)
 }
 
-fn backward<T: Float>(dev: &Device, r: usize, opts: RenderOptions, salt: u64) -> Result<Vec<f32>> {
-    run::<T>(dev, r, opts, salt, true)
+fn backward(dev: &Device, r: usize, hidden: usize, opts: RenderOptions) -> Result<Vec<f32>> {
+    run::<f32>(dev, r, hidden, opts, 4, true)
 }
 
 fn run<T: Float>(
     dev: &Device,
     r: usize,
+    hidden: usize,
     opts: RenderOptions,
     salt: u64,
     backward: bool,
 ) -> Result<Vec<f32>> {
-    let (grids, decoder) = scene()?;
+    let (grids, decoder) = scene(hidden)?;
     let renderer = Renderer::new(dev, &grids, None, decoder, opts)?;
     let g: Vec<T> = values(grids.len(), salt)
         .into_iter()
@@ -82,7 +86,7 @@ fn run<T: Float>(
     let [o, d, near, far] = rays(dev, r)?;
     let batch = dev.upload(&(0..r as u32).map(|i| i % 3).collect::<Vec<_>>())?;
     let enc = dev.upload(
-        &values(r * 32, salt + 1)
+        &values(r * hidden, salt + 1)
             .iter()
             .map(|x| 0.1 * x)
             .collect::<Vec<_>>(),
@@ -175,9 +179,25 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
             }
         }
     }
-    // Backward (f32 grids) where the CPU reference stays quick.
-    for &(size, r) in sizes.iter().filter(|s| s.1 <= 1001) {
-        for (note, opts) in &variants {
+    // Backward (f32 grids) where the CPU reference stays quick; also with a decoder too wide
+    // for its gradients to be summed in shared memory on CUDA (about 15 000 parameters).
+    let wide = (
+        "width 64, 32 samples",
+        RenderOptions {
+            samples: 32,
+            ..Default::default()
+        },
+    );
+    let backward_cases = variants
+        .iter()
+        .map(|(note, opts)| (*note, *opts, 32))
+        .chain([(wide.0, wide.1, 64)]);
+    for (note, opts, hidden) in backward_cases {
+        for &(size, r) in sizes.iter().filter(|s| s.1 <= 1001) {
+            // One ray of the wide decoder is enough for the emulator.
+            if hidden > 32 && dev.backend() == Backend::PtxEmu && r > 1 {
+                continue;
+            }
             progress(&format!("render bw {size} {note}"));
             let mut row = Row {
                 op: "render bw",
@@ -192,8 +212,8 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
                 note: note.to_string(),
             };
             let (got, want) = (
-                backward::<f32>(dev, r, *opts, 4),
-                backward::<f32>(&cpu, r, *opts, 4),
+                backward(dev, r, hidden, opts),
+                backward(&cpu, r, hidden, opts),
             );
             judge(&mut row, got, want);
             rows.push(row);
