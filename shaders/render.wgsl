@@ -267,6 +267,23 @@ fn softplus(x: f32) -> f32 {
     return max(x, 0.0) + 2.0 * s * q;
 }
 
+// 1 - exp(-t) for t >= 0: a sample's weight T_{j-1} - T_j is T_{j-1} (1 - exp(-tau_j)), and the
+// difference of two transmittances near 1 keeps none of the digits of a small tau. Below 0.35
+// the nested Taylor form t (1 - t/2 (1 - t/3 (... (1 - t/8)))) is within 2^-26.
+fn one_minus_exp_neg(t: f32) -> f32 {
+    if (t >= 0.35) {
+        return 1.0 - exp(-t);
+    }
+    var q = 1.0 - t * (1.0 / 8.0);
+    q = 1.0 - t * (1.0 / 7.0) * q;
+    q = 1.0 - t * (1.0 / 6.0) * q;
+    q = 1.0 - t * (1.0 / 5.0) * q;
+    q = 1.0 - t * (1.0 / 4.0) * q;
+    q = 1.0 - t * (1.0 / 3.0) * q;
+    q = 1.0 - t * (1.0 / 2.0) * q;
+    return t * q;
+}
+
 fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
 }
@@ -505,8 +522,9 @@ fn march_back(r: u32, slice: u32) {
         let s = sample_pos(r, j);
         let x = decode(r, j, b, s);
         let t_now = exp(-fixed_f32(lam));
-        lam = fixed_sub(lam, fixed(p.gain * s.delta * softplus(x)));
-        let w = exp(-fixed_f32(lam)) - t_now;
+        let tau = p.gain * s.delta * softplus(x);
+        lam = fixed_sub(lam, fixed(tau));
+        let w = exp(-fixed_f32(lam)) * one_minus_exp_neg(tau);
         var p_now = s.t * g_len[r];
         for (var o = 0u; o < p.k; o++) {
             p_now = fma(sc(p.sc_c + o), g_feat[r * p.k + o], p_now);
@@ -579,9 +597,10 @@ fn march(r: u32) {
     for (var j = p.j0; j < p.j1; j++) {
         let s = sample_pos(r, j);
         let x = decode(r, j, b, s);
-        lam += p.gain * s.delta * softplus(x);
+        let tau = p.gain * s.delta * softplus(x);
+        let w = t_prev * one_minus_exp_neg(tau);
+        lam += tau;
         let t_now = exp(-lam);
-        let w = t_prev - t_now;
         for (var o = 0u; o < p.k; o++) {
             out_feat[r * p.k + o] = fma(w, sc(p.sc_c + o), out_feat[r * p.k + o]);
         }

@@ -5,7 +5,8 @@ mod common;
 
 use trainkern::render::reference::{self, HostScene};
 use trainkern::render::{
-    Decoder, GridList, HostRays, OpacityNoise, Rays, RenderOptions, RenderOutput, Renderer,
+    Decoder, GridList, HostOutput, HostRays, OpacityNoise, RayBuffers, Rays, RenderOptions,
+    RenderOutput, Renderer,
 };
 use trainkern::{Device, Error, rng};
 
@@ -671,18 +672,36 @@ fn lightplane_padded_color_heads_load_as_they_are() {
 
 // ---------------------------------------------------------------- backends
 
-fn upload_rays(dev: &Device, r: &HostRays) -> [trainkern::Buffer<f32>; 5] {
-    let f = |v: &[f64]| {
-        dev.upload(&v.iter().map(|&x| x as f32).collect::<Vec<_>>())
-            .unwrap()
-    };
-    [
-        f(&r.origins),
-        f(&r.directions),
-        f(&r.near),
-        f(&r.far),
-        f(r.encoding.as_deref().unwrap_or(&[])),
-    ]
+fn upload_rays(dev: &Device, r: &HostRays) -> RayBuffers {
+    let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+    let encoding = r.encoding.as_ref().map(|e| f32s(e));
+    RayBuffers::upload(
+        dev,
+        &f32s(&r.origins),
+        &f32s(&r.directions),
+        &r.batch,
+        &f32s(&r.near),
+        &f32s(&r.far),
+        encoding.as_deref(),
+    )
+    .unwrap()
+}
+
+/// Every output of a forward pass within the f32 rule of the reference's (relative L2 1e-5); the
+/// errors of features, ray length and Lambda.
+fn outputs_match(tag: &str, out: &RenderOutput, want: &HostOutput) -> [f64; 3] {
+    let errors = [
+        rel_l2(&out.features.download().unwrap(), &want.features),
+        rel_l2(&out.ray_length.download().unwrap(), &want.ray_length),
+        rel_l2(
+            &out.neg_log_transmittance.download().unwrap(),
+            &want.neg_log_transmittance,
+        ),
+    ];
+    for (what, e) in ["features", "ray_length", "lambda"].iter().zip(errors) {
+        assert!(e <= 1e-5, "{tag}: {what} relative L2 {e:.2e}");
+    }
+    errors
 }
 
 /// The f32 inputs widened back, so the f64 reference sees exactly what the backend sees.
@@ -816,16 +835,8 @@ fn every_backend_matches_the_reference() {
             let grids = dev.upload(&f32s(&p.values)).unwrap();
             let color = p.color.as_ref().map(|(_, v)| dev.upload(&f32s(v)).unwrap());
             let params = dev.upload(&f32s(&p.params)).unwrap();
-            let [origins, directions, near, far, enc] = upload_rays(dev, &p.rays);
-            let batch = dev.upload(&p.rays.batch).unwrap();
-            let rays = Rays {
-                origins: &origins,
-                directions: &directions,
-                batch: &batch,
-                near: &near,
-                far: &far,
-                encoding: p.rays.encoding.as_ref().map(|_| &enc),
-            };
+            let ray_buffers = upload_rays(dev, &p.rays);
+            let rays = ray_buffers.rays();
             let mut out = RenderOutput::zeros(dev, r, k).unwrap();
             out.features.write(&vec![f32::NAN; r * k]).unwrap();
             match renderer.forward(&grids, color.as_ref(), &params, &rays, &mut out) {
@@ -844,22 +855,7 @@ fn every_backend_matches_the_reference() {
                 feat.iter().all(|x| x.is_finite()),
                 "{dev_name}: {name}: every feature written"
             );
-            for (what, got, want) in [
-                ("features", feat, &want.features),
-                (
-                    "ray_length",
-                    out.ray_length.download().unwrap(),
-                    &want.ray_length,
-                ),
-                (
-                    "lambda",
-                    out.neg_log_transmittance.download().unwrap(),
-                    &want.neg_log_transmittance,
-                ),
-            ] {
-                let e = rel_l2(&got, want);
-                assert!(e <= 1e-5, "{dev_name}: {name}: {what} relative L2 {e:.2e}");
-            }
+            outputs_match(&format!("{dev_name}: {name}"), &out, &want);
 
             // Backward against the reference's backward from its own (f64) Lambda_last.
             let mut g = Gen::new(7);
@@ -916,6 +912,93 @@ fn every_backend_matches_the_reference() {
 }
 
 #[test]
+fn nearly_transparent_rays_keep_their_digits() {
+    // The opacity head's last bias lowered by 14: softplus(o) ~ 1e-6, so every sample's weight
+    // T_{j-1} - T_j is about 1e-7 and the difference of two f32 transmittances near 1 would keep
+    // none of its digits. Forward and backward within the usual rules on every backend.
+    let mut p = problem(
+        Config {
+            rays: 40,
+            ..small(TRIPLANE)
+        },
+        opts(24, 0),
+        21,
+    );
+    let dec = p.decoder;
+    let trunk = dec.params_len(p.grids.channels(), None)
+        - Decoder {
+            trunk_layers: 0,
+            ..dec
+        }
+        .params_len(dec.hidden, None);
+    let opacity = Decoder {
+        trunk_layers: 0,
+        color_layers: 0,
+        ..dec
+    }
+    .params_len(dec.hidden, None);
+    p.params[trunk + opacity - 1] -= 14.0;
+    as_f32(&mut p);
+    let want = reference::forward(&p.scene(), &p.rays).unwrap();
+    let lam = want
+        .neg_log_transmittance
+        .iter()
+        .cloned()
+        .fold(0.0, f64::max);
+    assert!(
+        lam < 1e-3,
+        "the rays are nearly transparent: Lambda up to {lam:.2e}"
+    );
+    let r = p.rays.len();
+    let mut g = Gen::new(5);
+    let (gf, gl, glam) = (
+        g.vec(r * 3, -1.0, 1.0),
+        g.vec(r, -1.0, 1.0),
+        g.vec(r, -1.0, 1.0),
+    );
+    let want_g = reference::backward(&p.scene(), &p.rays, &gf, &gl, &glam).unwrap();
+    let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+    for (dev_name, dev) in common::devices() {
+        let renderer = Renderer::new(dev, &p.grids, None, p.decoder, p.opts).unwrap();
+        let ray_buffers = upload_rays(dev, &p.rays);
+        let rays = ray_buffers.rays();
+        let grids = dev.upload(&f32s(&p.values)).unwrap();
+        let params = dev.upload(&f32s(&p.params)).unwrap();
+        let mut out = RenderOutput::zeros(dev, r, 3).unwrap();
+        renderer
+            .forward(&grids, None, &params, &rays, &mut out)
+            .unwrap_or_else(|e| panic!("{dev_name}: {e}"));
+        let e = outputs_match(dev_name, &out, &want);
+        eprintln!(
+            "{dev_name}: relative L2 features {:.1e}, ray length {:.1e}, Lambda {:.1e}",
+            e[0], e[1], e[2]
+        );
+        let grad_out = RenderOutput {
+            features: dev.upload(&f32s(&gf)).unwrap(),
+            ray_length: dev.upload(&f32s(&gl)).unwrap(),
+            neg_log_transmittance: dev.upload(&f32s(&glam)).unwrap(),
+        };
+        let mut grads = renderer.grads_zeros(r, p.params.len()).unwrap();
+        renderer
+            .backward(&grids, None, &params, &rays, &grad_out, &mut grads)
+            .unwrap_or_else(|e| panic!("{dev_name}: {e}"));
+        for (what, got, want) in [
+            ("grids", grads.grids.download().unwrap(), &want_g.grids),
+            ("params", grads.params.download().unwrap(), &want_g.params),
+            (
+                "encoding",
+                grads.encoding.download().unwrap(),
+                &want_g.encoding,
+            ),
+        ] {
+            let e = rel_l2(&got, want);
+            assert!(e <= 1e-4, "{dev_name}: grad {what} relative L2 {e:.2e}");
+            eprintln!("{dev_name}: grad {what} relative L2 {e:.2e}");
+        }
+    }
+}
+
+#[test]
 fn low_precision_grids_render_within_storage_tolerance() {
     let mut p = problem(
         Config {
@@ -932,16 +1015,8 @@ fn low_precision_grids_render_within_storage_tolerance() {
     let widen = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
     for (dev_name, dev) in common::devices() {
         let renderer = Renderer::new(dev, &p.grids, None, p.decoder, p.opts).unwrap();
-        let [origins, directions, near, far, enc] = upload_rays(dev, &p.rays);
-        let batch = dev.upload(&p.rays.batch).unwrap();
-        let rays = Rays {
-            origins: &origins,
-            directions: &directions,
-            batch: &batch,
-            near: &near,
-            far: &far,
-            encoding: Some(&enc),
-        };
+        let ray_buffers = upload_rays(dev, &p.rays);
+        let rays = ray_buffers.rays();
         let params = dev
             .upload(&p.params.iter().map(|&x| x as f32).collect::<Vec<_>>())
             .unwrap();
@@ -1061,16 +1136,8 @@ fn bad_input_is_a_clear_error() {
     let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
     let grids = dev.upload(&f32s(&p.values)).unwrap();
     let params = dev.upload(&f32s(&p.params)).unwrap();
-    let [origins, directions, near, far, enc] = upload_rays(&dev, &p.rays);
-    let batch = dev.upload(&p.rays.batch).unwrap();
-    let rays = Rays {
-        origins: &origins,
-        directions: &directions,
-        batch: &batch,
-        near: &near,
-        far: &far,
-        encoding: Some(&enc),
-    };
+    let ray_buffers = upload_rays(&dev, &p.rays);
+    let rays = ray_buffers.rays();
     let mut out = RenderOutput::zeros(&dev, r, 3).unwrap();
     let run = |g: &trainkern::Buffer<f32>,
                pr: &trainkern::Buffer<f32>,
@@ -1239,20 +1306,16 @@ fn bad_rays_are_caught_on_every_backend() {
         let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
         let grids = dev.upload(&f32s(&p.values)).unwrap();
         let params = dev.upload(&f32s(&p.params)).unwrap();
-        let [origins, directions, near, far, _] = upload_rays(dev, &p.rays);
+        let ray_buffers = upload_rays(dev, &p.rays);
         let r = p.rays.len();
         let mut batch = p.rays.batch.clone();
         batch[r - 1] = 2; // the grids have batch 2
         let bad_batch = dev.upload(&batch).unwrap();
-        let batch = dev.upload(&p.rays.batch).unwrap();
         let mut out = RenderOutput::zeros(dev, r, 3).unwrap();
         let rays = Rays {
-            origins: &origins,
-            directions: &directions,
             batch: &bad_batch,
-            near: &near,
-            far: &far,
             encoding: None,
+            ..ray_buffers.rays()
         };
         let e = match renderer.forward(&grids, None, &params, &rays, &mut out) {
             Err(e) => e.to_string(),
@@ -1266,9 +1329,9 @@ fn bad_rays_are_caught_on_every_backend() {
         flipped[0] = f32s(&p.rays.far)[0] + 1.0;
         let flipped = dev.upload(&flipped).unwrap();
         let rays = Rays {
-            batch: &batch,
             near: &flipped,
-            ..rays
+            encoding: None,
+            ..ray_buffers.rays()
         };
         let e = renderer
             .forward(&grids, None, &params, &rays, &mut out)
@@ -1298,16 +1361,8 @@ fn the_widest_decoder_renders_or_is_refused_by_name() {
         let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
         let grids = dev.upload(&f32s(&p.values)).unwrap();
         let params = dev.upload(&f32s(&p.params)).unwrap();
-        let [origins, directions, near, far, enc] = upload_rays(dev, &p.rays);
-        let batch = dev.upload(&p.rays.batch).unwrap();
-        let rays = Rays {
-            origins: &origins,
-            directions: &directions,
-            batch: &batch,
-            near: &near,
-            far: &far,
-            encoding: Some(&enc),
-        };
+        let ray_buffers = upload_rays(dev, &p.rays);
+        let rays = ray_buffers.rays();
         let mut out = RenderOutput::zeros(dev, 2, 3).unwrap();
         match renderer.forward(&grids, None, &params, &rays, &mut out) {
             Ok(()) => {

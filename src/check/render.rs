@@ -1,8 +1,8 @@
 //! Check cases of rendering: Lightplane's benchmark scene (a triplane of three 32 x 32 planes,
-//! C = 32, batch 3, decoder 32 wide with 2 + 2 + 2 layers) with background samples, the mask and
-//! opacity noise, for 1, 1001 and 20 000 rays (more than one dispatch on wgpu), f32 and bf16
-//! grids, forward against the CPU backend; backward (f32 grids) for 1 and 1001 rays, also with a
-//! decoder 64 wide.
+//! C = 32, batch 3, decoder 32 wide with 2 + 2 + 2 layers) with background samples, the mask,
+//! opacity noise and a nearly empty field, for 1, 1001 and 20 000 rays (more than one dispatch
+//! on wgpu), f32 and bf16 grids, forward against the CPU backend; backward (f32 grids) for 1 and
+//! 1001 rays, also with a decoder 64 wide.
 
 use super::{Row, compare};
 use crate::backend::Device;
@@ -58,31 +58,38 @@ pub(crate) fn rays(dev: &Device, r: usize) -> Result<[crate::Buffer<f32>; 4]> {
     ])
 }
 
+/// One scene of the checks: the options, the decoder's width and the opacity head's initial
+/// bias (Lightplane's renderer starts fields at -5, nearly empty).
+#[derive(Clone, Copy)]
+struct Case {
+    note: &'static str,
+    opts: RenderOptions,
+    hidden: usize,
+    opacity_bias: f32,
+}
+
 /// Forward, and with `backward` the gradients of `<1, features + ray_length + lambda>` instead:
 /// grids, parameters and encodings one after another.
-fn forward<T: Float>(dev: &Device, r: usize, opts: RenderOptions, salt: u64) -> Result<Vec<f32>> {
-    run::<T>(dev, r, 32, opts, salt, false)
-}
-
-fn backward(dev: &Device, r: usize, hidden: usize, opts: RenderOptions) -> Result<Vec<f32>> {
-    run::<f32>(dev, r, hidden, opts, 4, true)
-}
-
 fn run<T: Float>(
     dev: &Device,
     r: usize,
-    hidden: usize,
-    opts: RenderOptions,
+    case: &Case,
     salt: u64,
     backward: bool,
 ) -> Result<Vec<f32>> {
+    let Case {
+        opts,
+        hidden,
+        opacity_bias,
+        ..
+    } = *case;
     let (grids, decoder) = scene(hidden)?;
     let renderer = Renderer::new(dev, &grids, None, decoder, opts)?;
     let g: Vec<T> = values(grids.len(), salt)
         .into_iter()
         .map(T::from_f32)
         .collect();
-    let params = decoder.xavier_init(32, None, -1.0, salt)?;
+    let params = decoder.xavier_init(32, None, opacity_bias, salt)?;
     let [o, d, near, far] = rays(dev, r)?;
     let batch = dev.upload(&(0..r as u32).map(|i| i % 3).collect::<Vec<_>>())?;
     let enc = dev.upload(
@@ -133,16 +140,23 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
         seed: 9,
         stream: 1,
     });
-    let variants: [(&'static str, RenderOptions); 2] = [
-        (
+    let lightplane = |note, opts, opacity_bias| Case {
+        note,
+        opts,
+        hidden: 32,
+        opacity_bias,
+    };
+    let variants = [
+        lightplane(
             "64+16 samples",
             RenderOptions {
                 samples: 64,
                 samples_inf: 16,
                 ..Default::default()
             },
+            -1.0,
         ),
-        (
+        lightplane(
             "32 samples, mask, noise, gain 2",
             RenderOptions {
                 samples: 32,
@@ -151,13 +165,23 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
                 gain: 2.0,
                 ..Default::default()
             },
+            -1.0,
+        ),
+        // Weights of about 1e-6 per sample: T_{j-1} - T_j in f32 would keep none of their digits.
+        lightplane(
+            "64 samples, nearly empty (opacity bias -12)",
+            RenderOptions {
+                samples: 64,
+                ..Default::default()
+            },
+            -12.0,
         ),
     ];
     let cpu = Device::cpu();
     for &(size, r) in sizes {
-        for (note, opts) in &variants {
+        for case in &variants {
             for dtype in [DType::F32, DType::BF16] {
-                progress(&format!("{OP} {size} {note} {dtype}"));
+                progress(&format!("{OP} {size} {} {dtype}", case.note));
                 let mut row = Row {
                     op: OP,
                     dtype,
@@ -168,11 +192,11 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
                     error: f64::INFINITY,
                     tolerance: 1e-5,
                     pass: false,
-                    note: note.to_string(),
+                    note: case.note.to_string(),
                 };
                 let run = |d: &Device| match dtype {
-                    DType::BF16 => forward::<half::bf16>(d, r, *opts, 3),
-                    _ => forward::<f32>(d, r, *opts, 3),
+                    DType::BF16 => run::<half::bf16>(d, r, case, 3, false),
+                    _ => run::<f32>(d, r, case, 3, false),
                 };
                 judge(&mut row, run(dev), run(&cpu));
                 rows.push(row);
@@ -181,24 +205,24 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
     }
     // Backward (f32 grids) where the CPU reference stays quick; also with a decoder too wide
     // for its gradients to be summed in shared memory on CUDA (about 15 000 parameters).
-    let wide = (
-        "width 64, 32 samples",
-        RenderOptions {
-            samples: 32,
-            ..Default::default()
-        },
-    );
-    let backward_cases = variants
-        .iter()
-        .map(|(note, opts)| (*note, *opts, 32))
-        .chain([(wide.0, wide.1, 64)]);
-    for (note, opts, hidden) in backward_cases {
+    let wide = Case {
+        hidden: 64,
+        ..lightplane(
+            "width 64, 32 samples",
+            RenderOptions {
+                samples: 32,
+                ..Default::default()
+            },
+            -1.0,
+        )
+    };
+    for case in variants.iter().chain([&wide]) {
         for &(size, r) in sizes.iter().filter(|s| s.1 <= 1001) {
             // One ray of the wide decoder is enough for the emulator.
-            if hidden > 32 && dev.backend() == Backend::PtxEmu && r > 1 {
+            if case.hidden > 32 && dev.backend() == Backend::PtxEmu && r > 1 {
                 continue;
             }
-            progress(&format!("render bw {size} {note}"));
+            progress(&format!("render bw {size} {}", case.note));
             let mut row = Row {
                 op: "render bw",
                 dtype: DType::F32,
@@ -209,11 +233,11 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
                 error: f64::INFINITY,
                 tolerance: 1e-4,
                 pass: false,
-                note: note.to_string(),
+                note: case.note.to_string(),
             };
             let (got, want) = (
-                backward(dev, r, hidden, opts),
-                backward(&cpu, r, hidden, opts),
+                run::<f32>(dev, r, case, 4, true),
+                run::<f32>(&cpu, r, case, 4, true),
             );
             judge(&mut row, got, want);
             rows.push(row);
