@@ -1,7 +1,7 @@
 //! Check cases of splatting: rays of the render check (`check::render::rays`) into a triplane of
 //! three 32 x 32 planes with C = 32 and batch 3, 32 + 8 samples, plain and with contraction and
 //! the mask, forward and backward against the CPU backend; the MLP splatter (7 input channels,
-//! 2 layers of 32) likewise, where the backend has it.
+//! 2 layers of 32, and 3 layers of 128) likewise, where the backend has it.
 
 use super::Row;
 use super::render::{judge, rays, values};
@@ -22,17 +22,18 @@ fn planes(c: usize) -> Result<GridList> {
 
 /// The splat, and with `backward` the encoding gradient (and the MLP's) of `<g, splat>` for a
 /// fixed `g` instead.
-fn run(dev: &Device, r: usize, opts: SplatOptions, mlp: bool, backward: bool) -> Result<Vec<f32>> {
+fn run(
+    dev: &Device,
+    r: usize,
+    opts: SplatOptions,
+    mlp: Option<SplatMlp>,
+    backward: bool,
+) -> Result<Vec<f32>> {
     let out = planes(32)?;
     let input = planes(7)?;
-    let net = SplatMlp {
-        layers: 2,
-        hidden: 32,
-    };
-    let s = if mlp {
-        Splatter::with_mlp(dev, &out, &input, net, opts)?
-    } else {
-        Splatter::new(dev, &out, opts)?
+    let s = match mlp {
+        Some(net) => Splatter::with_mlp(dev, &out, &input, net, opts)?,
+        None => Splatter::new(dev, &out, opts)?,
     };
     let [o, d, near, far] = rays(dev, r)?;
     let batch = dev.upload(&(0..r as u32).map(|i| i % 3).collect::<Vec<_>>())?;
@@ -47,9 +48,12 @@ fn run(dev: &Device, r: usize, opts: SplatOptions, mlp: bool, backward: bool) ->
     };
     let mut grid = dev.upload(&vec![f32::NAN; out.len()])?;
     let input_values = dev.upload(&values(input.len(), 7))?;
-    let params = dev.upload(&net.xavier_init(7, 32, 8)?)?;
+    let params = match mlp {
+        Some(net) => dev.upload(&net.xavier_init(7, 32, 8)?)?,
+        None => dev.zeros(1)?,
+    };
     if !backward {
-        if mlp {
+        if mlp.is_some() {
             s.forward_mlp(&input_values, &params, &rays, &mut grid)?;
         } else {
             s.forward(&rays, &mut grid)?;
@@ -57,7 +61,7 @@ fn run(dev: &Device, r: usize, opts: SplatOptions, mlp: bool, backward: bool) ->
         return grid.download();
     }
     let g = dev.upload(&values(out.len(), 9))?;
-    if mlp {
+    if mlp.is_some() {
         let mut grads = s.grads_zeros(r)?;
         s.backward_mlp(&input_values, &params, &rays, &g, &mut grads)?;
         let mut all = grads.encoding.download()?;
@@ -75,16 +79,14 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
         Backend::PtxEmu => &[("one", 1), ("ragged", 67)],
         _ => &[("one", 1), ("ragged", 1001), ("20k", 20_000)],
     };
-    let variants: [(&'static str, SplatOptions, bool); 3] = [
-        (
-            "32+8 samples",
-            SplatOptions {
-                samples: 32,
-                samples_inf: 8,
-                ..Default::default()
-            },
-            false,
-        ),
+    let mlp = |layers, hidden| Some(SplatMlp { layers, hidden });
+    let with_background = SplatOptions {
+        samples: 32,
+        samples_inf: 8,
+        ..Default::default()
+    };
+    let variants: [(&'static str, SplatOptions, Option<SplatMlp>); 4] = [
+        ("32+8 samples", with_background, None),
         (
             "32 samples, contract, mask",
             SplatOptions {
@@ -93,17 +95,11 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
                 mask_out_of_bounds: true,
                 ..Default::default()
             },
-            false,
+            None,
         ),
-        (
-            "MLP 7 -> 32, 32+8 samples",
-            SplatOptions {
-                samples: 32,
-                samples_inf: 8,
-                ..Default::default()
-            },
-            true,
-        ),
+        ("MLP 7 -> 32, 32+8 samples", with_background, mlp(2, 32)),
+        // About 21 700 parameters: more than CUDA sums in a block's shared memory.
+        ("MLP 7 -> 128 -> 128 -> 32", with_background, mlp(3, 128)),
     ];
     let cpu = Device::cpu();
     for &(size, r) in sizes {
@@ -117,6 +113,14 @@ pub(super) fn cases(dev: &Device, progress: &mut dyn FnMut(&str), rows: &mut Vec
             // while the sums themselves are exact. A property of f32 coordinates, not of the
             // kernels: contraction is checked at 1 and 1001 rays.
             if opts.contract && r > 1001 {
+                continue;
+            }
+            // The wide MLP runs on one ray: enough for its global accumulator on CUDA. Among
+            // more rays some gradients are discontinuous within f32 rounding (a ReLU whose input
+            // is near 0): at 125 rays, ray 122's encoding gradient moves 3.0e-2 in the f64
+            // reference itself when the parameters move by 8 ulp, and wgpu and the emulator,
+            // which agree with each other, land 3.0e-2 from it (rel L2 of everything 1.8e-3).
+            if mlp.is_some_and(|m| m.hidden > 32) && r > 1 {
                 continue;
             }
             for backward in [false, true] {
