@@ -139,6 +139,7 @@ pub fn run(
     let mut rows = Vec::new();
     for &len in sizes {
         progress(&format!("copy {len}"));
+        let first = rows.len();
         let copy = copy_row(dev, len)?;
         let copy_gbps = copy.gbps;
         rows.push(copy);
@@ -160,6 +161,19 @@ pub fn run(
         }
         if wanted("upgd") {
             upgd::run(dev, len, copy_gbps, progress, &mut rows)?;
+        }
+        // The copy again after the ops: a machine's bandwidth drifts (other tenants, clocks),
+        // so the yardstick is the faster of the two copies, and every fraction of this size is
+        // of it (never flattered by a slow moment of the copy).
+        progress(&format!("copy {len} again"));
+        let again = copy_row(dev, len)?;
+        if again.gbps > rows[first].gbps {
+            rows[first] = again;
+        }
+        let best = rows[first].gbps;
+        for r in &mut rows[first..] {
+            r.copy_gbps = best;
+            r.pct_of_copy = 100.0 * r.gbps / best;
         }
     }
     // Rendering and splatting once, on Lightplane's benchmark scenes: 256^2 rays on GPUs, a
@@ -252,7 +266,8 @@ pub fn format_table(rows: &[Row]) -> String {
         ));
     }
     s.push_str(
-        "GB/s counts the minimum bytes each op moves; the copy row counts bytes read + written.\n",
+        "GB/s counts the minimum bytes each op moves; the copy row counts bytes read + written \
+         (the faster of two copies, before and after the size's ops).\n",
     );
     s
 }
