@@ -1,7 +1,8 @@
 //! PTX glue of rendering (`kernels/render.ptx`), shared by CUDA and the PTX emulator: forward,
 //! one launch of `slots` threads marching the rays grid-stride; backward, one launch that
 //! marches each ray twice (Lambda, then the reverse march), each block summing its threads'
-//! decoder gradients (in shared memory when they fit), and one that sums the blocks'. The parameter block is the one render.wgsl reads, uploaded as words.
+//! decoder gradients (in shared memory when they fit), and one that sums the blocks'. The
+//! parameter block is the one render.wgsl reads, uploaded as words.
 
 use super::decoder::Layout;
 use super::tables::{Params, Tables};

@@ -62,8 +62,8 @@ pub(crate) fn utility(g: f32, w: f32, h: Option<f32>) -> f32 {
 /// overflow the exponent field). About 1 ulp; `+inf` above `ln(f32::MAX)`, NaN for NaN, and
 /// 0 below `-87.33`, where `e^x` nears the smallest normal f32: subnormal results are flushed
 /// to zero (as flush-to-zero GPU arithmetic would), because producing one costs a CPU a
-/// microcode assist per operation; the difference is below 1.2e-38 in absolute terms. Written without calls or data-dependent branches so that loops over
-/// it vectorize, unlike libm's.
+/// microcode assist per operation; the difference is below 1.2e-38 in absolute terms. Written
+/// without calls or data-dependent branches so that loops over it vectorize, unlike libm's.
 #[allow(clippy::excessive_precision)]
 #[inline(always)]
 pub(crate) fn exp_f32(x: f32) -> f32 {
@@ -168,7 +168,7 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
                 || trace_chunk(sc, uc, w, g, h),
             )
         })
-        .reduce(|| (f32::NEG_INFINITY, 0), |a, b| (a.0.max(b.0), a.1 + b.1));
+        .reduce(|| (f32::NEG_INFINITY, 0), max_and_count);
     let row_base: Vec<usize> = tensors
         .iter()
         .scan(0, |acc, s| {
@@ -272,7 +272,7 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
                 || updated[ti].update_chunk(at, lane, g, h),
             )
         })
-        .reduce(|| (f32::NEG_INFINITY, 0), |a, b| (a.0.max(b.0), a.1 + b.1));
+        .reduce(|| (f32::NEG_INFINITY, 0), max_and_count);
     let current = if fused {
         // Traced in the update: this step's reductions come after it.
         (eta, nonfinite) = (mx, bad);
@@ -284,6 +284,11 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
         two_pass
     };
     (nonfinite, current)
+}
+
+/// Two chunks' (maximum trace, non-finite count) as one: how both passes reduce.
+fn max_and_count(a: (f32, u64), b: (f32, u64)) -> (f32, u64) {
+    (a.0.max(b.0), a.1 + b.1)
 }
 
 /// Chunk iterators over one tensor's traces, as [`Trace`].
@@ -507,9 +512,9 @@ impl<U: Float> Tensor<'_, U> {
     }
 
     /// Pass 2 over one chunk of weights from element `at` of the tensor (`g` from there on).
-    #[inline(always)]
     /// Returns, where the chunk's traces are updated here ([`Trace::Update`]), their maximum
     /// and the number of non-finite `g` and `h` (else `-inf` and 0).
+    #[inline(always)]
     fn update_chunk<W: Float, G: Float>(
         &self,
         at: usize,
