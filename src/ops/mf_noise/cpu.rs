@@ -2,7 +2,7 @@
 //! table in f64 from the state (f32 or bf16, each stored value rounded once), the portable f32
 //! Gaussians of [`crate::rng`], and the sum `g + sigma * x` formed in f32 and rounded once to
 //! the gradient's type. State blocks of `W` coordinates run in parallel; each draws its own
-//! Gaussians. Within a block, pieces of [`PIECE`] coordinates go through one loop per term,
+//! Gaussians. Within a block, pieces of [`piece_len`] coordinates go through one loop per term,
 //! in buffers that stay in L1, compiled for the widest vector ISA the CPU has.
 
 use rayon::prelude::*;
@@ -12,8 +12,21 @@ use crate::backend::cpu;
 use crate::buffer::Float;
 use crate::rng;
 
-/// Coordinates per piece of a state block on the CPU.
+/// The most coordinates per piece of a state block on the CPU.
 const PIECE: usize = 1024;
+
+/// How far ahead of its use, in elements, each stream is prefetched.
+const AHEAD: usize = 1024;
+
+/// Coordinates per piece for a step that touches `streams` distinct vectors (state and
+/// gradient). The Gaussians of a piece are pure arithmetic, during which no stream advances, so
+/// short pieces keep memory busier (BandMF p = 8 at 2^26 coordinates, A/B: 116 -> 100 ms, BLT
+/// m = 8 156 -> 129 ms); but past about a dozen streams short runs of each cost more than they
+/// gain (BandMF p = 16: 185 -> 203 ms), so long pieces there. 256 is the Gaussians' vector
+/// batch.
+fn piece_len(streams: usize) -> usize {
+    if streams <= 12 { 256 } else { PIECE }
+}
 
 pub(super) fn step<T: Float, S: Float>(
     mech: &Mechanism,
@@ -57,15 +70,21 @@ fn add_block<T: Float, S: Float>(
 ) {
     let mut z = [0.0f32; PIECE];
     let mut x = [0.0f64; PIECE];
-    for (p, gp) in g.chunks_mut(PIECE).enumerate() {
-        let at = p * PIECE;
+    // The Fourier table reads one of its vectors per step.
+    let vectors = match mech {
+        Mechanism::Table { .. } => 1,
+        _ => parts.len(),
+    };
+    let len = piece_len(vectors + 1);
+    for (p, gp) in g.chunks_mut(len).enumerate() {
+        let at = p * len;
         let n = gp.len();
         let (z, x) = (&mut z[..n], &mut x[..n]);
         let first = first + at as u64;
         piece(mech, a, first, z, x, parts, at);
         let line = 64 / std::mem::size_of::<T>();
         for (gl, xl) in gp.chunks_mut(line).zip(x.chunks(line)) {
-            cpu::prefetch(gl.as_ptr().wrapping_add(PIECE));
+            cpu::prefetch(gl.as_ptr().wrapping_add(AHEAD));
             for (g, x) in gl.iter_mut().zip(xl) {
                 *g = T::from_f32(g.to_f32() + a.sigma * (*x as f32));
             }
@@ -126,7 +145,7 @@ fn piece<S: Float>(
                 let s = &mut state[t as usize % slots][at..at + n];
                 let line = 64 / std::mem::size_of::<S>();
                 for (sl, xl) in s.chunks_mut(line).zip(x.chunks_mut(line)) {
-                    cpu::prefetch(sl.as_ptr().wrapping_add(PIECE));
+                    cpu::prefetch(sl.as_ptr().wrapping_add(AHEAD));
                     for (si, xi) in sl.iter_mut().zip(xl) {
                         let y = *xi / c0;
                         *si = S::from_f32(y as f32);
@@ -194,12 +213,22 @@ fn sub_taps<S: Float, const N: usize>(x: &mut [f64], taps: [(f64, &[S]); N]) {
         let at = j * LINE;
         let s = taps.map(|(_, s)| &s[at..at + LINE]);
         for s in s {
-            cpu::prefetch(s.as_ptr().wrapping_add(PIECE));
+            cpu::prefetch(s.as_ptr().wrapping_add(AHEAD));
         }
         // Arrays: the compiler sees lines of exactly LINE and vectorizes across them.
         let xl: &mut [f64; LINE] = xl.try_into().expect("chunks_exact");
+        // A local copy of the line, and the taps as loops over it: written as one loop over
+        // the elements with the taps inside, LLVM left three taps scalar (BandMF p = 8 spent
+        // a fifth of its time there).
         let s: [&[S; LINE]; N] = s.map(|s| s.try_into().expect("a line"));
-        sub_line(xl, c, s.map(|s| &s[..]));
+        let mut v = *xl;
+        for k in 0..N {
+            let sk = s[k].map(|e| f64::from(e.to_f32()));
+            for l in 0..LINE {
+                v[l] -= c[k] * sk[l];
+            }
+        }
+        *xl = v;
     }
     sub_line(tail, c, taps.map(|(_, s)| &s[whole..]));
 }
