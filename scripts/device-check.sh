@@ -27,20 +27,36 @@ prepare)
 run)
   out=${OUT:-/tmp/trainkern-device}
   mkdir -p "$out"
+  # One budget for the whole run (TK_BUDGET seconds, default 400, inside the device tool's
+  # timeout_s=420): each step gets its own cap or what is left, whichever is less, most
+  # important first, so a slow step costs the ones after it rather than the whole call.
+  budget=${TK_BUDGET:-400}
+  start=$SECONDS
+  step() {
+    local cap=$1 left
+    shift
+    left=$((budget - (SECONDS - start)))
+    if [ "$left" -le 5 ]; then
+      echo "skipped, the run's budget of ${budget} s is spent: $*"
+      return 124
+    fi
+    timeout $((cap < left ? cap : left)) "$@"
+  }
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv > "$out/nvidia-smi.txt" || true
   cat "$out/nvidia-smi.txt"
   .device/trainkern info | tee "$out/info.txt"
   set +e
-  timeout 200 .device/trainkern check --backend cuda 2>&1 | tee "$out/check.txt"
+  step 200 .device/trainkern check --backend cuda 2>&1 | tee "$out/check.txt"
   check=${PIPESTATUS[0]}
-  timeout 150 .device/trainkern bench --backend cuda --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
-  timeout 90 python3 .device/noise.py --json "$out/torch.json" 2>&1 | tee "$out/torch.txt"
-  timeout 90 python3 .device/upgd.py --json "$out/torch_upgd.json" 2>&1 | tee -a "$out/torch.txt"
-  timeout 90 python3 .device/clip.py --json "$out/torch_clip.json" 2>&1 | tee -a "$out/torch.txt"
-  timeout 90 python3 .device/mf_noise.py --json "$out/torch_mf_noise.json" 2>&1 | tee -a "$out/torch.txt"
-  timeout 120 python3 .device/render.py --json "$out/torch_render.json" 2>&1 | tee -a "$out/torch.txt"
-  timeout 60 python3 .device/splat.py --json "$out/torch_splat.json" 2>&1 | tee -a "$out/torch.txt"
-  echo "commit $(cat .device/commit); check exit $check"
+  step 150 .device/trainkern bench --backend cuda --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
+  export PYTHONUNBUFFERED=1
+  step 90 python3 .device/mf_noise.py --json "$out/torch_mf_noise.json" 2>&1 | tee "$out/torch.txt"
+  step 90 python3 .device/upgd.py --json "$out/torch_upgd.json" 2>&1 | tee -a "$out/torch.txt"
+  step 120 python3 .device/render.py --json "$out/torch_render.json" 2>&1 | tee -a "$out/torch.txt"
+  step 60 python3 .device/splat.py --json "$out/torch_splat.json" 2>&1 | tee -a "$out/torch.txt"
+  step 90 python3 .device/clip.py --json "$out/torch_clip.json" 2>&1 | tee -a "$out/torch.txt"
+  step 90 python3 .device/noise.py --json "$out/torch.json" 2>&1 | tee -a "$out/torch.txt"
+  echo "commit $(cat .device/commit); check exit $check; $((SECONDS - start)) s of $budget"
   exit "$check"
   ;;
 record)

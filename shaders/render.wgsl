@@ -24,9 +24,13 @@
 //               ray's Lambda forward over samples j0 .. j1; pass 1 marches back over them
 //               (triplane.md), the dispatches in reverse sample order. Grid gradients by
 //               compare-and-swap adds on atomic<u32> (WGSL has no portable float atomics);
-//               decoder gradients into the invocation's own slice of `partials` (slots x
-//               params, no atomics); the encoding gradient summed in place per ray.
-//   render_sum  bindings 21 partials, 23 params gradient: sums the slices in slot order.
+//               decoder gradients by the same adds into a slice of `partials` shared by
+//               SHARE = 32 neighbouring invocations (ceil(slots / 32) x params: 17 KiB per 32
+//               invocations for Lightplane's decoder, where a slice per invocation cost that
+//               per invocation and bounded how many ran; 32, not a workgroup's 256, because
+//               one f32 word summing the samples of 256 rays loses digits: 5e-5 relative on
+//               1001 rays, against 1e-4 allowed); the encoding gradient summed in place per ray.
+//   render_sum  bindings 21 partials, 23 params gradient: sums the slices in order.
 //
 // Lambda in the backward march is a 64-bit fixed-point number (integer and 2^-32 fraction
 // words): subtracting tau_j undoes adding it exactly, so the foreground's Lambda comes back
@@ -107,7 +111,7 @@ struct Params {
 @group(0) @binding(18) var<storage, read> g_lam: array<f32>;
 @group(0) @binding(19) var<storage, read_write> g_grid: array<atomic<u32>>;
 @group(0) @binding(20) var<storage, read_write> g_cgrid: array<atomic<u32>>;
-@group(0) @binding(21) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(21) var<storage, read_write> partials: array<atomic<u32>>;
 @group(0) @binding(22) var<storage, read_write> g_enc: array<f32>;
 @group(0) @binding(23) var<storage, read_write> g_params: array<f32>;
 // Per ray between backward dispatches: Lambda (fixed point, two words), S_{j+1}, p_{j+1}.
@@ -117,6 +121,8 @@ const F_NOISE: u32 = 4u;
 const F_COLOR: u32 = 8u;
 const F_ENC: u32 = 16u;
 const WG: u32 = 256u;
+// Invocations that share one slice of `partials` (see the header).
+const SHARE: u32 = 32u;
 
 var<private> slot: u32;
 
@@ -404,6 +410,20 @@ fn atomic_add_cgrid(i: u32, x: f32) {
     }
 }
 
+// partials[i] += x, SHARE invocations adding to the same slice. One such loop per buffer, as
+// for the grids: a WGSL function cannot take a pointer to storage (without the
+// unrestricted_pointer_parameters extension, which not every implementation has).
+fn atomic_add_partial(i: u32, x: f32) {
+    var old = atomicLoad(&partials[i]);
+    loop {
+        let r = atomicCompareExchangeWeak(&partials[i], old, bitcast<u32>(bitcast<f32>(old) + x));
+        if (r.exchanged) {
+            break;
+        }
+        old = r.old_value;
+    }
+}
+
 // The adjoint of sample_list: every corner of every grid of the list gets weight x scratch[src ..].
 fn scatter_list(list: u32, b: u32, q: vec3<f32>, src: u32) {
     let nch = select(p.c, p.cc, list == 1u);
@@ -429,9 +449,13 @@ fn scatter_list(list: u32, b: u32, q: vec3<f32>, src: u32) {
 }
 
 // Back through MLP m from the gradient of its output in scratch[sc_ga ..], leaving the gradient
-// of its input there and adding the parameter gradients to partials[slice ..].
+// of its input there and adding the parameter gradients to the shared partials[slice ..].
+// Each invocation starts its bias and input loops at its lane, so that neighbouring
+// invocations add to different words rather than all retrying on one; the input gradient's sum
+// over outputs keeps its order.
 fn mlp_bw(m: u32, relu_last: bool, slice: u32) {
     let layers = mlp_layers(m);
+    let lane = slot % SHARE;
     for (var ll = 0u; ll < layers; ll++) {
         let l = layers - 1u - ll;
         let n_in = layer(m, l, 0u);
@@ -441,18 +465,20 @@ fn mlp_bw(m: u32, relu_last: bool, slice: u32) {
         let x = layer(m, l, 4u);
         let y = layer(m, l, 5u);
         let relu = l + 1u < layers || relu_last;
-        for (var o = 0u; o < n_out; o++) {
+        for (var oo = 0u; oo < n_out; oo++) {
+            let o = (oo + lane) % n_out;
             if (relu && sc(y + o) <= 0.0) {
                 sc_set(p.sc_ga + o, 0.0);
             }
-            partials[slice + b_off + o] += sc(p.sc_ga + o);
+            atomic_add_partial(slice + b_off + o, sc(p.sc_ga + o));
         }
-        for (var i = 0u; i < n_in; i++) {
+        for (var ii = 0u; ii < n_in; ii++) {
+            let i = (ii + lane) % n_in;
             let xi = sc(x + i);
             var acc = 0.0;
             for (var o = 0u; o < n_out; o++) {
                 let g = sc(p.sc_ga + o);
-                partials[slice + w_off + i * n_out + o] += xi * g;
+                atomic_add_partial(slice + w_off + i * n_out + o, xi * g);
                 acc = fma(mlp[w_off + i * n_out + o], g, acc);
             }
             sc_set(p.sc_gb + i, acc);
@@ -657,7 +683,7 @@ fn render_bw(
     if (p.pass_ == 0u) {
         sum_lambda(r);
     } else {
-        march_back(r, slot * p.plen);
+        march_back(r, (slot / SHARE) * p.plen);
     }
 }
 
@@ -672,8 +698,9 @@ fn render_sum(
         return;
     }
     var acc = 0.0;
-    for (var s = 0u; s < p.slots; s++) {
-        acc += partials[s * p.plen + e];
+    let groups = (p.slots + SHARE - 1u) / SHARE;
+    for (var gr = 0u; gr < groups; gr++) {
+        acc += bitcast<f32>(atomicLoad(&partials[gr * p.plen + e]));
     }
     g_params[e] = acc;
 }

@@ -7,7 +7,7 @@ use crate::backend::wgpu::{Dispatch, Range, WgpuDevice, bind_whole};
 use crate::buffer::{Buffer, Element, Float, Storage};
 use crate::{Error, Result};
 
-/// Bytes of scratch and per-invocation partial sums one call may allocate (at least one
+/// Bytes of scratch and shared partial sums one call may allocate (at least one
 /// invocation's): with the per-ray state this keeps forward and backward of 256^2 rays of the
 /// Lightplane benchmark scene near 13 MB beyond inputs and outputs (issue 8 asks for at most 16).
 const MEMORY_BUDGET: usize = 12 << 20;
@@ -16,6 +16,9 @@ const MEMORY_BUDGET: usize = 12 << 20;
 /// anyway; a real GPU wants more (untuned: no GPU has run this yet).
 const MAX_GROUPS: usize = 64;
 const WG: usize = crate::backend::wgpu::WORKGROUP_SIZE as usize;
+
+/// Invocations that add their decoder gradients into one shared slice (`SHARE` in the shader).
+const SHARE: usize = 32;
 
 fn device<T: Element>(b: &Buffer<T>) -> Result<&WgpuDevice> {
     match &b.storage {
@@ -90,30 +93,35 @@ struct Plan {
 }
 
 impl Plan {
-    /// `extra_per_slot`: f32 the kernel keeps per invocation besides its scratch (the backward
-    /// pass's parameter gradients), which also must fit one binding.
+    /// `per_group`: f32 the kernel keeps per [`SHARE`] invocations besides their scratch (the
+    /// backward pass's parameter gradients), which also must fit one binding.
     fn new<T: Float>(
         re: &Renderer,
         lay: &Layout,
         dev: &WgpuDevice,
         rays: &Rays,
-        extra_per_slot: usize,
+        per_group: usize,
     ) -> Result<Plan> {
         let (encoding, rays) = (rays.encoding.is_some(), rays.len());
         let t = Tables::new(&re.grids, re.color.as_ref(), lay);
-        // As many invocations as rays, up to MAX_GROUPS workgroups, a scratch (and partial sums)
-        // of one binding, and MEMORY_BUDGET bytes for both.
-        let per_slot_bytes = (t.per_slot + extra_per_slot) * 4;
-        let fit = (dev.chunk_bytes() as usize / (t.per_slot.max(extra_per_slot) * 4))
-            .min(MEMORY_BUDGET / per_slot_bytes)
-            .max(usize::from(per_slot_bytes <= dev.chunk_bytes() as usize));
-        if fit == 0 {
+        // As many invocations as rays, up to MAX_GROUPS workgroups, a scratch of one binding,
+        // partial sums (`per_group` words per SHARE invocations) of one binding, and MEMORY_BUDGET
+        // bytes for both.
+        let chunk = dev.chunk_bytes() as usize;
+        let (slot_bytes, group_bytes) = (t.per_slot * 4, per_group * 4);
+        if slot_bytes > chunk || group_bytes > chunk {
             return Err(Error::LimitExceeded {
-                what: format!("{OP} on wgpu: scratch bytes per invocation (one binding)"),
-                requested: (t.per_slot * 4) as u64,
+                what: format!(
+                    "{OP} on wgpu: scratch bytes per invocation or parameter gradients (one \
+                     binding)"
+                ),
+                requested: slot_bytes.max(group_bytes) as u64,
                 max: dev.chunk_bytes(),
             });
         }
+        let by_binding = (chunk / slot_bytes.max(1)).min(chunk / group_bytes.max(1) * SHARE);
+        let by_budget = MEMORY_BUDGET / (slot_bytes + group_bytes.div_ceil(SHARE)).max(1);
+        let fit = by_binding.min(by_budget).max(1);
         let slots = rays.clamp(1, MAX_GROUPS * WG).min(fit);
         let params = Params::new::<T>(re, lay, &t, rays, encoding, slots, "wgpu")?;
         Ok(Plan {
@@ -215,7 +223,7 @@ pub(super) fn backward<T: Float>(
     let r = rays.len();
     let plan = Plan::new::<T>(re, lay, dev, rays, lay.len)?;
     let slots = plan.params.slots as usize;
-    let partials: Buffer<f32> = re.dev.zeros(slots * lay.len)?;
+    let partials: Buffer<f32> = re.dev.zeros(slots.div_ceil(SHARE) * lay.len)?;
     let state: Buffer<u32> = re.dev.zeros(4 * r.max(1))?;
     // Grid gradients are added to.
     grads.grids.clear()?;
@@ -241,11 +249,14 @@ pub(super) fn backward<T: Float>(
             OP,
             "grads.color_grids",
         )?,
-        bind_whole(&partials, 21, OP, "the per-invocation parameter gradients")?,
+        bind_whole(&partials, 21, OP, "the shared parameter gradients")?,
         bind_whole(&grads.encoding, 22, OP, "grads.encoding")?,
         bind_whole(&state, 24, OP, "the per-ray state")?,
     ]);
     let total = re.opts.samples + re.opts.samples_inf;
+    // The reverse march decodes a sample again, runs back through the decoder (about as many
+    // iterations) and adds each parameter's gradient by a compare-and-swap loop (one iteration
+    // on a word no neighbour is adding to): three times the forward's count bounds it.
     let back = samples_per_dispatch(re, lay, dev, 3)?;
     let fwd = samples_per_dispatch(re, lay, dev, 1)?;
     let mut work_params = Vec::new();
@@ -280,7 +291,7 @@ pub(super) fn backward<T: Float>(
         &[Dispatch {
             params: bytemuck::bytes_of(&plan.params),
             buffers: vec![
-                bind_whole(&partials, 21, OP, "the per-invocation parameter gradients")?,
+                bind_whole(&partials, 21, OP, "the shared parameter gradients")?,
                 bind_whole(&grads.params, 23, OP, "grads.params")?,
             ],
             invocations: lay.len as u64,
