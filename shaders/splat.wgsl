@@ -27,9 +27,11 @@
 //   splat_mlp_bw  bindings 1-8, 10, 11, 12 (here R x C_in), 13-16 partials, 17 input grid
 //               gradient. Invocation i marches samples j0 .. j0 + nj of ray ray0 + i: the MLP
 //               again, the gathered grad_out / max(weight, 1e-5) as the output's gradient, back
-//               through the MLP into its own slice of `partials` (slots x params, no atomics),
-//               the encoding gradient and, by compare-and-swap adds, the input grids' gradient.
-//   splat_mlp_sum bindings 16 partials, 18 params gradient: sums the slices in slot order.
+//               through the MLP into a slice of `partials` shared by SHARE = 32 neighbouring
+//               invocations (ceil(slots / 32) x params, compare-and-swap adds, each invocation
+//               starting its loops at its lane, as in render.wgsl), the encoding gradient and,
+//               by compare-and-swap adds, the input grids' gradient.
+//   splat_mlp_sum bindings 16 partials, 18 params gradient: sums the slices in order.
 // tables: the output grids [D, H, W, element offset, cell offset] from 0, the input grids [D,
 // H, W, element offset] from gin_at, the MLP's layers [n_in, n_out, weight offset, bias offset,
 // input slot, output slot] from lt_at.
@@ -88,7 +90,7 @@ struct Params {
 @group(0) @binding(13) var<storage, read> input: array<u32>;
 @group(0) @binding(14) var<storage, read> mlp: array<f32>;
 @group(0) @binding(15) var<storage, read_write> scratch: array<f32>;
-@group(0) @binding(16) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(16) var<storage, read_write> partials: array<atomic<u32>>;
 @group(0) @binding(17) var<storage, read_write> g_input: array<atomic<u32>>;
 @group(0) @binding(18) var<storage, read_write> g_params: array<f32>;
 // The plain splat's exact sums: 64-bit fixed point, low words in out_grid, high words here.
@@ -104,6 +106,8 @@ const F_ENC: u32 = 16u;
 const F_FIXED: u32 = 32u;
 const FLOOR: f32 = 1e-5;
 const WG: u32 = 256u;
+// Invocations that share one slice of `partials` (see the header).
+const SHARE: u32 = 32u;
 
 var<private> slot: u32;
 
@@ -170,6 +174,19 @@ fn mlp_value(r: u32, b: u32, q: vec3<f32>) {
             }
             sc_set(y + o, acc);
         }
+    }
+}
+
+// partials[i] += x, SHARE invocations adding to the same slice (one such loop per buffer: a
+// WGSL function cannot take a pointer to storage).
+fn add_partial(i: u32, x: f32) {
+    var old = atomicLoad(&partials[i]);
+    loop {
+        let r = atomicCompareExchangeWeak(&partials[i], old, bitcast<u32>(bitcast<f32>(old) + x));
+        if (r.exchanged) {
+            break;
+        }
+        old = r.old_value;
     }
 }
 
@@ -404,7 +421,8 @@ fn splat_mlp_bw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     slot = i;
     let r = p.ray0 + i;
-    let slice = i * p.plen;
+    let slice = (i / SHARE) * p.plen;
+    let lane = i % SHARE;
     if (p.first == 1u) {
         for (var ch = 0u; ch < p.cin; ch++) {
             g_enc[r * p.cin + ch] = 0.0;
@@ -447,18 +465,21 @@ fn splat_mlp_bw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             let b_off = layer(l, 3u);
             let x = layer(l, 4u);
             let y = layer(l, 5u);
-            for (var o = 0u; o < n_out; o++) {
+            for (var oo = 0u; oo < n_out; oo++) {
+                let o = (oo + lane) % n_out;
                 if (l + 1u < p.layers && sc(y + o) <= 0.0) {
                     sc_set(p.sc_ga + o, 0.0);
                 }
-                partials[slice + b_off + o] += sc(p.sc_ga + o);
+                add_partial(slice + b_off + o, sc(p.sc_ga + o));
             }
-            for (var ii = 0u; ii < n_in; ii++) {
+            // The input gradient's sum over outputs keeps its order; the rows start at the lane.
+            for (var iii = 0u; iii < n_in; iii++) {
+                let ii = (iii + lane) % n_in;
                 let xi = sc(x + ii);
                 var acc = 0.0;
                 for (var o = 0u; o < n_out; o++) {
                     let go = sc(p.sc_ga + o);
-                    partials[slice + w_off + ii * n_out + o] += xi * go;
+                    add_partial(slice + w_off + ii * n_out + o, xi * go);
                     acc = fma(mlp[w_off + ii * n_out + o], go, acc);
                 }
                 sc_set(p.sc_gb + ii, acc);
@@ -500,8 +521,9 @@ fn splat_mlp_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         return;
     }
     var acc = 0.0;
-    for (var s = 0u; s < p.slots; s++) {
-        acc += partials[s * p.plen + e];
+    let slices = (p.slots + SHARE - 1u) / SHARE;
+    for (var s = 0u; s < slices; s++) {
+        acc += bitcast<f32>(atomicLoad(&partials[s * p.plen + e]));
     }
     g_params[e] = acc;
 }

@@ -1,7 +1,8 @@
 //! wgpu glue of splatting (`shaders/splat.wgsl`): the forward splat in dispatches of (ray,
 //! sample) items then one normalizing dispatch; the backward pass splats the weights again and
 //! gathers in windows of samples, per (ray, channel) for the plain splatter and per ray for the
-//! MLP splatter (whose parameter gradients are summed per invocation, then across them).
+//! MLP splatter (whose parameter gradients are summed per [`SHARE`] invocations, then across
+//! those slices).
 
 use super::tables::{ENCODING, FIXED, MLP, Params, Tables, WEIGHTS_ONLY, check_status};
 use super::{OP, SplatGrads, Splatter};
@@ -13,9 +14,15 @@ use crate::{Error, Result};
 /// Invocations per dispatch at most (a 2D grid of 256-wide workgroups holds them easily).
 const MAX_INVOCATIONS: usize = 1 << 22;
 
-/// Bytes of MLP scratch and per-invocation parameter gradients one call may allocate (at least
-/// one invocation's), as in rendering.
+/// Bytes of MLP scratch and shared parameter gradients one call may allocate (at least one
+/// invocation's), as in rendering.
 const MEMORY_BUDGET: usize = 12 << 20;
+
+/// Invocations that add their MLP parameter gradients into one slice, by compare-and-swap
+/// (`SHARE` in the shader). A slice per invocation cost 4 bytes per parameter per invocation and
+/// bounded how many ran; per 256 (a workgroup), one f32 word sums so many samples that it loses
+/// digits (render's 1001-ray check: 5e-5 relative against 1e-4 allowed; 9e-7 with 32).
+const SHARE: usize = 32;
 
 /// Loop iterations one invocation may run in a dispatch: llvmpipe (lavapipe) silently ends every
 /// loop of an invocation past 65 535 in all (see render's wgpu.rs); GPUs have no such limit.
@@ -71,7 +78,9 @@ fn mlp_backward_loops(s: &Splatter) -> usize {
     let cin = m.input.channels();
     let gather = c + 1 + s.out.shapes().len() * (1 + 8 * (c + 2));
     let layers: usize = (0..m.mlp.layers())
-        .map(|l| 3 + m.mlp.dims[l + 1] * 2 + m.mlp.dims[l] * (m.mlp.dims[l + 1] + 3))
+        // Each parameter's gradient adds one more: its compare-and-swap add (llvmpipe counts
+        // an atomic operation as an iteration, a loop around it or not).
+        .map(|l| 3 + m.mlp.dims[l + 1] * 3 + m.mlp.dims[l] * (2 * m.mlp.dims[l + 1] + 3))
         .sum();
     let scatter = cin + 1 + m.input.shapes().len() * (1 + 8 * (2 * cin + 2));
     16 + mlp_loops(s) + gather + layers + scatter
@@ -259,19 +268,26 @@ fn dispatch(
     dev.dispatch("splat", entry, &work)
 }
 
-/// Invocations that share the MLP scratch (and, backward, the per-invocation parameter
-/// gradients): as many as `work` items, within MEMORY_BUDGET and one binding.
-fn mlp_slots(dev: &WgpuDevice, t: &Tables, extra: usize, work: usize) -> Result<usize> {
-    let per = t.per_slot + extra;
-    let binding = dev.chunk_bytes() as usize / (4 * t.per_slot.max(extra).max(1));
-    let fit = (MEMORY_BUDGET / (4 * per)).min(binding);
-    if binding == 0 {
+/// Invocations that share the MLP scratch (and, backward, `per_slice` parameter gradients per
+/// `share` invocations): as many as `work` items, within MEMORY_BUDGET and one binding each.
+fn mlp_slots(
+    dev: &WgpuDevice,
+    t: &Tables,
+    per_slice: usize,
+    share: usize,
+    work: usize,
+) -> Result<usize> {
+    let chunk = dev.chunk_bytes() as usize;
+    let (slot_bytes, slice_bytes) = (4 * t.per_slot, 4 * per_slice);
+    if slot_bytes > chunk || slice_bytes > chunk {
         return Err(Error::LimitExceeded {
-            what: format!("{OP} on wgpu: MLP scratch bytes per invocation (one binding)"),
-            requested: (4 * per) as u64,
+            what: format!("{OP} on wgpu: MLP scratch or parameter gradients (one binding)"),
+            requested: slot_bytes.max(slice_bytes) as u64,
             max: dev.chunk_bytes(),
         });
     }
+    let binding = (chunk / slot_bytes.max(1)).min(chunk / slice_bytes.max(1) * share);
+    let fit = (MEMORY_BUDGET / (slot_bytes + slice_bytes.div_ceil(share)).max(1)).min(binding);
     Ok(fit.max(1).min(work.max(1)))
 }
 
@@ -300,7 +316,7 @@ fn forward_any<T: Float>(
     let t = Tables::new(s, rays.len(), T::DTYPE, "wgpu")?;
     let items = rays.len() * (s.opts.samples + s.opts.samples_inf);
     let slots = match mlp {
-        Some(_) => mlp_slots(dev, &t, 0, items)?,
+        Some(_) => mlp_slots(dev, &t, 0, 1, items)?,
         None => 0,
     };
     let fixed = mlp.is_none();
@@ -386,10 +402,10 @@ pub(super) fn backward_mlp<T: Float>(
     check_loops(dev, per_sample)?;
     let t = Tables::new(s, r, T::DTYPE, "wgpu")?;
     let plen = s.params_len();
-    let slots = mlp_slots(dev, &t, plen, r)?;
+    let slots = mlp_slots(dev, &t, plen, SHARE, r)?;
     let bound = Bound::new(s, t, slots, false)?;
     bound.splat::<T>(dev, rays, None, None, 0)?;
-    let partials: Buffer<f32> = s.dev.zeros(slots * plen)?;
+    let partials: Buffer<f32> = s.dev.zeros(slots.div_ceil(SHARE) * plen)?;
     let mut buffers = bound.rays(rays)?;
     buffers.extend([
         bound.encoding(rays, true)?,
@@ -399,7 +415,7 @@ pub(super) fn backward_mlp<T: Float>(
         bind_whole(input, 13, OP, "input_grids")?,
         bind_whole(params, 14, OP, "mlp_params")?,
         bind_whole(&bound.scratch, 15, OP, "the scratch")?,
-        bind_whole(&partials, 16, OP, "the per-invocation parameter gradients")?,
+        bind_whole(&partials, 16, OP, "the parameter gradients' slices")?,
         bind_whole(&grads.input_grids, 17, OP, "grads.input_grids")?,
     ]);
     let p = Params {
@@ -410,7 +426,7 @@ pub(super) fn backward_mlp<T: Float>(
     let blocks = windows(s, r, slots, (LOOP_BUDGET / per_sample).max(1), &p);
     dispatch(dev, "splat_mlp_bw", &blocks, &buffers, |b| u64::from(b.nr))?;
     let sum = [
-        bind_whole(&partials, 16, OP, "the per-invocation parameter gradients")?,
+        bind_whole(&partials, 16, OP, "the parameter gradients' slices")?,
         bind_whole(&grads.params, 18, OP, "grads.params")?,
     ];
     dispatch(dev, "splat_mlp_sum", &[p], &sum, |b| u64::from(b.plen))?;
