@@ -1065,6 +1065,11 @@ fn bad_input_is_a_clear_error() {
     let dec = p.decoder;
     let shape_err = |r: Result<GridList, Error>| matches!(r, Err(Error::Shape { .. }));
     assert!(shape_err(GridList::new(&[])));
+    let named = GridList::new(&[[1, 0, 2, 2, 3]]).unwrap_err().to_string();
+    assert!(
+        named.contains("GridList::new") && named.contains("shapes"),
+        "{named}"
+    );
     assert!(shape_err(GridList::new(&[[1, 0, 2, 2, 3]])));
     assert!(
         shape_err(GridList::new(&[[1, 2, 2, 2, 3], [2, 2, 2, 2, 3]])),

@@ -18,11 +18,12 @@ pub struct GridList {
 impl GridList {
     /// Checks the shapes: at least one grid, no zero dimension, one batch size and one channel
     /// count for all, at most one singleton spatial axis per grid, sizes that fit in 63 bits.
-    /// `op` and `arg` name the caller in errors.
+    /// Errors name `GridList::new` and its argument `shapes`.
     pub fn new(shapes: &[[usize; 5]]) -> Result<GridList> {
-        Self::named("grids", "grids", shapes)
+        Self::named("GridList::new", "shapes", shapes)
     }
 
+    /// [`GridList::new`] with `op` and `arg` naming the caller in errors.
     pub(crate) fn named(
         op: &'static str,
         arg: &'static str,

@@ -361,13 +361,14 @@ impl Renderer {
             }
             #[cfg(feature = "wgpu")]
             Storage::Wgpu(_) => wgpu::forward(self, &lay, grids, color_grids, params, rays, out),
-            #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
-            _ if PtxDevice::of(&self.dev).is_some() => {
-                let dev = PtxDevice::of(&self.dev).ok_or_else(|| self.unsupported())?;
-                ptx::forward(&dev, self, &lay, grids, color_grids, params, rays, out)
-            }
             #[allow(unreachable_patterns)]
-            _ => Err(self.unsupported()),
+            _ => {
+                #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
+                if let Some(dev) = PtxDevice::of(&self.dev) {
+                    return ptx::forward(&dev, self, &lay, grids, color_grids, params, rays, out);
+                }
+                Err(self.unsupported())
+            }
         }
     }
 
@@ -418,23 +419,24 @@ impl Renderer {
                 grad_out,
                 grads,
             ),
-            #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
-            _ if PtxDevice::of(&self.dev).is_some() => {
-                let dev = PtxDevice::of(&self.dev).ok_or_else(|| self.unsupported())?;
-                ptx::backward(
-                    &dev,
-                    self,
-                    &lay,
-                    grids,
-                    color_grids,
-                    params,
-                    rays,
-                    grad_out,
-                    grads,
-                )
-            }
             #[allow(unreachable_patterns)]
-            _ => Err(self.unsupported()),
+            _ => {
+                #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
+                if let Some(dev) = PtxDevice::of(&self.dev) {
+                    return ptx::backward(
+                        &dev,
+                        self,
+                        &lay,
+                        grids,
+                        color_grids,
+                        params,
+                        rays,
+                        grad_out,
+                        grads,
+                    );
+                }
+                Err(self.unsupported())
+            }
         }
     }
 

@@ -264,13 +264,14 @@ impl Splatter {
             }
             #[cfg(feature = "wgpu")]
             Storage::Wgpu(_) => wgpu::forward(self, rays, out),
-            #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
-            _ if PtxDevice::of(&self.dev).is_some() => {
-                let dev = PtxDevice::of(&self.dev).ok_or_else(|| self.unsupported("plain"))?;
-                ptx::forward(&dev, self, rays, out)
-            }
             #[allow(unreachable_patterns)]
-            _ => Err(self.unsupported("plain")),
+            _ => {
+                #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
+                if let Some(dev) = PtxDevice::of(&self.dev) {
+                    return ptx::forward(&dev, self, rays, out);
+                }
+                Err(self.unsupported("plain"))
+            }
         }
     }
 
@@ -302,13 +303,14 @@ impl Splatter {
             }
             #[cfg(feature = "wgpu")]
             Storage::Wgpu(_) => wgpu::backward(self, rays, grad_out, grad_encoding),
-            #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
-            _ if PtxDevice::of(&self.dev).is_some() => {
-                let dev = PtxDevice::of(&self.dev).ok_or_else(|| self.unsupported("plain"))?;
-                ptx::backward(&dev, self, rays, grad_out, grad_encoding)
-            }
             #[allow(unreachable_patterns)]
-            _ => Err(self.unsupported("plain")),
+            _ => {
+                #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
+                if let Some(dev) = PtxDevice::of(&self.dev) {
+                    return ptx::backward(&dev, self, rays, grad_out, grad_encoding);
+                }
+                Err(self.unsupported("plain"))
+            }
         }
     }
 
@@ -335,13 +337,14 @@ impl Splatter {
             }
             #[cfg(feature = "wgpu")]
             Storage::Wgpu(_) => wgpu::forward_mlp(self, input, params, rays, out),
-            #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
-            _ if PtxDevice::of(&self.dev).is_some() => {
-                let dev = PtxDevice::of(&self.dev).ok_or_else(|| self.unsupported("MLP"))?;
-                ptx::forward_mlp(&dev, self, input, params, rays, out)
-            }
             #[allow(unreachable_patterns)]
-            _ => Err(self.unsupported("MLP")),
+            _ => {
+                #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
+                if let Some(dev) = PtxDevice::of(&self.dev) {
+                    return ptx::forward_mlp(&dev, self, input, params, rays, out);
+                }
+                Err(self.unsupported("MLP"))
+            }
         }
     }
 
@@ -386,13 +389,14 @@ impl Splatter {
             }
             #[cfg(feature = "wgpu")]
             Storage::Wgpu(_) => wgpu::backward_mlp(self, input, params, rays, grad_out, grads),
-            #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
-            _ if PtxDevice::of(&self.dev).is_some() => {
-                let dev = PtxDevice::of(&self.dev).ok_or_else(|| self.unsupported("MLP"))?;
-                ptx::backward_mlp(&dev, self, input, params, rays, grad_out, grads)
-            }
             #[allow(unreachable_patterns)]
-            _ => Err(self.unsupported("MLP")),
+            _ => {
+                #[cfg(any(feature = "cuda", feature = "ptx-emu"))]
+                if let Some(dev) = PtxDevice::of(&self.dev) {
+                    return ptx::backward_mlp(&dev, self, input, params, rays, grad_out, grads);
+                }
+                Err(self.unsupported("MLP"))
+            }
         }
     }
 
