@@ -559,46 +559,78 @@ impl<U: Float> Tensor<'_, U> {
                 None => &[],
             };
             rng::gaussians_into(self.seed, sc.stream, (self.offset + at + k0) as u64, z);
-            self.scaled_piece(at + k0, s, own);
-            let step =
-                |wk: &mut W, d: f32| *wk = W::from_f32(wk.to_f32() * sc.decay + sc.neg_lr * d);
-            let rows = w.iter_mut().zip(g).zip(z.iter().zip(s.iter()));
-            match self.variant {
-                Variant::Upgd {
-                    rule: Rule::Protect,
-                    ..
-                } => {
-                    for ((wk, gk), (zk, sk)) in rows {
-                        step(wk, (gk.to_f32() + zk * sc.sigma) * (1.0 - sk));
-                    }
+            let moments = match (m.as_deref_mut(), v.as_deref_mut()) {
+                (Some(mc), Some(vc)) => Some((&mut mc[k0..k0 + n], &mut vc[k0..k0 + n])),
+                _ => None,
+            };
+            match self.source {
+                // Global scaling of the tensor's own traces: each scaled utility computed in
+                // the update's own loop, not stored first (first-order global at 2^26 weights,
+                // A/B: medians 86-97 -> 79-90 ms, the same bits). `eta == 0` fills 0.5 below.
+                Source::Own { .. }
+                    if self.variant.scaling() == Scaling::Global && self.scale.eta != 0.0 =>
+                {
+                    let (bc, eta) = (sc.bc, self.scale.eta);
+                    let scaled = own.iter().map(|u| sigmoid((u.to_f32() / bc) / eta));
+                    self.update_piece(w, g, z, scaled, moments);
                 }
-                Variant::Upgd {
-                    rule: Rule::NoProtect,
-                    ..
-                } => {
-                    for ((wk, gk), (zk, sk)) in rows {
-                        step(wk, gk.to_f32() + (zk * sc.sigma) * (1.0 - sk));
-                    }
-                }
-                Variant::Adaptive {
-                    beta1, beta2, eps, ..
-                } => {
-                    let (Some(mc), Some(vc)) = (m.as_deref_mut(), v.as_deref_mut()) else {
-                        unreachable!("adaptive state exists")
-                    };
-                    let moments = mc[k0..k0 + n].iter_mut().zip(&mut vc[k0..k0 + n]);
-                    for (((wk, gk), (zk, sk)), (mk, vk)) in rows.zip(moments) {
-                        let gi = gk.to_f32();
-                        *mk = U::from_f32(mk.to_f32() * beta1 + sc.one_minus_beta1 * gi);
-                        *vk = U::from_f32(vk.to_f32() * beta2 + sc.one_minus_beta2 * (gi * gi));
-                        let (mi, vi) = (mk.to_f32(), vk.to_f32());
-                        let denom = vi.sqrt() / sc.sqrt_bc2 + eps;
-                        step(wk, (mi / denom / sc.bc1 + zk * sc.sigma) * (1.0 - sk));
-                    }
+                _ => {
+                    self.scaled_piece(at + k0, s, own);
+                    self.update_piece(w, g, z, s.iter().copied(), moments);
                 }
             }
         }
         (mx, bad)
+    }
+
+    /// The update of one piece of weights from their gradients `g`, Gaussians `z` and scaled
+    /// utilities `s` (and, for adaptive, the piece's moments).
+    #[inline(always)]
+    fn update_piece<W: Float, G: Float>(
+        &self,
+        w: &mut [W],
+        g: &[G],
+        z: &[f32],
+        s: impl Iterator<Item = f32>,
+        moments: Option<(&mut [U], &mut [U])>,
+    ) {
+        let sc = self.sc;
+        let step = |wk: &mut W, d: f32| *wk = W::from_f32(wk.to_f32() * sc.decay + sc.neg_lr * d);
+        let rows = w.iter_mut().zip(g).zip(z.iter().zip(s));
+        match self.variant {
+            Variant::Upgd {
+                rule: Rule::Protect,
+                ..
+            } => {
+                for ((wk, gk), (zk, sk)) in rows {
+                    step(wk, (gk.to_f32() + zk * sc.sigma) * (1.0 - sk));
+                }
+            }
+            Variant::Upgd {
+                rule: Rule::NoProtect,
+                ..
+            } => {
+                for ((wk, gk), (zk, sk)) in rows {
+                    step(wk, gk.to_f32() + (zk * sc.sigma) * (1.0 - sk));
+                }
+            }
+            Variant::Adaptive {
+                beta1, beta2, eps, ..
+            } => {
+                let Some((mc, vc)) = moments else {
+                    unreachable!("adaptive state exists")
+                };
+                let moments = mc.iter_mut().zip(vc.iter_mut());
+                for (((wk, gk), (zk, sk)), (mk, vk)) in rows.zip(moments) {
+                    let gi = gk.to_f32();
+                    *mk = U::from_f32(mk.to_f32() * beta1 + sc.one_minus_beta1 * gi);
+                    *vk = U::from_f32(vk.to_f32() * beta2 + sc.one_minus_beta2 * (gi * gi));
+                    let (mi, vi) = (mk.to_f32(), vk.to_f32());
+                    let denom = vi.sqrt() / sc.sqrt_bc2 + eps;
+                    step(wk, (mi / denom / sc.bc1 + zk * sc.sigma) * (1.0 - sk));
+                }
+            }
+        }
     }
 }
 
