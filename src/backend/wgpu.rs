@@ -217,6 +217,33 @@ impl WgpuDevice {
         self.0.chunk_bytes
     }
 
+    /// How many invocations fit when each keeps `slot_words` f32 of scratch and every `share`
+    /// of them one slice of `slice_words` f32: the scratch and the slices each within one
+    /// binding, both within `budget` bytes, and at least one. `op` and `what` name the buffers
+    /// in the error where one invocation's scratch or one slice alone passes a binding.
+    pub(crate) fn invocations_within(
+        &self,
+        op: &str,
+        what: &str,
+        slot_words: usize,
+        slice_words: usize,
+        share: usize,
+        budget: usize,
+    ) -> Result<usize> {
+        let chunk = self.chunk_bytes() as usize;
+        let (slot_bytes, slice_bytes) = (4 * slot_words, 4 * slice_words);
+        if slot_bytes > chunk || slice_bytes > chunk {
+            return Err(Error::LimitExceeded {
+                what: format!("{op} on wgpu: {what} (one binding)"),
+                requested: slot_bytes.max(slice_bytes) as u64,
+                max: self.chunk_bytes(),
+            });
+        }
+        let by_binding = (chunk / slot_bytes.max(1)).min(chunk / slice_bytes.max(1) * share);
+        let by_budget = budget / (slot_bytes + slice_bytes.div_ceil(share)).max(1);
+        Ok(by_binding.min(by_budget).max(1))
+    }
+
     pub(crate) fn describe(&self) -> String {
         let i = &self.0.info;
         format!("wgpu {} ({:?}, {})", i.name, i.backend, i.driver)

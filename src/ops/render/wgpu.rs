@@ -107,21 +107,14 @@ impl Plan {
         // As many invocations as rays, up to MAX_GROUPS workgroups, a scratch of one binding,
         // partial sums (`per_group` words per SHARE invocations) of one binding, and MEMORY_BUDGET
         // bytes for both.
-        let chunk = dev.chunk_bytes() as usize;
-        let (slot_bytes, group_bytes) = (t.per_slot * 4, per_group * 4);
-        if slot_bytes > chunk || group_bytes > chunk {
-            return Err(Error::LimitExceeded {
-                what: format!(
-                    "{OP} on wgpu: scratch bytes per invocation or parameter gradients (one \
-                     binding)"
-                ),
-                requested: slot_bytes.max(group_bytes) as u64,
-                max: dev.chunk_bytes(),
-            });
-        }
-        let by_binding = (chunk / slot_bytes.max(1)).min(chunk / group_bytes.max(1) * SHARE);
-        let by_budget = MEMORY_BUDGET / (slot_bytes + group_bytes.div_ceil(SHARE)).max(1);
-        let fit = by_binding.min(by_budget).max(1);
+        let fit = dev.invocations_within(
+            OP,
+            "scratch bytes per invocation or parameter gradients",
+            t.per_slot,
+            per_group,
+            SHARE,
+            MEMORY_BUDGET,
+        )?;
         let slots = rays.clamp(1, MAX_GROUPS * WG).min(fit);
         let params = Params::new::<T>(re, lay, &t, rays, encoding, slots, "wgpu")?;
         Ok(Plan {

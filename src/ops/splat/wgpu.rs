@@ -277,18 +277,9 @@ fn mlp_slots(
     share: usize,
     work: usize,
 ) -> Result<usize> {
-    let chunk = dev.chunk_bytes() as usize;
-    let (slot_bytes, slice_bytes) = (4 * t.per_slot, 4 * per_slice);
-    if slot_bytes > chunk || slice_bytes > chunk {
-        return Err(Error::LimitExceeded {
-            what: format!("{OP} on wgpu: MLP scratch or parameter gradients (one binding)"),
-            requested: slot_bytes.max(slice_bytes) as u64,
-            max: dev.chunk_bytes(),
-        });
-    }
-    let binding = (chunk / slot_bytes.max(1)).min(chunk / slice_bytes.max(1) * share);
-    let fit = (MEMORY_BUDGET / (slot_bytes + slice_bytes.div_ceil(share)).max(1)).min(binding);
-    Ok(fit.max(1).min(work.max(1)))
+    let what = "MLP scratch or parameter gradients";
+    let fit = dev.invocations_within(OP, what, t.per_slot, per_slice, share, MEMORY_BUDGET)?;
+    Ok(fit.min(work.max(1)))
 }
 
 pub(super) fn forward(s: &Splatter, rays: &Rays, out: &mut Buffer<f32>) -> Result<()> {

@@ -472,7 +472,9 @@ impl<U: Float> Tensor<'_, U> {
         self.scale.rowsq.get(row).map(|ss| ss.sqrt().max(1e-12))
     }
 
-    /// `s[k]`, the scaled utility of element `at + k` of the tensor; `own` holds those
+    /// `s[k]`, the scaled utility of element `at + k` of the tensor, where it depends on the
+    /// element's row: local scaling, or a gate's trace (global scaling of a tensor's own traces
+    /// is computed in the update's loop instead, see `update_chunk`); `own` holds those
     /// elements' own traces (weight-level UPGD; empty otherwise).
     #[inline(always)]
     fn scaled_piece(&self, at: usize, s: &mut [f32], own: &[U]) {
@@ -482,17 +484,6 @@ impl<U: Float> Tensor<'_, U> {
             Source::None => return,
         };
         let global = self.variant.scaling() == Scaling::Global;
-        if !gated && global {
-            let (bc, eta) = (self.sc.bc, self.scale.eta);
-            if eta == 0.0 {
-                s.fill(scaled_global(0.0, bc, eta));
-            } else {
-                for (s, u) in s.iter_mut().zip(u) {
-                    *s = sigmoid((u.to_f32() / bc) / eta);
-                }
-            }
-            return;
-        }
         // Row by row: one norm (and, gated, one trace) per row.
         let mut k = 0;
         while k < s.len() {
@@ -566,13 +557,17 @@ impl<U: Float> Tensor<'_, U> {
             match self.source {
                 // Global scaling of the tensor's own traces: each scaled utility computed in
                 // the update's own loop, not stored first (first-order global at 2^26 weights,
-                // A/B: medians 86-97 -> 79-90 ms, the same bits). `eta == 0` fills 0.5 below.
-                Source::Own { .. }
-                    if self.variant.scaling() == Scaling::Global && self.scale.eta != 0.0 =>
-                {
+                // A/B: medians 86-97 -> 79-90 ms, the same bits), and the choice for
+                // `eta == 0` made once per piece.
+                Source::Own { .. } if self.variant.scaling() == Scaling::Global => {
                     let (bc, eta) = (sc.bc, self.scale.eta);
-                    let scaled = own.iter().map(|u| sigmoid((u.to_f32() / bc) / eta));
-                    self.update_piece(w, g, z, scaled, moments);
+                    if eta == 0.0 {
+                        let half = std::iter::repeat(scaled_global(0.0, bc, eta));
+                        self.update_piece(w, g, z, half, moments);
+                    } else {
+                        let scaled = own.iter().map(|u| sigmoid((u.to_f32() / bc) / eta));
+                        self.update_piece(w, g, z, scaled, moments);
+                    }
                 }
                 _ => {
                     self.scaled_piece(at + k0, s, own);
