@@ -30,7 +30,10 @@
 //               through the MLP into a slice of `partials` shared by SHARE = 32 neighbouring
 //               invocations (ceil(slots / 32) x params, compare-and-swap adds, each invocation
 //               starting its loops at its lane, as in render.wgsl), the encoding gradient and,
-//               by compare-and-swap adds, the input grids' gradient.
+//               by compare-and-swap adds, the input grids' gradient. A sample too long for
+//               llvmpipe's loop limit is split over dispatches by `part` (bit 1: the MLP and
+//               the gathered gradient; bit 2: the input's gradients) and the layers l0 .. l1 it
+//               runs backward (0 the last); the scratch carries the sample between them.
 //   splat_mlp_sum bindings 16 partials, 18 params gradient: sums the slices in order.
 // tables: the output grids [D, H, W, element offset, cell offset] from 0, the input grids [D,
 // H, W, element offset] from gin_at, the MLP's layers [n_in, n_out, weight offset, bias offset,
@@ -70,6 +73,9 @@ struct Params {
     gin_at: u32,
     lt_at: u32,
     log_terms: u32,  // plain splat: ceil(log2(rays x samples + 1)), the fixed point's headroom
+    part: u32,       // splat_mlp_bw: PART_* bits, and the layers l0 .. l1 run backward
+    l0: u32,
+    l1: u32,
     pad0: u32,
 }
 
@@ -104,6 +110,8 @@ const WEIGHTS_ONLY: u32 = 4u;
 const F_MLP: u32 = 8u;
 const F_ENC: u32 = 16u;
 const F_FIXED: u32 = 32u;
+const PART_FORWARD: u32 = 1u;
+const PART_INPUT: u32 = 2u;
 const FLOOR: f32 = 1e-5;
 const WG: u32 = 256u;
 // Invocations that share one slice of `partials` (see the header).
@@ -363,6 +371,26 @@ fn splat_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     atomicStore(&out_grid[i], bitcast<u32>(x / max(w, FLOOR)));
 }
 
+// Corner k of output grid g at point q of batch b, for the backward gathers: grad_out's offset
+// of the corner's cell and the corner weight over the cell's splatted weight (0 if outside).
+struct Gathered {
+    at: u32,
+    scale: f32,
+}
+
+fn gather_corner(g: u32, b: u32, q: vec3<f32>, k: u32) -> Gathered {
+    let dd = tables[5u * g];
+    let hh = tables[5u * g + 1u];
+    let ww = tables[5u * g + 2u];
+    let cw = march_corner(dd, hh, ww, q, k);
+    if (cw.w == 0.0) {
+        return Gathered(0u, 0.0);
+    }
+    let cell = b * dd * hh * ww + cw.cell;
+    let w = bitcast<f32>(atomicLoad(&weights[tables[5u * g + 4u] + cell]));
+    return Gathered(tables[5u * g + 3u] + cell * p.c, cw.w / max(w, FLOOR));
+}
+
 @compute @workgroup_size(256)
 fn splat_bw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
@@ -378,16 +406,10 @@ fn splat_bw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         if (s.inside) {
             let b = batch[r];
             for (var g = 0u; g < p.ngrids; g++) {
-                let dd = tables[5u * g];
-                let hh = tables[5u * g + 1u];
-                let ww = tables[5u * g + 2u];
-                let cell0 = b * dd * hh * ww;
                 for (var k = 0u; k < 8u; k++) {
-                    let cw = march_corner(dd, hh, ww, s.q, k);
-                    if (cw.w != 0.0) {
-                        let w = bitcast<f32>(atomicLoad(&weights[tables[5u * g + 4u] + cell0 + cw.cell]));
-                        let go = grad_out[tables[5u * g + 3u] + (cell0 + cw.cell) * p.c + ch];
-                        acc += cw.w * (go / max(w, FLOOR));
+                    let gc = gather_corner(g, b, s.q, k);
+                    if (gc.scale != 0.0) {
+                        acc = fma(gc.scale, grad_out[gc.at + ch], acc);
                     }
                 }
             }
@@ -434,30 +456,25 @@ fn splat_mlp_bw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             continue;
         }
         let b = batch[r];
-        mlp_value(r, b, s.q);
-        // The output's gradient: grad_out / max(weight, 1e-5) gathered at the sample.
-        for (var ch = 0u; ch < p.c; ch++) {
-            sc_set(p.sc_ga + ch, 0.0);
-        }
-        for (var g = 0u; g < p.ngrids; g++) {
-            let dd = tables[5u * g];
-            let hh = tables[5u * g + 1u];
-            let ww = tables[5u * g + 2u];
-            let cell0 = b * dd * hh * ww;
-            for (var k = 0u; k < 8u; k++) {
-                let cw = march_corner(dd, hh, ww, s.q, k);
-                if (cw.w != 0.0) {
-                    let w = bitcast<f32>(atomicLoad(&weights[tables[5u * g + 4u] + cell0 + cw.cell]));
-                    let scale = cw.w / max(w, FLOOR);
-                    let at = tables[5u * g + 3u] + (cell0 + cw.cell) * p.c;
-                    for (var ch = 0u; ch < p.c; ch++) {
-                        sc_set(p.sc_ga + ch, fma(scale, grad_out[at + ch], sc(p.sc_ga + ch)));
+        if ((p.part & PART_FORWARD) != 0u) {
+            mlp_value(r, b, s.q);
+            // The output's gradient: grad_out / max(weight, 1e-5) gathered at the sample.
+            for (var ch = 0u; ch < p.c; ch++) {
+                sc_set(p.sc_ga + ch, 0.0);
+            }
+            for (var g = 0u; g < p.ngrids; g++) {
+                for (var k = 0u; k < 8u; k++) {
+                    let gc = gather_corner(g, b, s.q, k);
+                    if (gc.scale != 0.0) {
+                        for (var ch = 0u; ch < p.c; ch++) {
+                            sc_set(p.sc_ga + ch, fma(gc.scale, grad_out[gc.at + ch], sc(p.sc_ga + ch)));
+                        }
                     }
                 }
             }
         }
         // Back through the layers (ReLU on all but the last).
-        for (var ll = 0u; ll < p.layers; ll++) {
+        for (var ll = p.l0; ll < p.l1; ll++) {
             let l = p.layers - 1u - ll;
             let n_in = layer(l, 0u);
             let n_out = layer(l, 1u);
@@ -487,6 +504,9 @@ fn splat_mlp_bw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             for (var ii = 0u; ii < n_in; ii++) {
                 sc_set(p.sc_ga + ii, sc(p.sc_gb + ii));
             }
+        }
+        if ((p.part & PART_INPUT) == 0u) {
+            continue;
         }
         // The input's gradient: the encoding's, and the input grids' at the sample's corners.
         for (var ch = 0u; ch < p.cin; ch++) {

@@ -534,6 +534,16 @@ fn every_backend_matches_the_reference() {
             opts(4, 2),
         ),
         (
+            // Lightplane's splatter MLP: one sample's backward passes llvmpipe's loop limit,
+            // so lavapipe runs it split over dispatches.
+            "mlp, triplane, 2 rays, 7 -> 128 -> 128 -> 32 (split on lavapipe)",
+            Config {
+                mlp: Some((7, 3, 128)),
+                ..plain(TRIPLANE, 32, 2)
+            },
+            opts(4, 2),
+        ),
+        (
             "mlp, voxel, 128 rays, 1 layer, no encoding, contract, mask",
             Config {
                 mlp: Some((4, 1, 8)),

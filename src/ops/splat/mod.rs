@@ -52,7 +52,9 @@
 //!
 //! Backends: the CPU reference, wgpu and PTX (CUDA and the emulator) run both splatters forward
 //! and backward. On wgpu each grid list must fit one storage binding (a larger one is refused by
-//! name), and lavapipe refuses a sample whose loops would pass llvmpipe's per-invocation limit.
+//! name). llvmpipe (lavapipe) ends an invocation's loops past 65 535 iterations: the MLP
+//! splatter's backward splits a sample that long over dispatches (the layers' gradients apart
+//! from the MLP's forward pass), and lavapipe refuses a sample whose single part still passes it.
 
 mod cpu;
 #[cfg(any(feature = "cuda", feature = "ptx-emu"))]

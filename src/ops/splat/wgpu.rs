@@ -4,7 +4,9 @@
 //! MLP splatter (whose parameter gradients are summed per [`SHARE`] invocations, then across
 //! those slices).
 
-use super::tables::{ENCODING, FIXED, MLP, Params, Tables, WEIGHTS_ONLY, check_status};
+use super::tables::{
+    ENCODING, FIXED, MLP, PART_FORWARD, PART_INPUT, Params, Tables, WEIGHTS_ONLY, check_status,
+};
 use super::{OP, SplatGrads, Splatter};
 use crate::backend::wgpu::{Dispatch, Range, WgpuDevice, bind_whole};
 use crate::buffer::{Buffer, DType, Float};
@@ -50,15 +52,15 @@ fn mlp_loops(s: &Splatter) -> usize {
     })
 }
 
-/// Refuses, on llvmpipe, a kernel whose single sample runs past the loop budget.
+/// Refuses, on llvmpipe, a dispatch whose single sample runs past the loop budget.
 fn check_loops(dev: &WgpuDevice, per_sample: usize) -> Result<()> {
     if per_sample > LOOP_BUDGET && dev.adapter_info().name.contains("llvmpipe") {
         return Err(Error::Unsupported {
             op: OP,
             backend: "wgpu (lavapipe)",
             what: format!(
-                "one sample runs about {per_sample} loop iterations, past llvmpipe's limit of \
-                 65535 per invocation"
+                "one dispatch runs about {per_sample} loop iterations per sample, past \
+                 llvmpipe's limit of 65535 per invocation"
             ),
         });
     }
@@ -71,19 +73,63 @@ fn forward_loops(s: &Splatter) -> usize {
     16 + mlp_loops(s) + grids * (1 + 8 * (3 + 2 * (s.out.channels() + 1)))
 }
 
-/// Loop iterations of one sample of the MLP splatter's backward march.
-fn mlp_backward_loops(s: &Splatter) -> usize {
-    let Some(m) = &s.mlp else { return 0 };
+/// Loop iterations of the parts of one sample of the MLP splatter's backward march, in the
+/// order they run: the MLP and the gathered output gradient, each layer backward (the last
+/// first), the input's gradients.
+fn mlp_backward_parts(s: &Splatter) -> Vec<usize> {
+    let Some(m) = &s.mlp else { return Vec::new() };
     let c = s.out.channels();
     let cin = m.input.channels();
     let gather = c + 1 + s.out.shapes().len() * (1 + 8 * (c + 2));
-    let layers: usize = (0..m.mlp.layers())
-        // Each parameter's gradient adds one more: its compare-and-swap add (llvmpipe counts
-        // an atomic operation as an iteration, a loop around it or not).
-        .map(|l| 3 + m.mlp.dims[l + 1] * 3 + m.mlp.dims[l] * (2 * m.mlp.dims[l + 1] + 3))
-        .sum();
-    let scatter = cin + 1 + m.input.shapes().len() * (1 + 8 * (2 * cin + 2));
-    16 + mlp_loops(s) + gather + layers + scatter
+    let mut parts = vec![mlp_loops(s) + gather];
+    // Each parameter's gradient adds one more: its compare-and-swap add (llvmpipe counts an
+    // atomic operation as an iteration, a loop around it or not).
+    parts.extend(
+        (0..m.mlp.layers())
+            .rev()
+            .map(|l| 3 + m.mlp.dims[l + 1] * 3 + m.mlp.dims[l] * (2 * m.mlp.dims[l + 1] + 3)),
+    );
+    parts.push(cin + 1 + m.input.shapes().len() * (1 + 8 * (2 * cin + 2)));
+    parts
+}
+
+/// Loop iterations every dispatch of a sample pays besides its parts (placing the sample).
+const SAMPLE_LOOPS: usize = 16;
+
+/// One dispatch's share of a sample of the MLP splatter's backward: `Params`' `part`, `l0`,
+/// `l1` (see splat.wgsl).
+#[derive(Clone, Copy)]
+struct Share {
+    part: u32,
+    l0: u32,
+    l1: u32,
+}
+
+/// Consecutive parts (of [`mlp_backward_parts`]) grouped into dispatches of at most `budget`
+/// loop iterations each (a part alone past it makes a group of its own), with the samples a
+/// window may hold: one group and a window of several samples where a whole sample fits, else
+/// one sample per window.
+fn split_sample(parts: &[usize], budget: usize) -> (Vec<Share>, usize) {
+    let whole: usize = SAMPLE_LOOPS + parts.iter().sum::<usize>();
+    let layers = parts.len().saturating_sub(2);
+    let share = |a: usize, b: usize| Share {
+        part: if a == 0 { PART_FORWARD } else { 0 } | if b == parts.len() { PART_INPUT } else { 0 },
+        l0: (a.max(1) - 1).min(layers) as u32,
+        l1: (b.max(1) - 1).min(layers) as u32,
+    };
+    if whole <= budget {
+        return (vec![share(0, parts.len())], budget / whole);
+    }
+    let (mut shares, mut start, mut loops) = (Vec::new(), 0, SAMPLE_LOOPS);
+    for (k, &n) in parts.iter().enumerate() {
+        if k > start && loops + n > budget {
+            shares.push(share(start, k));
+            (start, loops) = (k, SAMPLE_LOOPS);
+        }
+        loops += n;
+    }
+    shares.push(share(start, parts.len()));
+    (shares, 1)
 }
 
 /// Buffers a call binds besides the caller's: the table, the status word, the weights, and
@@ -346,28 +392,46 @@ pub(super) fn backward(
     let c = s.out.channels();
     let nr = (MAX_INVOCATIONS / c).max(1);
     let per_sample = 8 + s.out.shapes().len() * 10;
-    let blocks = windows(s, r, nr, (LOOP_BUDGET / per_sample).max(1), &bound.t.params);
+    let p = bound.t.params;
+    let whole = Share {
+        part: p.part,
+        l0: p.l0,
+        l1: p.l1,
+    };
+    let blocks = windows(s, r, nr, (LOOP_BUDGET / per_sample).max(1), &p, &[whole]);
     dispatch(dev, "splat_bw", &blocks, &buffers, |p| {
         u64::from(p.nr) * u64::from(p.c)
     })?;
     bound.check(s)
 }
 
-/// Parameter blocks over rays in blocks of `nr` and samples in windows of `nj`, in order (a
-/// ray's first window flagged).
-fn windows(s: &Splatter, r: usize, nr: usize, nj: usize, p: &Params) -> Vec<Params> {
+/// Parameter blocks over rays in blocks of `nr` and samples in windows of `nj`, each window
+/// in the dispatches of `shares`, in order (a ray's first dispatch flagged).
+fn windows(
+    s: &Splatter,
+    r: usize,
+    nr: usize,
+    nj: usize,
+    p: &Params,
+    shares: &[Share],
+) -> Vec<Params> {
     let total = s.opts.samples + s.opts.samples_inf;
     let mut blocks = Vec::new();
     for ray0 in (0..r).step_by(nr) {
         for j0 in (0..total).step_by(nj) {
-            blocks.push(Params {
-                ray0: ray0 as u32,
-                nr: nr.min(r - ray0) as u32,
-                j0: j0 as u32,
-                nj: nj.min(total - j0) as u32,
-                first: u32::from(j0 == 0),
-                ..*p
-            });
+            for (k, sh) in shares.iter().enumerate() {
+                blocks.push(Params {
+                    ray0: ray0 as u32,
+                    nr: nr.min(r - ray0) as u32,
+                    j0: j0 as u32,
+                    nj: nj.min(total - j0) as u32,
+                    first: u32::from(j0 == 0 && k == 0),
+                    part: sh.part,
+                    l0: sh.l0,
+                    l1: sh.l1,
+                    ..*p
+                });
+            }
         }
     }
     blocks
@@ -389,8 +453,9 @@ pub(super) fn backward_mlp<T: Float>(
     if r == 0 {
         return grads.params.clear();
     }
-    let per_sample = mlp_backward_loops(s);
-    check_loops(dev, per_sample)?;
+    let parts = mlp_backward_parts(s);
+    check_loops(dev, SAMPLE_LOOPS + parts.iter().copied().max().unwrap_or(0))?;
+    let (shares, nj) = split_sample(&parts, LOOP_BUDGET);
     let t = Tables::new(s, r, T::DTYPE, "wgpu")?;
     let plen = s.params_len();
     let slots = mlp_slots(dev, &t, plen, SHARE, r)?;
@@ -414,7 +479,7 @@ pub(super) fn backward_mlp<T: Float>(
         slots: slots as u32,
         ..bound.t.params
     };
-    let blocks = windows(s, r, slots, (LOOP_BUDGET / per_sample).max(1), &p);
+    let blocks = windows(s, r, slots, nj.max(1), &p, &shares);
     dispatch(dev, "splat_mlp_bw", &blocks, &buffers, |b| u64::from(b.nr))?;
     let sum = [
         bind_whole(&partials, 16, OP, "the parameter gradients' slices")?,
@@ -422,4 +487,62 @@ pub(super) fn backward_mlp<T: Float>(
     ];
     dispatch(dev, "splat_mlp_sum", &[p], &sum, |b| u64::from(b.plen))?;
     bound.check(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every split runs the forward part first and the input part last, each layer once in
+    /// order, and keeps each dispatch within the budget unless a part alone passes it.
+    #[test]
+    fn a_sample_split_runs_every_part_once_in_order() {
+        let cases: [&[usize]; 5] = [
+            &[10, 20, 30],
+            &[22_000, 5_000, 33_500, 4_000, 300],
+            &[40_000, 40_000, 40_000, 40_000],
+            &[60_000, 100, 100],
+            &[100, 100, 100, 100, 100, 100],
+        ];
+        for parts in cases {
+            for budget in [200, 1_000, 50_000, 1_000_000] {
+                let (shares, nj) = split_sample(parts, budget);
+                let layers = parts.len() as u32 - 2;
+                assert!(nj >= 1);
+                assert_eq!(shares[0].part & PART_FORWARD, PART_FORWARD, "{parts:?}");
+                assert_eq!(shares.last().unwrap().part & PART_INPUT, PART_INPUT);
+                let forward = shares.iter().filter(|s| s.part & PART_FORWARD != 0).count();
+                let input = shares.iter().filter(|s| s.part & PART_INPUT != 0).count();
+                assert_eq!((forward, input), (1, 1), "{parts:?} in {budget}");
+                let mut next = 0;
+                for s in &shares {
+                    assert_eq!(s.l0, next, "{parts:?} in {budget}");
+                    assert!(s.l1 >= s.l0);
+                    next = s.l1;
+                    // The part indices this dispatch runs, and their loops.
+                    let first = if s.part & PART_FORWARD != 0 {
+                        0
+                    } else {
+                        s.l0 as usize + 1
+                    };
+                    let last = if s.part & PART_INPUT != 0 {
+                        parts.len()
+                    } else {
+                        s.l1 as usize + 1
+                    };
+                    let loops = SAMPLE_LOOPS + parts[first..last].iter().sum::<usize>();
+                    assert!(
+                        loops <= budget || last - first == 1,
+                        "{parts:?} in {budget}: {loops}"
+                    );
+                }
+                assert_eq!(next, layers);
+                if shares.len() > 1 {
+                    assert_eq!(nj, 1);
+                } else {
+                    assert!(nj * (SAMPLE_LOOPS + parts.iter().sum::<usize>()) <= budget);
+                }
+            }
+        }
+    }
 }
