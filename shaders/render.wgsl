@@ -16,8 +16,9 @@
 // decoder's weights are read by every invocation at the same address (cached).
 //
 // llvmpipe (lavapipe) ends every loop of an invocation once the iterations of all its loops add
-// up to 65 535 (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS), silently: hence one ray per invocation
-// and only as many samples per dispatch as the host counts to fit (wgpu.rs, LOOP_BUDGET).
+// up to 65 535 (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS), silently: hence one ray per invocation,
+// only as many samples per dispatch as the host counts to fit (wgpu.rs, LOOP_BUDGET), and a
+// sample past it split over dispatches by its steps (see "Steps" below).
 //
 //   render_bw   bindings 1-12, 16-18 incoming gradients, 19 grid gradient, 20 color grid
 //               gradient, 21 partials, 22 encoding gradient, 24 per-ray state. Pass 0 sums the
@@ -73,8 +74,8 @@ struct Params {
     sc_gh: u32,
     sc_c: u32,
     sc_enc: u32,
-    unused0: u32,    // (words 34 and 35 are kept so render.ptx's offsets stay put)
-    unused1: u32,
+    unused0: u32,    // (word 34 is kept so render.ptx's offsets stay put)
+    sc_go: u32,      // the gradient of o_raw, between split dispatches
     ab_t: u32,       // where each MLP's activations start in scratch
     ab_o: u32,
     ab_c: u32,
@@ -84,9 +85,9 @@ struct Params {
     j0: u32,         // the samples this dispatch marches: j0 .. j1
     j1: u32,
     pass_: u32,      // render_bw: 0 sums Lambda forward, 1 marches back
+    d0: u32,         // the steps of each sample this dispatch runs: d0 .. d1 (see "Steps")
+    d1: u32,
     pad0: u32,
-    pad1: u32,
-    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -232,26 +233,36 @@ fn layer(m: u32, l: u32, f: u32) -> u32 {
     }
 }
 
-// Runs the MLP from its input activations; ReLU after every layer but (unless relu_last) the last.
-fn mlp_fw(m: u32, layers: u32, relu_last: bool) {
-    for (var l = 0u; l < layers; l++) {
-        let n_in = layer(m, l, 0u);
-        let n_out = layer(m, l, 1u);
-        let w_off = layer(m, l, 2u);
-        let b_off = layer(m, l, 3u);
-        let x = layer(m, l, 4u);
-        let y = layer(m, l, 5u);
-        let relu = l + 1u < layers || relu_last;
-        for (var o = 0u; o < n_out; o++) {
-            var acc = mlp[b_off + o];
-            for (var i = 0u; i < n_in; i++) {
-                acc = fma(sc(x + i), mlp[w_off + i * n_out + o], acc);
-            }
-            if (relu) {
-                acc = max(acc, 0.0);
-            }
-            sc_set(y + o, acc);
+// Layer l of MLP m: its widths, parameter offsets, activation slots, and whether a ReLU
+// follows it (every layer's but, unless relu_last, the last's).
+struct Layer {
+    n_in: u32,
+    n_out: u32,
+    w_off: u32,
+    b_off: u32,
+    x: u32,
+    y: u32,
+    relu: bool,
+}
+
+fn layer_of(m: u32, l: u32, relu_last: bool) -> Layer {
+    let relu = l + 1u < mlp_layers(m) || relu_last;
+    return Layer(layer(m, l, 0u), layer(m, l, 1u), layer(m, l, 2u), layer(m, l, 3u),
+                 layer(m, l, 4u), layer(m, l, 5u), relu);
+}
+
+// Layer l of MLP m from its input activations.
+fn mlp_fw(m: u32, l: u32, relu_last: bool) {
+    let ly = layer_of(m, l, relu_last);
+    for (var o = 0u; o < ly.n_out; o++) {
+        var acc = mlp[ly.b_off + o];
+        for (var i = 0u; i < ly.n_in; i++) {
+            acc = fma(sc(ly.x + i), mlp[ly.w_off + i * ly.n_out + o], acc);
         }
+        if (ly.relu) {
+            acc = max(acc, 0.0);
+        }
+        sc_set(ly.y + o, acc);
     }
 }
 
@@ -315,56 +326,105 @@ fn noise(r: u32, j: u32) -> f32 {
     return p.sigma * z[i.x & 3u];
 }
 
-// Evaluates the decoder at sample j of ray r (batch b): fills the activations and the colors
-// in scratch, returns o_raw + noise.
-fn decode(r: u32, j: u32, b: u32, s: SamplePos) -> f32 {
+// Steps. A sample's work is a sequence of steps that split dispatches can share out (wgpu.rs:
+// one sample past llvmpipe's loop limit is several dispatches, the scratch carrying it between
+// them). With L = lt + lo + lc, one step per decoder layer:
+//   0 .. L        the decoder forward: trunk, opacity head, color head (step 0 also samples
+//                 the grids, step lt also hands the trunk's output and the encoding on);
+//   L             the forward's last: the colors and o_raw + noise, then the sample's place in
+//                 the march (compositing, or Lambda, or the reverse march's state and the
+//                 gradients of the heads' outputs);
+//   L + 1 .. 2L + 1  (reverse march only) one step per layer backward: color head, opacity
+//                 head, trunk (the first of each also hands the gradients on);
+//   2L + 1        the grids' gradients at the sample.
+// A dispatch runs steps d0 .. d1 of every sample in its window; a window of several samples
+// always runs every step.
+
+fn decoder_steps() -> u32 {
+    return p.lt + p.lo + p.lc;
+}
+
+// Decoder steps d0 .. d1 (of decoder_steps()) at sample s of ray r (batch b).
+fn decode_steps(r: u32, b: u32, s: SamplePos, d0: u32, d1: u32) {
     let t_in = layer(0u, 0u, 4u);
     let o_in = layer(1u, 0u, 4u);
     let c_in = layer(2u, 0u, 4u);
-    if (s.inside) {
-        sample_list(0u, b, s.q, p.sc_f);
-    } else {
-        for (var ch = 0u; ch < p.c; ch++) {
-            sc_set(p.sc_f + ch, 0.0);
-        }
-    }
-    if ((p.flags & F_COLOR) == 0u) {
-        for (var ch = 0u; ch < p.c; ch++) {
-            sc_set(t_in + ch, sc(p.sc_f + ch));
-        }
-        mlp_fw(0u, p.lt, true);
-        let h = layer(0u, p.lt - 1u, 5u);
-        for (var i = 0u; i < p.e; i++) {
-            sc_set(o_in + i, sc(h + i));
-            sc_set(c_in + i, sc(h + i));
-        }
-    } else {
-        if (s.inside) {
-            sample_list(1u, b, s.q, p.sc_fc);
-        } else {
-            for (var ch = 0u; ch < p.cc; ch++) {
-                sc_set(p.sc_fc + ch, 0.0);
+    for (var d = d0; d < d1; d++) {
+        if (d == 0u) {
+            if (s.inside) {
+                sample_list(0u, b, s.q, p.sc_f);
+            } else {
+                for (var ch = 0u; ch < p.c; ch++) {
+                    sc_set(p.sc_f + ch, 0.0);
+                }
+            }
+            if ((p.flags & F_COLOR) == 0u) {
+                for (var ch = 0u; ch < p.c; ch++) {
+                    sc_set(t_in + ch, sc(p.sc_f + ch));
+                }
+            } else {
+                if (s.inside) {
+                    sample_list(1u, b, s.q, p.sc_fc);
+                } else {
+                    for (var ch = 0u; ch < p.cc; ch++) {
+                        sc_set(p.sc_fc + ch, 0.0);
+                    }
+                }
+                for (var ch = 0u; ch < p.c; ch++) {
+                    sc_set(o_in + ch, max(sc(p.sc_f + ch), 0.0));
+                }
+                for (var ch = 0u; ch < p.cc; ch++) {
+                    sc_set(c_in + ch, max(sc(p.sc_fc + ch), 0.0));
+                }
             }
         }
-        for (var ch = 0u; ch < p.c; ch++) {
-            sc_set(o_in + ch, max(sc(p.sc_f + ch), 0.0));
+        if (d == p.lt) {
+            if ((p.flags & F_COLOR) == 0u) {
+                let h = layer(0u, p.lt - 1u, 5u);
+                for (var i = 0u; i < p.e; i++) {
+                    sc_set(o_in + i, sc(h + i));
+                    sc_set(c_in + i, sc(h + i));
+                }
+            }
+            if ((p.flags & F_ENC) != 0u) {
+                for (var i = 0u; i < p.e; i++) {
+                    sc_set(c_in + i, sc(c_in + i) + enc[r * p.e + i]);
+                }
+            }
         }
-        for (var ch = 0u; ch < p.cc; ch++) {
-            sc_set(c_in + ch, max(sc(p.sc_fc + ch), 0.0));
+        if (d < p.lt) {
+            mlp_fw(0u, d, true);
+        } else if (d < p.lt + p.lo) {
+            mlp_fw(1u, d - p.lt, false);
+        } else {
+            mlp_fw(2u, d - p.lt - p.lo, false);
         }
     }
-    if ((p.flags & F_ENC) != 0u) {
-        for (var i = 0u; i < p.e; i++) {
-            sc_set(c_in + i, sc(c_in + i) + enc[r * p.e + i]);
-        }
-    }
-    mlp_fw(1u, p.lo, false);
-    mlp_fw(2u, p.lc, false);
+}
+
+// After the decoder steps of sample j of ray r: the colors into scratch, and o_raw + noise.
+fn decoded(r: u32, j: u32) -> f32 {
     let logits = layer(2u, p.lc - 1u, 5u);
     for (var o = 0u; o < p.k; o++) {
         sc_set(p.sc_c + o, sigmoid(sc(logits + o)));
     }
     return sc(layer(1u, p.lo - 1u, 5u)) + noise(r, j);
+}
+
+// Decoder steps p.d0 .. L at sample j of ray r, then decoded(): the whole decoder in a window
+// of several samples, its last steps in a split one.
+fn decode(r: u32, j: u32, b: u32, s: SamplePos) -> f32 {
+    decode_steps(r, b, s, min(p.d0, decoder_steps()), decoder_steps());
+    return decoded(r, j);
+}
+
+// A split dispatch that stops before step L runs only decoder steps, of its one sample j0.
+fn decode_only(r: u32) -> bool {
+    if (p.d1 > decoder_steps()) {
+        return false;
+    }
+    decode_steps(r, batch[r], sample_pos(r, p.j0), p.d0, p.d1);
+    return true;
 }
 
 // Whether ray r can be marched; if not, raise its status bit.
@@ -448,43 +508,79 @@ fn scatter_list(list: u32, b: u32, q: vec3<f32>, src: u32) {
     }
 }
 
-// Back through MLP m from the gradient of its output in scratch[sc_ga ..], leaving the gradient
-// of its input there and adding the parameter gradients to the shared partials[slice ..].
-// Each invocation starts its bias and input loops at its lane, so that neighbouring
-// invocations add to different words rather than all retrying on one; the input gradient's sum
-// over outputs keeps its order.
-fn mlp_bw(m: u32, relu_last: bool, slice: u32) {
-    let layers = mlp_layers(m);
+// Back through layer l of MLP m from the gradient of its output in scratch[sc_ga ..], leaving
+// the gradient of its input there and adding the parameter gradients to the shared
+// partials[slice ..]. Each invocation starts its bias and input loops at its lane, so that
+// neighbouring invocations add to different words rather than all retrying on one; the input
+// gradient's sum over outputs keeps its order.
+fn mlp_bw(m: u32, l: u32, relu_last: bool, slice: u32) {
     let lane = slot % SHARE;
-    for (var ll = 0u; ll < layers; ll++) {
-        let l = layers - 1u - ll;
-        let n_in = layer(m, l, 0u);
-        let n_out = layer(m, l, 1u);
-        let w_off = layer(m, l, 2u);
-        let b_off = layer(m, l, 3u);
-        let x = layer(m, l, 4u);
-        let y = layer(m, l, 5u);
-        let relu = l + 1u < layers || relu_last;
-        for (var oo = 0u; oo < n_out; oo++) {
-            let o = (oo + lane) % n_out;
-            if (relu && sc(y + o) <= 0.0) {
-                sc_set(p.sc_ga + o, 0.0);
-            }
-            atomic_add_partial(slice + b_off + o, sc(p.sc_ga + o));
+    let ly = layer_of(m, l, relu_last);
+    for (var oo = 0u; oo < ly.n_out; oo++) {
+        let o = (oo + lane) % ly.n_out;
+        if (ly.relu && sc(ly.y + o) <= 0.0) {
+            sc_set(p.sc_ga + o, 0.0);
         }
-        for (var ii = 0u; ii < n_in; ii++) {
-            let i = (ii + lane) % n_in;
-            let xi = sc(x + i);
-            var acc = 0.0;
-            for (var o = 0u; o < n_out; o++) {
-                let g = sc(p.sc_ga + o);
-                atomic_add_partial(slice + w_off + i * n_out + o, xi * g);
-                acc = fma(mlp[w_off + i * n_out + o], g, acc);
-            }
-            sc_set(p.sc_gb + i, acc);
+        atomic_add_partial(slice + ly.b_off + o, sc(p.sc_ga + o));
+    }
+    for (var ii = 0u; ii < ly.n_in; ii++) {
+        let i = (ii + lane) % ly.n_in;
+        let xi = sc(ly.x + i);
+        var acc = 0.0;
+        for (var o = 0u; o < ly.n_out; o++) {
+            let g = sc(p.sc_ga + o);
+            atomic_add_partial(slice + ly.w_off + i * ly.n_out + o, xi * g);
+            acc = fma(mlp[ly.w_off + i * ly.n_out + o], g, acc);
         }
-        for (var i = 0u; i < n_in; i++) {
-            sc_set(p.sc_ga + i, sc(p.sc_gb + i));
+        sc_set(p.sc_gb + i, acc);
+    }
+    for (var i = 0u; i < ly.n_in; i++) {
+        sc_set(p.sc_ga + i, sc(p.sc_gb + i));
+    }
+}
+
+// The reverse march's steps L + 1 + q for q in q0 .. q1 (see "Steps") at sample s of ray r:
+// back through the color head, the opacity head and the trunk, then the grids' gradients.
+fn backward_steps(r: u32, b: u32, s: SamplePos, slice: u32, q0: u32, q1: u32) {
+    for (var q = q0; q < q1; q++) {
+        if (q < p.lc) {
+            mlp_bw(2u, p.lc - 1u - q, false, slice);
+        } else if (q < p.lc + p.lo) {
+            if (q == p.lc) {
+                // The color head's input gradient is the encoding's (and, below, the trunk's).
+                for (var i = 0u; i < p.e; i++) {
+                    let g = sc(p.sc_ga + i);
+                    sc_set(p.sc_gh + i, g);
+                    g_enc[r * p.e + i] += g;
+                }
+                sc_set(p.sc_ga, sc(p.sc_go));
+            }
+            mlp_bw(1u, p.lo - 1u - (q - p.lc), false, slice);
+        } else if (q < decoder_steps()) {
+            if (q == p.lc + p.lo) {
+                // The trunk's parameters learn even where the mask zeroes the feature.
+                for (var i = 0u; i < p.e; i++) {
+                    sc_set(p.sc_ga + i, sc(p.sc_ga + i) + sc(p.sc_gh + i));
+                }
+            }
+            mlp_bw(0u, p.lt - 1u - (q - p.lc - p.lo), true, slice);
+        } else if ((p.flags & F_COLOR) == 0u) {
+            if (s.inside) {
+                scatter_list(0u, b, s.q, p.sc_ga);
+            }
+        } else if (s.inside) {
+            for (var ch = 0u; ch < p.c; ch++) {
+                if (sc(p.sc_f + ch) <= 0.0) {
+                    sc_set(p.sc_ga + ch, 0.0);
+                }
+            }
+            scatter_list(0u, b, s.q, p.sc_ga);
+            for (var ch = 0u; ch < p.cc; ch++) {
+                if (sc(p.sc_fc + ch) <= 0.0) {
+                    sc_set(p.sc_gh + ch, 0.0);
+                }
+            }
+            scatter_list(1u, b, s.q, p.sc_gh);
         }
     }
 }
@@ -512,6 +608,9 @@ fn fixed_f32(a: vec2<u32>) -> f32 {
 
 // The backward pass's first march, samples j0 .. j1 of ray r: Lambda summed in fixed point.
 fn sum_lambda(r: u32) {
+    if (decode_only(r)) {
+        return;
+    }
     let b = batch[r];
     var lam = vec2<u32>(0u, 0u);
     if (p.j0 == 0u) {
@@ -531,10 +630,19 @@ fn sum_lambda(r: u32) {
 }
 
 // triplane.md's reverse march over samples j1 - 1 down to j0 of ray r: gradients into the grids,
-// partials[slice ..] and the ray's encoding.
+// partials[slice ..] and the ray's encoding. Only a dispatch that runs step L moves the march's
+// state; one after it runs the backward steps of its one sample from the scratch.
 fn march_back(r: u32, slice: u32) {
     let total = p.samples + p.samples_inf;
+    let nd = decoder_steps();
     let b = batch[r];
+    if (p.d0 > nd) {
+        backward_steps(r, b, sample_pos(r, p.j0), slice, p.d0 - nd - 1u, p.d1 - nd - 1u);
+        return;
+    }
+    if (decode_only(r)) {
+        return;
+    }
     var lam = vec2<u32>(bstate[4u * r], bstate[4u * r + 1u]);
     var s_next = 0.0;
     var p_next = 0.0;
@@ -556,7 +664,7 @@ fn march_back(r: u32, slice: u32) {
             p_now = fma(sc(p.sc_c + o), g_feat[r * p.k + o], p_now);
         }
         let s_now = s_next + t_now * (p_now - p_next);
-        let g_oraw = p.gain * s.delta * (s_now + g_lam[r]) * sigmoid(x);
+        sc_set(p.sc_go, p.gain * s.delta * (s_now + g_lam[r]) * sigmoid(x));
         s_next = s_now;
         p_next = p_now;
         for (var o = 0u; o < n_logits; o++) {
@@ -567,37 +675,7 @@ fn march_back(r: u32, slice: u32) {
             }
             sc_set(p.sc_ga + o, g);
         }
-        mlp_bw(2u, false, slice);
-        for (var i = 0u; i < p.e; i++) {
-            let g = sc(p.sc_ga + i);
-            sc_set(p.sc_gh + i, g);
-            g_enc[r * p.e + i] += g;
-        }
-        sc_set(p.sc_ga, g_oraw);
-        mlp_bw(1u, false, slice);
-        if ((p.flags & F_COLOR) == 0u) {
-            // The trunk's parameters learn even where the mask zeroes the feature.
-            for (var i = 0u; i < p.e; i++) {
-                sc_set(p.sc_ga + i, sc(p.sc_ga + i) + sc(p.sc_gh + i));
-            }
-            mlp_bw(0u, true, slice);
-            if (s.inside) {
-                scatter_list(0u, b, s.q, p.sc_ga);
-            }
-        } else if (s.inside) {
-            for (var ch = 0u; ch < p.c; ch++) {
-                if (sc(p.sc_f + ch) <= 0.0) {
-                    sc_set(p.sc_ga + ch, 0.0);
-                }
-            }
-            scatter_list(0u, b, s.q, p.sc_ga);
-            for (var ch = 0u; ch < p.cc; ch++) {
-                if (sc(p.sc_fc + ch) <= 0.0) {
-                    sc_set(p.sc_gh + ch, 0.0);
-                }
-            }
-            scatter_list(1u, b, s.q, p.sc_gh);
-        }
+        backward_steps(r, b, s, slice, 0u, min(p.d1 - nd - 1u, nd + 1u));
     }
     bstate[4u * r] = lam.x;
     bstate[4u * r + 1u] = lam.y;
@@ -608,6 +686,9 @@ fn march_back(r: u32, slice: u32) {
 // The outputs carry the march between dispatches: T_{j0 - 1} = exp(-Lambda) is exactly the
 // value the uncut loop would hold.
 fn march(r: u32) {
+    if (decode_only(r)) {
+        return;
+    }
     let b = batch[r];
     var lam = 0.0;
     var ray_len = 0.0;

@@ -111,6 +111,39 @@ pub fn probe() -> std::result::Result<Vec<String>, String> {
         .collect())
 }
 
+/// Loop iterations one invocation may run in a dispatch. llvmpipe (lavapipe) ends every loop of
+/// an invocation once their iterations add up to 65 535 (gallivm's `LP_MAX_TGSI_LOOP_ITERATIONS`,
+/// shared between all loops, an atomic operation counted as one), silently; GPUs have no such
+/// limit, and the dispatches this costs them are few.
+pub(crate) const LOOP_BUDGET: usize = 50_000;
+
+/// Samples of `steps[k]` loop iterations each step (and `overhead` per sample and dispatch) in
+/// dispatches of at most `budget`: where a whole sample fits, one group of every step and
+/// windows of as many samples as fit; else windows of one sample whose steps run in
+/// consecutive groups, one dispatch each (a step alone past the budget a group of its own).
+/// Returns the groups of step indices and the samples per window.
+pub(crate) fn split_steps(
+    steps: &[usize],
+    overhead: usize,
+    budget: usize,
+) -> (Vec<std::ops::Range<usize>>, usize) {
+    let whole = overhead + steps.iter().sum::<usize>();
+    if whole <= budget {
+        #[allow(clippy::single_range_in_vec_init)] // one group: every step
+        return (vec![0..steps.len()], (budget / whole.max(1)).max(1));
+    }
+    let (mut groups, mut start, mut loops) = (Vec::new(), 0, overhead);
+    for (k, &n) in steps.iter().enumerate() {
+        if k > start && loops + n > budget {
+            groups.push(start..k);
+            (start, loops) = (k, overhead);
+        }
+        loops += n;
+    }
+    groups.push(start..steps.len());
+    (groups, 1)
+}
+
 impl WgpuDevice {
     /// Open a device on the first adapter that fits `opts` (hardware preferred).
     pub fn new(opts: &WgpuOptions) -> Result<Self> {
@@ -242,6 +275,30 @@ impl WgpuDevice {
         let by_binding = (chunk / slot_bytes.max(1)).min(chunk / slice_bytes.max(1) * share);
         let by_budget = budget / (slot_bytes + slice_bytes.div_ceil(share)).max(1);
         Ok(by_binding.min(by_budget).max(1))
+    }
+
+    /// How a kernel whose invocations march samples, each a sequence of steps of `steps[k]`
+    /// loop iterations (and `overhead` more per sample and dispatch), keeps within
+    /// [`LOOP_BUDGET`] (see [`split_steps`]). A step alone past the budget is refused on
+    /// llvmpipe, naming `op`; other adapters run it whole.
+    pub(crate) fn split_samples(
+        &self,
+        op: &'static str,
+        steps: &[usize],
+        overhead: usize,
+    ) -> Result<(Vec<std::ops::Range<usize>>, usize)> {
+        let longest = overhead + steps.iter().copied().max().unwrap_or(0);
+        if longest > LOOP_BUDGET && self.adapter_info().name.contains("llvmpipe") {
+            return Err(Error::Unsupported {
+                op,
+                backend: "wgpu (lavapipe)",
+                what: format!(
+                    "one step of a sample runs about {longest} loop iterations, past \
+                     llvmpipe's limit of 65535 per invocation"
+                ),
+            });
+        }
+        Ok(split_steps(steps, overhead, LOOP_BUDGET))
     }
 
     pub(crate) fn describe(&self) -> String {
@@ -725,4 +782,47 @@ fn round4(x: u64) -> u64 {
 
 fn round_up(x: u64, m: u64) -> u64 {
     x.div_ceil(m) * m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every split runs each step once, in order, in groups within the budget unless a step
+    /// alone passes it; whole samples share a window only when they fit together.
+    #[test]
+    fn a_sample_split_runs_every_step_once_in_order() {
+        let cases: [&[usize]; 5] = [
+            &[10, 20, 30],
+            &[22_000, 5_000, 33_500, 4_000, 300],
+            &[40_000, 40_000, 40_000, 40_000],
+            &[60_000, 100, 100],
+            &[100, 100, 100, 100, 100, 100],
+        ];
+        for steps in cases {
+            for budget in [200, 1_000, 50_000, 1_000_000] {
+                let (groups, nj) = split_steps(steps, 16, budget);
+                assert!(nj >= 1);
+                let mut next = 0;
+                for g in &groups {
+                    assert_eq!(g.start, next, "{steps:?} in {budget}");
+                    assert!(g.end > g.start);
+                    next = g.end;
+                    let loops = 16 + steps[g.clone()].iter().sum::<usize>();
+                    assert!(
+                        loops <= budget || g.len() == 1,
+                        "{steps:?} in {budget}: {loops}"
+                    );
+                }
+                assert_eq!(next, steps.len());
+                let whole = 16 + steps.iter().sum::<usize>();
+                if groups.len() > 1 {
+                    assert!(whole > budget);
+                    assert_eq!(nj, 1);
+                } else {
+                    assert!(whole > budget || nj * whole <= budget);
+                }
+            }
+        }
+    }
 }

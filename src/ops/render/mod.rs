@@ -25,8 +25,10 @@
 //! grid gradients by atomic adds. Decoder gradients: in PTX each block of 256 threads adds its
 //! threads' into one accumulator (in shared memory when the parameters fit in 48 KiB, about
 //! 12 000 of them, else in the block's slice of a global buffer), written once per block and
-//! summed in block order afterwards; in WGSL, which has no float atomics, each invocation owns a
-//! slice. Two f32 forms the kernels avoid because they lose the digits of a small quantity:
+//! summed in block order afterwards; in WGSL, which has no float atomics, every 32 invocations
+//! share a slice by compare-and-swap adds. llvmpipe (lavapipe) ends an invocation's loops past
+//! 65 535 iterations: the WGSL marches split a sample that long over dispatches at its decoder
+//! layers (the widest decoder, 128, runs there forward and backward). Two f32 forms the kernels avoid because they lose the digits of a small quantity:
 //! softplus's `log(1 + u)` (relative error up to `2^-24 / u`, 1e-3 at `x = -10`; they use `log1p`
 //! by its series) and a sample's weight as the difference of two transmittances near 1 (they use
 //! `T_{j-1} (1 - exp(-tau_j))`, `1 - exp(-tau)` by its series below 0.35: on rays of optical depth

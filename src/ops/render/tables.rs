@@ -23,6 +23,8 @@ pub(crate) struct Tables {
     pub gh: u32,
     pub c: u32,
     pub enc: u32,
+    /// The gradient of `o_raw` (render.wgsl keeps it here between split dispatches).
+    pub go: u32,
     /// f32 elements of scratch per invocation.
     pub per_slot: usize,
 }
@@ -67,7 +69,8 @@ impl Tables {
             gh: gh as u32,
             c: col as u32,
             enc: enc as u32,
-            per_slot: enc + lay.encoding_len(),
+            go: (enc + lay.encoding_len()) as u32,
+            per_slot: enc + lay.encoding_len() + 1,
         }
     }
 }
@@ -106,15 +109,20 @@ pub(crate) struct Params {
     pub sc_gh: u32,
     pub sc_c: u32,
     pub sc_enc: u32,
-    pub unused: [u32; 2],
+    pub unused: u32,
+    pub sc_go: u32,
     pub acts_at: [u32; 3],
     pub hidden: u32,
     pub cout: u32,
+    /// render.wgsl: the first ray, the samples `j0 .. j1` and the steps `d0 .. d1` of each
+    /// (its header, "Steps") a dispatch runs; `pass` 0 or 1 of the backward.
     pub ray0: u32,
     pub j0: u32,
     pub j1: u32,
     pub pass: u32,
-    pub pad: [u32; 3],
+    pub d0: u32,
+    pub d1: u32,
+    pub pad: u32,
 }
 
 impl Params {
@@ -202,7 +210,8 @@ impl Params {
             sc_gh: t.gh,
             sc_c: t.c,
             sc_enc: t.enc,
-            unused: [0; 2],
+            unused: 0,
+            sc_go: t.go,
             acts_at: t.acts_at,
             hidden: re.decoder.hidden as u32,
             cout: lay.color.output() as u32,
@@ -210,7 +219,9 @@ impl Params {
             j0: 0,
             j1: 0,
             pass: 0,
-            pad: [0; 3],
+            d0: 0,
+            d1: u32::MAX,
+            pad: 0,
         })
     }
 }

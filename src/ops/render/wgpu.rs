@@ -31,56 +31,57 @@ fn device<T: Element>(b: &Buffer<T>) -> Result<&WgpuDevice> {
     }
 }
 
-/// Loop iterations one invocation may run in a dispatch. llvmpipe (lavapipe) ends every loop of
-/// an invocation once their iterations add up to 65 535 (gallivm's `LP_MAX_TGSI_LOOP_ITERATIONS`,
-/// shared between all loops), silently; GPUs have no such limit, and the dispatches this costs
-/// them are few.
-const LOOP_BUDGET: usize = 50_000;
+/// Loop iterations render.wgsl runs at one sample, step by step (its header, "Steps"), each
+/// loop counted one more than its trip count: the decoder's layers and the forward's last step
+/// (`forward`), then for the reverse march each layer backward and the grids' gradients
+/// (`backward`, where each parameter's gradient adds one more: its compare-and-swap add, as
+/// llvmpipe counts an atomic operation as an iteration). Every dispatch of a sample adds
+/// [`SAMPLE_LOOPS`].
+struct StepLoops {
+    forward: Vec<usize>,
+    backward: Vec<usize>,
+}
 
-/// A bound on the loop iterations render.wgsl runs per sample (each loop counted one more than
-/// its trip count), and the samples per dispatch that keep an invocation within `LOOP_BUDGET`.
-/// `factor` scales the count for kernels that run more loops per sample (the backward march).
-fn samples_per_dispatch(
-    re: &Renderer,
-    lay: &Layout,
-    dev: &WgpuDevice,
-    factor: usize,
-) -> Result<usize> {
+/// Placing a sample, checking the ray, and the RNG's rounds and the transcendental functions'
+/// loops, with room to spare.
+const SAMPLE_LOOPS: usize = 3 + 64;
+
+fn step_loops(re: &Renderer, lay: &Layout) -> StepLoops {
     let list = |g: &super::GridList| {
         let n = g.shapes().len();
         g.channels() + 1 + n + 1 + 8 * n * (g.channels() + 2)
     };
-    let mlps: usize = [&lay.trunk, &lay.opacity, &lay.color]
+    let lists = list(&re.grids) + re.color.as_ref().map_or(0, list);
+    let c = re.grids.channels() + re.color.as_ref().map_or(0, |g| g.channels());
+    let e = lay.encoding_len() + 1;
+    let layer = |m: &super::decoder::Mlp, l: usize| m.dims[l + 1] * (m.dims[l] + 1) + 1;
+    let mlps = [&lay.trunk, &lay.opacity, &lay.color];
+    let layers: Vec<(usize, usize)> = mlps
         .iter()
-        .map(|m| {
-            (0..m.layers())
-                .map(|l| m.dims[l + 1] * (m.dims[l] + 1) + 1)
-                .sum::<usize>()
-                + 1
+        .enumerate()
+        .flat_map(|(i, m)| (0..m.layers()).map(move |l| (i, l)))
+        .collect();
+    let lt = lay.trunk.layers();
+    let mut forward: Vec<usize> = layers
+        .iter()
+        .enumerate()
+        .map(|(d, &(i, l))| {
+            let prep = if d == 0 { lists + 2 * (c + 2) } else { 0 };
+            let glue = if d == lt { 3 * e } else { 0 };
+            layer(mlps[i], l) + prep + glue
         })
-        .sum();
-    let c = re.grids.channels();
-    let per_sample = 3
-        + list(&re.grids)
-        + re.color.as_ref().map_or(0, list)
-        + 2 * (c + 1)
-        + 3 * (lay.encoding_len() + 1)
-        + 2 * (lay.color.output() + 1)
-        + mlps
-        + 64; // the RNG's rounds and the transcendental functions' loops, with room to spare
-    let per_sample = factor * per_sample;
-    let chunk = LOOP_BUDGET / per_sample;
-    if chunk == 0 && dev.adapter_info().name.contains("llvmpipe") {
-        return Err(Error::Unsupported {
-            op: OP,
-            backend: "wgpu (lavapipe)",
-            what: format!(
-                "one sample of this decoder runs about {per_sample} loop iterations, past \
-                 llvmpipe's limit of 65535 per invocation"
-            ),
-        });
-    }
-    Ok(chunk.max(1))
+        .collect();
+    let colors = 2 * (lay.color.output() + 1);
+    forward.push(colors);
+    let mut backward = forward.clone();
+    // The reverse march's step L also seeds the heads' gradients.
+    backward[layers.len()] += 2 * colors;
+    backward.extend(layers.iter().rev().map(|&(i, l)| {
+        let (n_in, n_out) = (mlps[i].dims[l], mlps[i].dims[l + 1]);
+        3 + 3 * n_out + n_in * (2 * n_out + 3) + 2 * e
+    }));
+    backward.push(3 * lists + c + 2);
+    StepLoops { forward, backward }
 }
 
 /// Everything one call binds besides the caller's buffers.
@@ -182,18 +183,16 @@ pub(super) fn forward<T: Float>(
         "out.neg_log_transmittance",
     )?);
     let slots = plan.params.slots as usize;
-    let chunk = samples_per_dispatch(re, lay, dev, 1)?;
+    let steps = step_loops(re, lay);
+    let split = dev.split_samples(OP, &steps.forward, SAMPLE_LOOPS)?;
     let total = re.opts.samples + re.opts.samples_inf;
     let mut params = Vec::new();
     for i in 0..r.div_ceil(slots) {
-        for j0 in (0..total).step_by(chunk) {
-            params.push(Params {
-                ray0: (i * slots) as u32,
-                j0: j0 as u32,
-                j1: (j0 + chunk).min(total) as u32,
-                ..plan.params
-            });
-        }
+        let p = Params {
+            ray0: (i * slots) as u32,
+            ..plan.params
+        };
+        params.extend(windows(&p, total, &split, false));
     }
     dispatch_all(dev, "render_fw", &params, &buffers, slots)?;
     plan.check_status(re.grids.batch())
@@ -247,35 +246,17 @@ pub(super) fn backward<T: Float>(
         bind_whole(&state, 24, OP, "the per-ray state")?,
     ]);
     let total = re.opts.samples + re.opts.samples_inf;
-    // The reverse march decodes a sample again, runs back through the decoder (about as many
-    // iterations) and adds each parameter's gradient by a compare-and-swap loop (one iteration
-    // on a word no neighbour is adding to): three times the forward's count bounds it.
-    let back = samples_per_dispatch(re, lay, dev, 3)?;
-    let fwd = samples_per_dispatch(re, lay, dev, 1)?;
+    let steps = step_loops(re, lay);
+    let fwd = dev.split_samples(OP, &steps.forward, SAMPLE_LOOPS)?;
+    let back = dev.split_samples(OP, &steps.backward, SAMPLE_LOOPS)?;
     let mut work_params = Vec::new();
     for i in 0..r.div_ceil(slots) {
-        let ray0 = (i * slots) as u32;
-        for j0 in (0..total).step_by(fwd) {
-            let j1 = (j0 + fwd).min(total);
-            work_params.push(Params {
-                ray0,
-                j0: j0 as u32,
-                j1: j1 as u32,
-                pass: 0,
-                ..plan.params
-            });
-        }
-        let chunks: Vec<usize> = (0..total).step_by(back).collect();
-        for &j0 in chunks.iter().rev() {
-            let j1 = (j0 + back).min(total);
-            work_params.push(Params {
-                ray0,
-                j0: j0 as u32,
-                j1: j1 as u32,
-                pass: 1,
-                ..plan.params
-            });
-        }
+        let p = Params {
+            ray0: (i * slots) as u32,
+            ..plan.params
+        };
+        work_params.extend(windows(&Params { pass: 0, ..p }, total, &fwd, false));
+        work_params.extend(windows(&Params { pass: 1, ..p }, total, &back, true));
     }
     dispatch_all(dev, "render_bw", &work_params, &buffers, slots)?;
     dev.dispatch(
@@ -291,6 +272,35 @@ pub(super) fn backward<T: Float>(
         }],
     )?;
     plan.check_status(re.grids.batch())
+}
+
+/// The dispatches of one block of rays over `total` samples split as `split` (groups of steps,
+/// samples per window; [`WgpuDevice::split_samples`]): windows in order, or in reverse order
+/// for the reverse march, each window's groups in order.
+fn windows(
+    p: &Params,
+    total: usize,
+    split: &(Vec<std::ops::Range<usize>>, usize),
+    reverse: bool,
+) -> Vec<Params> {
+    let (groups, nj) = split;
+    let mut starts: Vec<usize> = (0..total).step_by(*nj).collect();
+    if reverse {
+        starts.reverse();
+    }
+    let mut out = Vec::new();
+    for j0 in starts {
+        for g in groups {
+            out.push(Params {
+                j0: j0 as u32,
+                j1: (j0 + nj).min(total) as u32,
+                d0: g.start as u32,
+                d1: g.end as u32,
+                ..*p
+            });
+        }
+    }
+    out
 }
 
 /// One dispatch of `entry` per parameter block, `slots` invocations each, the same bindings, in

@@ -8,7 +8,7 @@ use super::tables::{
     ENCODING, FIXED, MLP, PART_FORWARD, PART_INPUT, Params, Tables, WEIGHTS_ONLY, check_status,
 };
 use super::{OP, SplatGrads, Splatter};
-use crate::backend::wgpu::{Dispatch, Range, WgpuDevice, bind_whole};
+use crate::backend::wgpu::{Dispatch, LOOP_BUDGET, Range, WgpuDevice, bind_whole};
 use crate::buffer::{Buffer, DType, Float};
 use crate::ops::render::Rays;
 use crate::{Error, Result};
@@ -25,10 +25,6 @@ const MEMORY_BUDGET: usize = 12 << 20;
 /// bounded how many ran; per 256 (a workgroup), one f32 word sums so many samples that it loses
 /// digits (render's 1001-ray check: 5e-5 relative against 1e-4 allowed; 9e-7 with 32).
 const SHARE: usize = 32;
-
-/// Loop iterations one invocation may run in a dispatch: llvmpipe (lavapipe) silently ends every
-/// loop of an invocation past 65 535 in all (see render's wgpu.rs); GPUs have no such limit.
-const LOOP_BUDGET: usize = 50_000;
 
 fn device(s: &Splatter) -> Result<&WgpuDevice> {
     match &s.dev {
@@ -97,7 +93,8 @@ fn mlp_backward_parts(s: &Splatter) -> Vec<usize> {
 const SAMPLE_LOOPS: usize = 16;
 
 /// One dispatch's share of a sample of the MLP splatter's backward: `Params`' `part`, `l0`,
-/// `l1` (see splat.wgsl).
+/// `l1` (see splat.wgsl) for parts `k` of [`mlp_backward_parts`] (`0`: the forward, `1 ..=
+/// layers`: the layers backward, `layers + 1`: the input's gradients).
 #[derive(Clone, Copy)]
 struct Share {
     part: u32,
@@ -105,31 +102,15 @@ struct Share {
     l1: u32,
 }
 
-/// Consecutive parts (of [`mlp_backward_parts`]) grouped into dispatches of at most `budget`
-/// loop iterations each (a part alone past it makes a group of its own), with the samples a
-/// window may hold: one group and a window of several samples where a whole sample fits, else
-/// one sample per window.
-fn split_sample(parts: &[usize], budget: usize) -> (Vec<Share>, usize) {
-    let whole: usize = SAMPLE_LOOPS + parts.iter().sum::<usize>();
-    let layers = parts.len().saturating_sub(2);
-    let share = |a: usize, b: usize| Share {
-        part: if a == 0 { PART_FORWARD } else { 0 } | if b == parts.len() { PART_INPUT } else { 0 },
-        l0: (a.max(1) - 1).min(layers) as u32,
-        l1: (b.max(1) - 1).min(layers) as u32,
-    };
-    if whole <= budget {
-        return (vec![share(0, parts.len())], budget / whole);
-    }
-    let (mut shares, mut start, mut loops) = (Vec::new(), 0, SAMPLE_LOOPS);
-    for (k, &n) in parts.iter().enumerate() {
-        if k > start && loops + n > budget {
-            shares.push(share(start, k));
-            (start, loops) = (k, SAMPLE_LOOPS);
+impl Share {
+    fn of(k: std::ops::Range<usize>, layers: usize) -> Share {
+        Share {
+            part: if k.start == 0 { PART_FORWARD } else { 0 }
+                | if k.end == layers + 2 { PART_INPUT } else { 0 },
+            l0: (k.start.max(1) - 1).min(layers) as u32,
+            l1: (k.end.max(1) - 1).min(layers) as u32,
         }
-        loops += n;
     }
-    shares.push(share(start, parts.len()));
-    (shares, 1)
 }
 
 /// Buffers a call binds besides the caller's: the table, the status word, the weights, and
@@ -454,8 +435,11 @@ pub(super) fn backward_mlp<T: Float>(
         return grads.params.clear();
     }
     let parts = mlp_backward_parts(s);
-    check_loops(dev, SAMPLE_LOOPS + parts.iter().copied().max().unwrap_or(0))?;
-    let (shares, nj) = split_sample(&parts, LOOP_BUDGET);
+    let (groups, nj) = dev.split_samples(OP, &parts, SAMPLE_LOOPS)?;
+    let shares: Vec<Share> = groups
+        .into_iter()
+        .map(|k| Share::of(k, parts.len() - 2))
+        .collect();
     let t = Tables::new(s, r, T::DTYPE, "wgpu")?;
     let plen = s.params_len();
     let slots = mlp_slots(dev, &t, plen, SHARE, r)?;
@@ -487,62 +471,4 @@ pub(super) fn backward_mlp<T: Float>(
     ];
     dispatch(dev, "splat_mlp_sum", &[p], &sum, |b| u64::from(b.plen))?;
     bound.check(s)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every split runs the forward part first and the input part last, each layer once in
-    /// order, and keeps each dispatch within the budget unless a part alone passes it.
-    #[test]
-    fn a_sample_split_runs_every_part_once_in_order() {
-        let cases: [&[usize]; 5] = [
-            &[10, 20, 30],
-            &[22_000, 5_000, 33_500, 4_000, 300],
-            &[40_000, 40_000, 40_000, 40_000],
-            &[60_000, 100, 100],
-            &[100, 100, 100, 100, 100, 100],
-        ];
-        for parts in cases {
-            for budget in [200, 1_000, 50_000, 1_000_000] {
-                let (shares, nj) = split_sample(parts, budget);
-                let layers = parts.len() as u32 - 2;
-                assert!(nj >= 1);
-                assert_eq!(shares[0].part & PART_FORWARD, PART_FORWARD, "{parts:?}");
-                assert_eq!(shares.last().unwrap().part & PART_INPUT, PART_INPUT);
-                let forward = shares.iter().filter(|s| s.part & PART_FORWARD != 0).count();
-                let input = shares.iter().filter(|s| s.part & PART_INPUT != 0).count();
-                assert_eq!((forward, input), (1, 1), "{parts:?} in {budget}");
-                let mut next = 0;
-                for s in &shares {
-                    assert_eq!(s.l0, next, "{parts:?} in {budget}");
-                    assert!(s.l1 >= s.l0);
-                    next = s.l1;
-                    // The part indices this dispatch runs, and their loops.
-                    let first = if s.part & PART_FORWARD != 0 {
-                        0
-                    } else {
-                        s.l0 as usize + 1
-                    };
-                    let last = if s.part & PART_INPUT != 0 {
-                        parts.len()
-                    } else {
-                        s.l1 as usize + 1
-                    };
-                    let loops = SAMPLE_LOOPS + parts[first..last].iter().sum::<usize>();
-                    assert!(
-                        loops <= budget || last - first == 1,
-                        "{parts:?} in {budget}: {loops}"
-                    );
-                }
-                assert_eq!(next, layers);
-                if shares.len() > 1 {
-                    assert_eq!(nj, 1);
-                } else {
-                    assert!(nj * (SAMPLE_LOOPS + parts.iter().sum::<usize>()) <= budget);
-                }
-            }
-        }
-    }
 }
