@@ -651,6 +651,7 @@ fn march_back(r: u32, slice: u32) {
         p_next = bitcast<f32>(bstate[4u * r + 3u]);
     }
     let n_logits = layer(2u, p.lc - 1u, 1u);
+    let logits = layer(2u, p.lc - 1u, 5u);
     for (var jj = p.j0; jj < p.j1; jj++) {
         let j = p.j1 - 1u - (jj - p.j0);
         let s = sample_pos(r, j);
@@ -670,8 +671,10 @@ fn march_back(r: u32, slice: u32) {
         for (var o = 0u; o < n_logits; o++) {
             var g = 0.0;
             if (o < p.k) {
+                // c (1 - c) as c sigmoid(-logit): 1 - c would keep none of the digits of a
+                // saturated color's small complement.
                 let c = sc(p.sc_c + o);
-                g = w * g_feat[r * p.k + o] * c * (1.0 - c);
+                g = w * g_feat[r * p.k + o] * c * sigmoid(-sc(logits + o));
             }
             sc_set(p.sc_ga + o, g);
         }

@@ -913,9 +913,15 @@ fn every_backend_matches_the_reference() {
 
 /// Forward and backward of `p` (f32 grids, no color grid, 3 colors) on every backend against
 /// the reference, with incoming gradients `[features, ray length, Lambda]`; `tag` names the
-/// case. Only the 4 KiB-binding backend may refuse it, where one invocation's scratch alone
-/// passes a binding (said on stderr).
-fn every_backend_matches_both_ways(tag: &str, p: &Problem, g: [&[f64]; 3]) {
+/// case, and each of `parts` a range of the parameters whose gradient is also held to the
+/// tolerance on its own. Only the 4 KiB-binding backend may refuse it, where one invocation's
+/// scratch alone passes a binding (said on stderr).
+fn every_backend_matches_both_ways(
+    tag: &str,
+    p: &Problem,
+    g: [&[f64]; 3],
+    parts: &[(&str, std::ops::Range<usize>)],
+) {
     let want = reference::forward(&p.scene(), &p.rays).unwrap();
     let want_g = reference::backward(&p.scene(), &p.rays, g[0], g[1], g[2]).unwrap();
     let r = p.rays.len();
@@ -949,15 +955,24 @@ fn every_backend_matches_both_ways(tag: &str, p: &Problem, g: [&[f64]; 3]) {
         renderer
             .backward(&grids, None, &params, &rays, &grad_out, &mut grads)
             .unwrap_or_else(|e| panic!("{dev_name}: {tag}: {e}"));
-        for (what, got, want) in [
-            ("grids", grads.grids.download().unwrap(), &want_g.grids),
-            ("params", grads.params.download().unwrap(), &want_g.params),
+        let g_params = grads.params.download().unwrap();
+        let mut checks = vec![
+            ("grids", grads.grids.download().unwrap(), &want_g.grids[..]),
+            ("params", g_params.clone(), &want_g.params[..]),
             (
                 "encoding",
                 grads.encoding.download().unwrap(),
-                &want_g.encoding,
+                &want_g.encoding[..],
             ),
-        ] {
+        ];
+        for (what, range) in parts {
+            checks.push((
+                what,
+                g_params[range.clone()].to_vec(),
+                &want_g.params[range.clone()],
+            ));
+        }
+        for (what, got, want) in checks {
             let e = rel_l2(&got, want);
             assert!(
                 e <= 1e-4,
@@ -966,6 +981,59 @@ fn every_backend_matches_both_ways(tag: &str, p: &Problem, g: [&[f64]; 3]) {
             eprintln!("{dev_name}: {tag}: grad {what} relative L2 {e:.2e}");
         }
     }
+}
+
+#[test]
+fn saturated_colors_keep_their_gradient_digits() {
+    // The color head's last biases raised by 12: every color is within about 1e-4 of 1 (its
+    // logit 9 to 15), and c (1 - c) from an f32 c would keep only the digits of 1 - c that
+    // survive rounding c (relative error 6e-8 / 1e-4 and more). Forward and backward within
+    // the usual rules.
+    let mut p = problem(
+        Config {
+            rays: 40,
+            ..small(TRIPLANE)
+        },
+        opts(24, 0),
+        22,
+    );
+    let n = p.params.len();
+    for b in &mut p.params[n - 3..] {
+        *b += 12.0;
+    }
+    as_f32(&mut p);
+    let want = reference::forward(&p.scene(), &p.rays).unwrap();
+    let r = p.rays.len();
+    let mut g = Gen::new(7);
+    let (gf, gl, glam) = (
+        g.vec(r * 3, -1.0, 1.0),
+        g.vec(r, -1.0, 1.0),
+        g.vec(r, -1.0, 1.0),
+    );
+    let lam_max = want
+        .neg_log_transmittance
+        .iter()
+        .cloned()
+        .fold(0.0, f64::max);
+    assert!(
+        lam_max > 0.1,
+        "the rays see something: Lambda up to {lam_max:.2e}"
+    );
+    // The saturation shrinks the color head's gradients, which are then a small part of all
+    // of them: they are held to the tolerance on their own.
+    let dec = p.decoder;
+    let color = Decoder {
+        trunk_layers: 0,
+        opacity_layers: 0,
+        ..dec
+    }
+    .params_len(dec.hidden, None);
+    every_backend_matches_both_ways(
+        "saturated colors",
+        &p,
+        [&gf, &gl, &glam],
+        &[("color head", n - color..n)],
+    );
 }
 
 #[test]
@@ -1013,7 +1081,7 @@ fn nearly_transparent_rays_keep_their_digits() {
         g.vec(r, -1.0, 1.0),
         g.vec(r, -1.0, 1.0),
     );
-    every_backend_matches_both_ways("nearly transparent", &p, [&gf, &gl, &glam]);
+    every_backend_matches_both_ways("nearly transparent", &p, [&gf, &gl, &glam], &[]);
 }
 
 #[test]
@@ -1397,5 +1465,5 @@ fn the_widest_decoder_renders_forward_and_backward() {
     );
     let want_g = reference::backward(&p.scene(), &p.rays, &gf, &gl, &glam).unwrap();
     assert!(norm(&want_g.encoding) > 1e-3, "{:?}", want_g.encoding);
-    every_backend_matches_both_ways("width 128", &p, [&gf, &gl, &glam]);
+    every_backend_matches_both_ways("width 128", &p, [&gf, &gl, &glam], &[]);
 }
