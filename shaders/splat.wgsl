@@ -30,10 +30,13 @@
 //               through the MLP into a slice of `partials` shared by SHARE = 32 neighbouring
 //               invocations (ceil(slots / 32) x params, compare-and-swap adds, each invocation
 //               starting its loops at its lane, as in render.wgsl), the encoding gradient and,
-//               by compare-and-swap adds, the input grids' gradient. A sample too long for
-//               llvmpipe's loop limit is split over dispatches by `part` (bit 1: the MLP and
-//               the gathered gradient; bit 2: the input's gradients) and the layers l0 .. l1 it
-//               runs backward (0 the last); the scratch carries the sample between them.
+//               by compare-and-swap adds, the input grids' gradient.
+// Steps: with L the MLP's layers, a forward item is steps 0 .. L (one per layer, step 0 also
+// sampling the input grids) and then L (the splat); a backward sample is steps 0 .. L, then L
+// (the gathered gradient), L + 1 .. 2L + 1 (one per layer backward, the last first) and
+// 2L + 1 (the input's gradients). A dispatch runs steps d0 .. d1 of its items or samples: all
+// of them unless one would pass llvmpipe's loop limit, and then the scratch carries an item
+// or a sample from one dispatch to the next (wgpu.rs splits them).
 //   splat_mlp_sum bindings 16 partials, 18 params gradient: sums the slices in order.
 // tables: the output grids [D, H, W, element offset, cell offset] from 0, the input grids [D,
 // H, W, element offset] from gin_at, the MLP's layers [n_in, n_out, weight offset, bias offset,
@@ -73,9 +76,9 @@ struct Params {
     gin_at: u32,
     lt_at: u32,
     log_terms: u32,  // plain splat: ceil(log2(rays x samples + 1)), the fixed point's headroom
-    part: u32,       // splat_mlp_bw: PART_* bits, and the layers l0 .. l1 run backward
-    l0: u32,
-    l1: u32,
+    d0: u32,         // splat_fw, splat_mlp_bw: the steps d0 .. d1 this dispatch runs
+    d1: u32,
+    pad1: u32,
     pad0: u32,
 }
 
@@ -110,8 +113,6 @@ const WEIGHTS_ONLY: u32 = 4u;
 const F_MLP: u32 = 8u;
 const F_ENC: u32 = 16u;
 const F_FIXED: u32 = 32u;
-const PART_FORWARD: u32 = 1u;
-const PART_INPUT: u32 = 2u;
 const FLOOR: f32 = 1e-5;
 const WG: u32 = 256u;
 // Invocations that share one slice of `partials` (see the header).
@@ -141,31 +142,45 @@ fn layer(l: u32, f: u32) -> u32 {
     return tables[p.lt_at + 6u * l + f];
 }
 
-// scratch[0 .. cin] = the input grids' sample at q (plus the ray's encoding), then the MLP.
-fn mlp_value(r: u32, b: u32, q: vec3<f32>) {
-    for (var ch = 0u; ch < p.cin; ch++) {
-        var e = 0.0;
-        if ((p.flags & F_ENC) != 0u) {
-            e = enc[r * p.cin + ch];
-        }
-        sc_set(ch, e);
-    }
-    for (var g = 0u; g < p.ngin; g++) {
-        let t = p.gin_at + 4u * g;
-        let dd = tables[t];
-        let hh = tables[t + 1u];
-        let ww = tables[t + 2u];
-        for (var k = 0u; k < 8u; k++) {
-            let cw = march_corner(dd, hh, ww, q, k);
-            if (cw.w != 0.0) {
-                let at = tables[t + 3u] + (b * dd * hh * ww + cw.cell) * p.cin;
-                for (var ch = 0u; ch < p.cin; ch++) {
-                    sc_set(ch, fma(cw.w, input_at(at + ch), sc(ch)));
+// A grid corner's first element and its factor (0: the corner is outside the grid).
+struct Gathered {
+    at: u32,
+    scale: f32,
+}
+
+// Corner k of input grid g at point q of batch b: its first element and its corner weight.
+fn input_corner(g: u32, b: u32, q: vec3<f32>, k: u32) -> Gathered {
+    let t = p.gin_at + 4u * g;
+    let dd = tables[t];
+    let hh = tables[t + 1u];
+    let ww = tables[t + 2u];
+    let cw = march_corner(dd, hh, ww, q, k);
+    return Gathered(tables[t + 3u] + (b * dd * hh * ww + cw.cell) * p.cin, cw.w);
+}
+
+// MLP steps d0 .. d1 at point q of ray r (batch b): step 0 puts the input grids' sample at q
+// (plus the ray's encoding) in scratch[0 .. cin], and step l runs layer l.
+fn mlp_steps(r: u32, b: u32, q: vec3<f32>, d0: u32, d1: u32) {
+    for (var l = d0; l < d1; l++) {
+        if (l == 0u) {
+            for (var ch = 0u; ch < p.cin; ch++) {
+                var e = 0.0;
+                if ((p.flags & F_ENC) != 0u) {
+                    e = enc[r * p.cin + ch];
+                }
+                sc_set(ch, e);
+            }
+            for (var g = 0u; g < p.ngin; g++) {
+                for (var k = 0u; k < 8u; k++) {
+                    let ic = input_corner(g, b, q, k);
+                    if (ic.scale != 0.0) {
+                        for (var ch = 0u; ch < p.cin; ch++) {
+                            sc_set(ch, fma(ic.scale, input_at(ic.at + ch), sc(ch)));
+                        }
+                    }
                 }
             }
         }
-    }
-    for (var l = 0u; l < p.layers; l++) {
         let n_in = layer(l, 0u);
         let n_out = layer(l, 1u);
         let w_off = layer(l, 2u);
@@ -320,7 +335,10 @@ fn splat_fw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let wscale = weight_scale();
     if (with_mlp) {
         slot = i;
-        mlp_value(r, b, s.q);
+        mlp_steps(r, b, s.q, p.d0, min(p.d1, p.layers));
+        if (p.d1 <= p.layers) {
+            return;
+        }
     }
     for (var g = 0u; g < p.ngrids; g++) {
         let dd = tables[5u * g];
@@ -373,10 +391,6 @@ fn splat_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 
 // Corner k of output grid g at point q of batch b, for the backward gathers: grad_out's offset
 // of the corner's cell and the corner weight over the cell's splatted weight (0 if outside).
-struct Gathered {
-    at: u32,
-    scale: f32,
-}
 
 fn gather_corner(g: u32, b: u32, q: vec3<f32>, k: u32) -> Gathered {
     let dd = tables[5u * g];
@@ -456,8 +470,9 @@ fn splat_mlp_bw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             continue;
         }
         let b = batch[r];
-        if ((p.part & PART_FORWARD) != 0u) {
-            mlp_value(r, b, s.q);
+        let nd = p.layers;
+        mlp_steps(r, b, s.q, p.d0, min(p.d1, nd));
+        if (p.d0 <= nd && nd < p.d1) {
             // The output's gradient: grad_out / max(weight, 1e-5) gathered at the sample.
             for (var ch = 0u; ch < p.c; ch++) {
                 sc_set(p.sc_ga + ch, 0.0);
@@ -474,8 +489,8 @@ fn splat_mlp_bw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             }
         }
         // Back through the layers (ReLU on all but the last).
-        for (var ll = p.l0; ll < p.l1; ll++) {
-            let l = p.layers - 1u - ll;
+        for (var d = max(p.d0, nd + 1u); d < min(p.d1, 2u * nd + 1u); d++) {
+            let l = 2u * nd - d;
             let n_in = layer(l, 0u);
             let n_out = layer(l, 1u);
             let w_off = layer(l, 2u);
@@ -505,7 +520,7 @@ fn splat_mlp_bw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 sc_set(p.sc_ga + ii, sc(p.sc_gb + ii));
             }
         }
-        if ((p.part & PART_INPUT) == 0u) {
+        if (p.d1 <= 2u * nd + 1u) {
             continue;
         }
         // The input's gradient: the encoding's, and the input grids' at the sample's corners.
@@ -513,18 +528,13 @@ fn splat_mlp_bw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             g_enc[r * p.cin + ch] += sc(p.sc_ga + ch);
         }
         for (var g = 0u; g < p.ngin; g++) {
-            let t = p.gin_at + 4u * g;
-            let dd = tables[t];
-            let hh = tables[t + 1u];
-            let ww = tables[t + 2u];
             for (var k = 0u; k < 8u; k++) {
-                let cw = march_corner(dd, hh, ww, s.q, k);
-                if (cw.w != 0.0) {
-                    let at = tables[t + 3u] + (b * dd * hh * ww + cw.cell) * p.cin;
+                let ic = input_corner(g, b, s.q, k);
+                if (ic.scale != 0.0) {
                     for (var ch = 0u; ch < p.cin; ch++) {
-                        let v = cw.w * sc(p.sc_ga + ch);
+                        let v = ic.scale * sc(p.sc_ga + ch);
                         if (v != 0.0) {
-                            atomic_add_input(at + ch, v);
+                            atomic_add_input(ic.at + ch, v);
                         }
                     }
                 }

@@ -544,6 +544,15 @@ fn every_backend_matches_the_reference() {
             opts(4, 2),
         ),
         (
+            // Five layers of 128: past llvmpipe's loop limit in the forward item too.
+            "mlp, voxel, 2 rays, 5 layers of 128 (split on lavapipe)",
+            Config {
+                mlp: Some((7, 5, 128)),
+                ..plain(VOXEL, 16, 2)
+            },
+            opts(4, 2),
+        ),
+        (
             "mlp, voxel, 128 rays, 1 layer, no encoding, contract, mask",
             Config {
                 mlp: Some((4, 1, 8)),

@@ -53,8 +53,9 @@
 //! Backends: the CPU reference, wgpu and PTX (CUDA and the emulator) run both splatters forward
 //! and backward. On wgpu each grid list must fit one storage binding (a larger one is refused by
 //! name). llvmpipe (lavapipe) ends an invocation's loops past 65 535 iterations: the MLP
-//! splatter's backward splits a sample that long over dispatches (the layers' gradients apart
-//! from the MLP's forward pass), and lavapipe refuses a sample whose single part still passes it.
+//! splatter's forward items and backward samples that long are split over dispatches at the
+//! MLP's layers (any depth at the widest, 128, runs there), and lavapipe refuses one whose
+//! single step still passes it.
 
 mod cpu;
 #[cfg(any(feature = "cuda", feature = "ptx-emu"))]

@@ -37,12 +37,11 @@ pub(crate) struct Params {
     pub gin_at: u32,
     pub lt_at: u32,
     pub log_terms: u32,
-    /// splat.wgsl's `splat_mlp_bw`: which parts of a sample a dispatch runs ([`PART_FORWARD`],
-    /// [`PART_INPUT`]) and the layers `l0 .. l1` it runs backward (0 the last).
-    pub part: u32,
-    pub l0: u32,
-    pub l1: u32,
-    pub pad: u32,
+    /// splat.wgsl's `splat_fw` and `splat_mlp_bw`: the steps `d0 .. d1` of each item or
+    /// sample a dispatch runs (the shader's header, "Steps").
+    pub d0: u32,
+    pub d1: u32,
+    pub pad: [u32; 2],
 }
 
 pub(crate) const CONTRACT: u32 = 1;
@@ -51,10 +50,6 @@ pub(crate) const WEIGHTS_ONLY: u32 = 4;
 pub(crate) const MLP: u32 = 8;
 pub(crate) const ENCODING: u32 = 16;
 pub(crate) const FIXED: u32 = 32;
-/// The MLP splatter's backward: the MLP at the sample and the gathered output gradient.
-pub(crate) const PART_FORWARD: u32 = 1;
-/// The MLP splatter's backward: the encoding's and input grids' gradients.
-pub(crate) const PART_INPUT: u32 = 2;
 
 /// Everything a launch needs besides the buffers.
 pub(crate) struct Tables {
@@ -150,10 +145,9 @@ impl Tables {
             lt_at: lt_at as u32,
             // Terms per cell at most: one per (ray, sample); the fixed point's headroom.
             log_terms: (usize::BITS - items.leading_zeros()),
-            part: PART_FORWARD | PART_INPUT,
-            l0: 0,
-            l1: layers as u32,
-            pad: 0,
+            d0: 0,
+            d1: u32::MAX,
+            pad: [0; 2],
         };
         Ok(Tables {
             words,

@@ -4,9 +4,7 @@
 //! MLP splatter (whose parameter gradients are summed per [`SHARE`] invocations, then across
 //! those slices).
 
-use super::tables::{
-    ENCODING, FIXED, MLP, PART_FORWARD, PART_INPUT, Params, Tables, WEIGHTS_ONLY, check_status,
-};
+use super::tables::{ENCODING, FIXED, MLP, Params, Tables, WEIGHTS_ONLY, check_status};
 use super::{OP, SplatGrads, Splatter};
 use crate::backend::wgpu::{Dispatch, LOOP_BUDGET, Range, WgpuDevice, bind_whole};
 use crate::buffer::{Buffer, DType, Float};
@@ -36,82 +34,53 @@ fn device(s: &Splatter) -> Result<&WgpuDevice> {
     }
 }
 
-/// Loop iterations of the MLP's forward pass at one sample (input sampling and layers).
-fn mlp_loops(s: &Splatter) -> usize {
-    s.mlp.as_ref().map_or(0, |m| {
+/// Loop iterations of the MLP's forward steps at one point (splat.wgsl's header, "Steps"):
+/// one per layer, the first also sampling the input grids.
+fn mlp_steps(s: &Splatter) -> Vec<usize> {
+    s.mlp.as_ref().map_or(Vec::new(), |m| {
         let cin = m.input.channels();
         let sampling = cin + 1 + m.input.shapes().len() * (1 + 8 * (cin + 2));
-        let layers: usize = (0..m.mlp.layers())
-            .map(|l| 1 + m.mlp.dims[l + 1] * (m.mlp.dims[l] + 2))
-            .sum();
-        sampling + layers + 1
+        (0..m.mlp.layers())
+            .map(|l| {
+                let layer = 2 + m.mlp.dims[l + 1] * (m.mlp.dims[l] + 2);
+                if l == 0 { sampling + layer } else { layer }
+            })
+            .collect()
     })
 }
 
-/// Refuses, on llvmpipe, a dispatch whose single sample runs past the loop budget.
-fn check_loops(dev: &WgpuDevice, per_sample: usize) -> Result<()> {
-    if per_sample > LOOP_BUDGET && dev.adapter_info().name.contains("llvmpipe") {
-        return Err(Error::Unsupported {
-            op: OP,
-            backend: "wgpu (lavapipe)",
-            what: format!(
-                "one dispatch runs about {per_sample} loop iterations per sample, past \
-                 llvmpipe's limit of 65535 per invocation"
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Loop iterations of one forward item (a compare-and-swap add counted as two).
-fn forward_loops(s: &Splatter) -> usize {
+/// Loop iterations of the steps of one forward item: the MLP's (if any), then the splat into
+/// the output grids (a compare-and-swap add counted as two).
+fn forward_steps(s: &Splatter) -> Vec<usize> {
     let grids = s.out.shapes().len();
-    16 + mlp_loops(s) + grids * (1 + 8 * (3 + 2 * (s.out.channels() + 1)))
+    let mut steps = mlp_steps(s);
+    steps.push(grids * (1 + 8 * (3 + 2 * (s.out.channels() + 1))));
+    steps
 }
 
-/// Loop iterations of the parts of one sample of the MLP splatter's backward march, in the
-/// order they run: the MLP and the gathered output gradient, each layer backward (the last
-/// first), the input's gradients.
-fn mlp_backward_parts(s: &Splatter) -> Vec<usize> {
+/// Loop iterations of the steps of one sample of the MLP splatter's backward march: the MLP's
+/// forward, the gathered output gradient, each layer backward (the last first), the input's
+/// gradients.
+fn backward_steps(s: &Splatter) -> Vec<usize> {
     let Some(m) = &s.mlp else { return Vec::new() };
     let c = s.out.channels();
     let cin = m.input.channels();
-    let gather = c + 1 + s.out.shapes().len() * (1 + 8 * (c + 2));
-    let mut parts = vec![mlp_loops(s) + gather];
+    let mut steps = mlp_steps(s);
+    steps.push(c + 1 + s.out.shapes().len() * (1 + 8 * (c + 2)));
     // Each parameter's gradient adds one more: its compare-and-swap add (llvmpipe counts an
     // atomic operation as an iteration, a loop around it or not).
-    parts.extend(
+    steps.extend(
         (0..m.mlp.layers())
             .rev()
             .map(|l| 3 + m.mlp.dims[l + 1] * 3 + m.mlp.dims[l] * (2 * m.mlp.dims[l + 1] + 3)),
     );
-    parts.push(cin + 1 + m.input.shapes().len() * (1 + 8 * (2 * cin + 2)));
-    parts
+    steps.push(cin + 1 + m.input.shapes().len() * (1 + 8 * (2 * cin + 2)));
+    steps
 }
 
-/// Loop iterations every dispatch of a sample pays besides its parts (placing the sample).
+/// Loop iterations every dispatch of an item or sample pays besides its steps (placing the
+/// sample).
 const SAMPLE_LOOPS: usize = 16;
-
-/// One dispatch's share of a sample of the MLP splatter's backward: `Params`' `part`, `l0`,
-/// `l1` (see splat.wgsl) for parts `k` of [`mlp_backward_parts`] (`0`: the forward, `1 ..=
-/// layers`: the layers backward, `layers + 1`: the input's gradients).
-#[derive(Clone, Copy)]
-struct Share {
-    part: u32,
-    l0: u32,
-    l1: u32,
-}
-
-impl Share {
-    fn of(k: std::ops::Range<usize>, layers: usize) -> Share {
-        Share {
-            part: if k.start == 0 { PART_FORWARD } else { 0 }
-                | if k.end == layers + 2 { PART_INPUT } else { 0 },
-            l0: (k.start.max(1) - 1).min(layers) as u32,
-            l1: (k.end.max(1) - 1).min(layers) as u32,
-        }
-    }
-}
 
 /// Buffers a call binds besides the caller's: the table, the status word, the weights, and
 /// placeholders (one per writable binding: a buffer cannot be bound writable twice).
@@ -184,6 +153,7 @@ impl Bound {
         out: Option<&Buffer<f32>>,
         mlp: Option<(&Buffer<T>, &Buffer<f32>)>,
         slots: usize,
+        steps: &[std::ops::Range<usize>],
     ) -> Result<()> {
         let p = self.t.params;
         let items = p.rays as usize * (p.samples + p.samples_inf) as usize;
@@ -222,12 +192,16 @@ impl Bound {
         };
         let blocks: Vec<Params> = (0..items)
             .step_by(per.max(1))
-            .map(|item0| Params {
-                flags: p.flags | flags,
-                item0: item0 as u32,
-                count: per.min(items - item0) as u32,
-                slots: slots as u32,
-                ..p
+            .flat_map(|item0| {
+                steps.iter().map(move |d| Params {
+                    flags: p.flags | flags,
+                    item0: item0 as u32,
+                    count: per.min(items - item0) as u32,
+                    slots: slots as u32,
+                    d0: d.start as u32,
+                    d1: d.end as u32,
+                    ..p
+                })
             })
             .collect();
         dispatch(dev, "splat_fw", &blocks, &buffers, |b| u64::from(b.count))?;
@@ -330,7 +304,7 @@ fn forward_any<T: Float>(
     out: &mut Buffer<f32>,
 ) -> Result<()> {
     let dev = device(s)?;
-    check_loops(dev, forward_loops(s))?;
+    let (steps, _) = dev.split_samples(OP, &forward_steps(s), SAMPLE_LOOPS)?;
     let t = Tables::new(s, rays.len(), T::DTYPE, "wgpu")?;
     let items = rays.len() * (s.opts.samples + s.opts.samples_inf);
     let slots = match mlp {
@@ -344,7 +318,7 @@ fn forward_any<T: Float>(
         if fixed {
             bound.vmax(dev, rays)?;
         }
-        bound.splat(dev, rays, Some(out), mlp, slots)?;
+        bound.splat(dev, rays, Some(out), mlp, slots, &steps)?;
     }
     bound.normalize(dev, out, fixed)?;
     bound.check(s)
@@ -363,7 +337,7 @@ pub(super) fn backward(
     }
     let t = Tables::new(s, r, DType::F32, "wgpu")?;
     let bound = Bound::new(s, t, 0, false)?;
-    bound.splat::<f32>(dev, rays, None, None, 0)?;
+    bound.splat::<f32>(dev, rays, None, None, 0, &WHOLE)?;
     let mut buffers = bound.rays(rays)?;
     buffers.extend([
         bind_whole(&bound.weights, 10, OP, "the weights")?,
@@ -373,43 +347,47 @@ pub(super) fn backward(
     let c = s.out.channels();
     let nr = (MAX_INVOCATIONS / c).max(1);
     let per_sample = 8 + s.out.shapes().len() * 10;
-    let p = bound.t.params;
-    let whole = Share {
-        part: p.part,
-        l0: p.l0,
-        l1: p.l1,
-    };
-    let blocks = windows(s, r, nr, (LOOP_BUDGET / per_sample).max(1), &p, &[whole]);
+    let blocks = windows(
+        s,
+        r,
+        nr,
+        (LOOP_BUDGET / per_sample).max(1),
+        &bound.t.params,
+        &WHOLE,
+    );
     dispatch(dev, "splat_bw", &blocks, &buffers, |p| {
         u64::from(p.nr) * u64::from(p.c)
     })?;
     bound.check(s)
 }
 
+/// Every step of an item or sample in one dispatch (`d1` past the last).
+#[allow(clippy::single_range_in_vec_init)] // one group: every step
+const WHOLE: [std::ops::Range<usize>; 1] = [0..u32::MAX as usize];
+
 /// Parameter blocks over rays in blocks of `nr` and samples in windows of `nj`, each window
-/// in the dispatches of `shares`, in order (a ray's first dispatch flagged).
+/// in the dispatches of `steps`, in order (a ray's first dispatch flagged).
 fn windows(
     s: &Splatter,
     r: usize,
     nr: usize,
     nj: usize,
     p: &Params,
-    shares: &[Share],
+    steps: &[std::ops::Range<usize>],
 ) -> Vec<Params> {
     let total = s.opts.samples + s.opts.samples_inf;
     let mut blocks = Vec::new();
     for ray0 in (0..r).step_by(nr) {
         for j0 in (0..total).step_by(nj) {
-            for (k, sh) in shares.iter().enumerate() {
+            for (k, d) in steps.iter().enumerate() {
                 blocks.push(Params {
                     ray0: ray0 as u32,
                     nr: nr.min(r - ray0) as u32,
                     j0: j0 as u32,
                     nj: nj.min(total - j0) as u32,
                     first: u32::from(j0 == 0 && k == 0),
-                    part: sh.part,
-                    l0: sh.l0,
-                    l1: sh.l1,
+                    d0: d.start as u32,
+                    d1: d.end as u32,
                     ..*p
                 });
             }
@@ -434,17 +412,12 @@ pub(super) fn backward_mlp<T: Float>(
     if r == 0 {
         return grads.params.clear();
     }
-    let parts = mlp_backward_parts(s);
-    let (groups, nj) = dev.split_samples(OP, &parts, SAMPLE_LOOPS)?;
-    let shares: Vec<Share> = groups
-        .into_iter()
-        .map(|k| Share::of(k, parts.len() - 2))
-        .collect();
+    let (steps, nj) = dev.split_samples(OP, &backward_steps(s), SAMPLE_LOOPS)?;
     let t = Tables::new(s, r, T::DTYPE, "wgpu")?;
     let plen = s.params_len();
     let slots = mlp_slots(dev, &t, plen, SHARE, r)?;
     let bound = Bound::new(s, t, slots, false)?;
-    bound.splat::<T>(dev, rays, None, None, 0)?;
+    bound.splat::<T>(dev, rays, None, None, 0, &WHOLE)?;
     let partials: Buffer<f32> = s.dev.zeros(slots.div_ceil(SHARE) * plen)?;
     let mut buffers = bound.rays(rays)?;
     buffers.extend([
@@ -463,7 +436,7 @@ pub(super) fn backward_mlp<T: Float>(
         slots: slots as u32,
         ..bound.t.params
     };
-    let blocks = windows(s, r, slots, nj.max(1), &p, &shares);
+    let blocks = windows(s, r, slots, nj, &p, &steps);
     dispatch(dev, "splat_mlp_bw", &blocks, &buffers, |b| u64::from(b.nr))?;
     let sum = [
         bind_whole(&partials, 16, OP, "the parameter gradients' slices")?,
