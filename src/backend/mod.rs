@@ -210,7 +210,7 @@ impl Device {
     /// A new buffer of `len` zeros on this device.
     pub fn zeros<T: Element>(&self, len: usize) -> Result<Buffer<T>> {
         let storage = match self {
-            Device::Cpu => Storage::Cpu(vec![T::default(); len]),
+            Device::Cpu => Storage::Cpu(cpu::zeros(len)),
             #[cfg(feature = "wgpu")]
             Device::Wgpu(d) => Storage::Wgpu(d.zeros(len * T::DTYPE.size())?),
             #[cfg(feature = "cuda")]
