@@ -391,7 +391,6 @@ fn splat_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 
 // Corner k of output grid g at point q of batch b, for the backward gathers: grad_out's offset
 // of the corner's cell and the corner weight over the cell's splatted weight (0 if outside).
-
 fn gather_corner(g: u32, b: u32, q: vec3<f32>, k: u32) -> Gathered {
     let dd = tables[5u * g];
     let hh = tables[5u * g + 1u];

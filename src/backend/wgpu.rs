@@ -117,20 +117,25 @@ pub fn probe() -> std::result::Result<Vec<String>, String> {
 /// limit, and the dispatches this costs them are few.
 pub(crate) const LOOP_BUDGET: usize = 50_000;
 
+/// How samples are cut into dispatches: each window of `samples` samples is one dispatch per
+/// group of consecutive steps.
+pub(crate) struct Split {
+    pub groups: Vec<std::ops::Range<usize>>,
+    pub samples: usize,
+}
+
 /// Samples of `steps[k]` loop iterations each step (and `overhead` per sample and dispatch) in
 /// dispatches of at most `budget`: where a whole sample fits, one group of every step and
 /// windows of as many samples as fit; else windows of one sample whose steps run in
 /// consecutive groups, one dispatch each (a step alone past the budget a group of its own).
-/// Returns the groups of step indices and the samples per window.
-pub(crate) fn split_steps(
-    steps: &[usize],
-    overhead: usize,
-    budget: usize,
-) -> (Vec<std::ops::Range<usize>>, usize) {
+pub(crate) fn split_steps(steps: &[usize], overhead: usize, budget: usize) -> Split {
     let whole = overhead + steps.iter().sum::<usize>();
     if whole <= budget {
-        #[allow(clippy::single_range_in_vec_init)] // one group: every step
-        return (vec![0..steps.len()], (budget / whole.max(1)).max(1));
+        return Split {
+            #[allow(clippy::single_range_in_vec_init)] // one group: every step
+            groups: vec![0..steps.len()],
+            samples: (budget / whole.max(1)).max(1),
+        };
     }
     let (mut groups, mut start, mut loops) = (Vec::new(), 0, overhead);
     for (k, &n) in steps.iter().enumerate() {
@@ -141,7 +146,7 @@ pub(crate) fn split_steps(
         loops += n;
     }
     groups.push(start..steps.len());
-    (groups, 1)
+    Split { groups, samples: 1 }
 }
 
 impl WgpuDevice {
@@ -286,7 +291,7 @@ impl WgpuDevice {
         op: &'static str,
         steps: &[usize],
         overhead: usize,
-    ) -> Result<(Vec<std::ops::Range<usize>>, usize)> {
+    ) -> Result<Split> {
         let longest = overhead + steps.iter().copied().max().unwrap_or(0);
         if longest > LOOP_BUDGET && self.adapter_info().name.contains("llvmpipe") {
             return Err(Error::Unsupported {
@@ -801,7 +806,10 @@ mod tests {
         ];
         for steps in cases {
             for budget in [200, 1_000, 50_000, 1_000_000] {
-                let (groups, nj) = split_steps(steps, 16, budget);
+                let Split {
+                    groups,
+                    samples: nj,
+                } = split_steps(steps, 16, budget);
                 assert!(nj >= 1);
                 let mut next = 0;
                 for g in &groups {

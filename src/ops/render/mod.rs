@@ -28,7 +28,8 @@
 //! summed in block order afterwards; in WGSL, which has no float atomics, every 32 invocations
 //! share a slice by compare-and-swap adds. llvmpipe (lavapipe) ends an invocation's loops past
 //! 65 535 iterations: the WGSL marches split a sample that long over dispatches at its decoder
-//! layers (the widest decoder, 128, runs there forward and backward). Two f32 forms the kernels avoid because they lose the digits of a small quantity:
+//! layers (the widest decoder, 128, runs there forward and backward). Two f32 forms the kernels
+//! avoid because they lose the digits of a small quantity:
 //! softplus's `log(1 + u)` (relative error up to `2^-24 / u`, 1e-3 at `x = -10`; they use `log1p`
 //! by its series) and a sample's weight as the difference of two transmittances near 1 (they use
 //! `T_{j-1} (1 - exp(-tau_j))`, `1 - exp(-tau)` by its series below 0.35: on rays of optical depth

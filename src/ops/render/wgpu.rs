@@ -3,7 +3,7 @@
 use super::decoder::Layout;
 use super::tables::{Params, Tables};
 use super::{OP, Rays, RenderGrads, RenderOutput, Renderer};
-use crate::backend::wgpu::{Dispatch, Range, WgpuDevice, bind_whole};
+use crate::backend::wgpu::{Dispatch, Range, Split, WgpuDevice, bind_whole};
 use crate::buffer::{Buffer, Element, Float, Storage};
 use crate::{Error, Result};
 
@@ -277,14 +277,9 @@ pub(super) fn backward<T: Float>(
 /// The dispatches of one block of rays over `total` samples split as `split` (groups of steps,
 /// samples per window; [`WgpuDevice::split_samples`]): windows in order, or in reverse order
 /// for the reverse march, each window's groups in order.
-fn windows(
-    p: &Params,
-    total: usize,
-    split: &(Vec<std::ops::Range<usize>>, usize),
-    reverse: bool,
-) -> Vec<Params> {
-    let (groups, nj) = split;
-    let mut starts: Vec<usize> = (0..total).step_by(*nj).collect();
+fn windows(p: &Params, total: usize, split: &Split, reverse: bool) -> Vec<Params> {
+    let (groups, nj) = (&split.groups, split.samples);
+    let mut starts: Vec<usize> = (0..total).step_by(nj).collect();
     if reverse {
         starts.reverse();
     }

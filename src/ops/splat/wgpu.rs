@@ -304,7 +304,10 @@ fn forward_any<T: Float>(
     out: &mut Buffer<f32>,
 ) -> Result<()> {
     let dev = device(s)?;
-    let (steps, _) = dev.split_samples(OP, &forward_steps(s), SAMPLE_LOOPS)?;
+    // One item per invocation: only the groups of steps matter.
+    let steps = dev
+        .split_samples(OP, &forward_steps(s), SAMPLE_LOOPS)?
+        .groups;
     let t = Tables::new(s, rays.len(), T::DTYPE, "wgpu")?;
     let items = rays.len() * (s.opts.samples + s.opts.samples_inf);
     let slots = match mlp {
@@ -412,7 +415,7 @@ pub(super) fn backward_mlp<T: Float>(
     if r == 0 {
         return grads.params.clear();
     }
-    let (steps, nj) = dev.split_samples(OP, &backward_steps(s), SAMPLE_LOOPS)?;
+    let split = dev.split_samples(OP, &backward_steps(s), SAMPLE_LOOPS)?;
     let t = Tables::new(s, r, T::DTYPE, "wgpu")?;
     let plen = s.params_len();
     let slots = mlp_slots(dev, &t, plen, SHARE, r)?;
@@ -436,7 +439,7 @@ pub(super) fn backward_mlp<T: Float>(
         slots: slots as u32,
         ..bound.t.params
     };
-    let blocks = windows(s, r, slots, nj, &p, &steps);
+    let blocks = windows(s, r, slots, split.samples, &p, &split.groups);
     dispatch(dev, "splat_mlp_bw", &blocks, &buffers, |b| u64::from(b.nr))?;
     let sum = [
         bind_whole(&partials, 16, OP, "the parameter gradients' slices")?,
