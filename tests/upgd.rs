@@ -170,7 +170,17 @@ fn run_against_transcription(variant: Variant, hp: Hyper, steps: u64, g_scale: f
 }
 
 fn run_transcription(variant: Variant, hp: Hyper, steps: u64, g_scale: f32, one_pass: bool) {
-    let (specs, n) = layout();
+    run_transcription_of(layout(), variant, hp, steps, g_scale, one_pass);
+}
+
+fn run_transcription_of(
+    (specs, n): (Vec<TensorSpec>, usize),
+    variant: Variant,
+    hp: Hyper,
+    steps: u64,
+    g_scale: f32,
+    one_pass: bool,
+) {
     let dev = Device::cpu();
     let seed = 77;
     let mut opt = Upgd::new(&dev, variant, hp, &specs, n, seed).unwrap();
@@ -243,6 +253,40 @@ fn every_variant_matches_the_transcription_with_noise() {
     };
     for variant in Variant::all() {
         run_against_transcription(variant, hp, 3, 1.0);
+    }
+}
+
+/// Local scaling's row sums are taken in three ways on the CPU (rows up to 2048 elements in
+/// blocks of rows as they are traced, rows up to 16 384 one at a time as they are traced, longer
+/// rows in a pass of their own); each against the transcription, with rows that straddle the
+/// chunks of a tensor, in both modes.
+#[test]
+fn local_rows_of_every_length_match_the_transcription() {
+    let tensor = |offset, len, last_dim| TensorSpec {
+        offset,
+        len,
+        last_dim,
+    };
+    let specs = vec![
+        tensor(0, 35_000, 7),
+        tensor(35_000, 9_000, 3_000),
+        tensor(44_000, 40_000, 20_000),
+        tensor(84_000, 20_000, 1),
+        tensor(104_000, 2_049, 2_049),
+    ];
+    let hp = Hyper {
+        lr: 0.01,
+        weight_decay: 0.1,
+        beta_utility: 0.9,
+        sigma: 0.5,
+    };
+    let local = Variant::all()
+        .into_iter()
+        .filter(|v| v.scaling() == Scaling::Local);
+    for variant in local {
+        for one_pass in [false, true] {
+            run_transcription_of((specs.clone(), 106_049), variant, hp, 3, 1.0, one_pass);
+        }
     }
 }
 

@@ -3,9 +3,10 @@
 //! of local scaling accumulated in f64 and the sigmoid's exponential from [`exp_f32`].
 //! Parallel over chunks of each tensor with rayon; within a chunk, pieces of [`PIECE`]
 //! elements go through one loop per quantity (Gaussians, scaled utilities, the update), each
-//! with its choices made outside it, so that the compiler vectorizes them. In the one-pass mode
-//! of weight-level UPGD the traces are updated inside the update's loop, so the step reads the
-//! model once.
+//! with its choices made outside it, so that the compiler vectorizes them. Local scaling sums
+//! each row's squares in pass 1, right after the row is traced (rows up to a chunk long). In the
+//! one-pass mode of weight-level UPGD the traces are updated inside the update's loop, so the
+//! step reads the model once.
 
 use rayon::prelude::*;
 
@@ -20,6 +21,10 @@ const CHUNK: usize = 1 << 14;
 /// piece's Gaussians are pure arithmetic during which no stream advances (first-order global at
 /// 2^26, A/B: 96-100 ms with 1024, 91-94 ms with 256, the Gaussians' vector batch).
 const PIECE: usize = 256;
+
+/// Elements per block of pass 1 whose rows are summed right after they are traced: the
+/// block's `u`, `w` and `g` stay in L1.
+const BLOCK: usize = 2048;
 
 /// Lanes of the per-lane maxima and counts of pass 1 (a multiple of any vector width).
 const LANES: usize = 16;
@@ -146,31 +151,15 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
     // element's update reads only its own trace, and the scale is the previous step's. (Feature
     // level scales a unit's weights by its gate's trace, which must be traced first.)
     let fused = prev.is_some() && roles.is_none();
-    // Pass 1: traces, the maximum raw trace, non-finite inputs. One rayon task per chunk of
-    // every traced tensor, so the threads meet once per pass rather than once per tensor.
-    // Feature-level UPGD traces the gates only.
+    // Pass 1: traces, the maximum raw trace, non-finite inputs and, for local scaling, the
+    // row sums of squares of rows up to a chunk long, each taken right after its block is
+    // traced so that it is read from cache (a separate pass reading `u` again cost 20-25% of
+    // first-order local's step). One rayon task per chunk of every traced tensor (whole rows
+    // where they are summed here), so the threads meet once per pass rather than once per
+    // tensor. Feature-level UPGD traces the gates only.
     let traced = |k: usize| !fused && roles.is_none_or(|r| r[k] == Role::Gate);
-    let chunks: Vec<(usize, usize, &mut [U])> = split_mut(&mut *u, tensors)
-        .into_iter()
-        .enumerate()
-        .filter(|&(k, _)| traced(k))
-        .flat_map(|(k, uk)| {
-            let chunks = uk.chunks_mut(CHUNK).enumerate();
-            chunks.map(move |(c, uc)| (k, c * CHUNK, uc))
-        })
-        .collect();
-    let (mut eta, mut nonfinite) = chunks
-        .into_par_iter()
-        .map(|(k, at, uc)| {
-            let r = at..at + uc.len();
-            let (w, g) = (&ws[k][r.clone()], &gs[k][r.clone()]);
-            let h = hs.as_ref().map(|h| &h[k][r]);
-            cpu::vectorized(
-                #[inline(always)]
-                || trace_chunk(sc, uc, w, g, h),
-            )
-        })
-        .reduce(|| (f32::NEG_INFINITY, 0), max_and_count);
+    let local = variant.scaling() == Scaling::Local;
+    let summed_in_pass1 = |k: usize| local && traced(k) && tensors[k].last_dim <= CHUNK;
     let row_base: Vec<usize> = tensors
         .iter()
         .scan(0, |acc, s| {
@@ -179,16 +168,50 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
             Some(b)
         })
         .collect();
-    // The one-pass mode scales by the previous step's reductions.
-    let current_rowsq = if fused {
-        Vec::new()
-    } else {
-        row_sums(variant, sc, tensors, u)
-    };
-    let two_pass = Scale {
-        eta,
-        rowsq: current_rowsq,
-    };
+    let mut rowsq = vec![0.0f32; if local { rows_in(tensors) } else { 0 }];
+    let chunks: Vec<_> = split_mut(&mut *u, tensors)
+        .into_iter()
+        .zip(split_rows(&mut rowsq, tensors, local))
+        .enumerate()
+        .filter(|&(k, _)| traced(k))
+        .flat_map(|(k, (uk, sk))| {
+            let last_dim = tensors[k].last_dim;
+            let per_task = if summed_in_pass1(k) {
+                last_dim * (CHUNK / last_dim).max(1)
+            } else {
+                CHUNK
+            };
+            let mut sums = summed_in_pass1(k).then(|| sk.chunks_mut(per_task / last_dim));
+            let chunks = uk.chunks_mut(per_task).enumerate();
+            chunks.map(move |(c, uc)| {
+                let s = sums.as_mut().and_then(Iterator::next);
+                (k, c * per_task, uc, s)
+            })
+        })
+        .collect();
+    let (mut eta, mut nonfinite) = chunks
+        .into_par_iter()
+        .map(|(k, at, uc, sums)| {
+            let r = at..at + uc.len();
+            let (w, g) = (&ws[k][r.clone()], &gs[k][r.clone()]);
+            let h = hs.as_ref().map(|h| &h[k][r]);
+            cpu::vectorized(
+                #[inline(always)]
+                || match sums {
+                    None => trace_chunk(sc, uc, w, g, h),
+                    Some(sums) => trace_rows(sc, uc, w, g, h, tensors[k].last_dim, sums),
+                },
+            )
+        })
+        .reduce(|| (f32::NEG_INFINITY, 0), max_and_count);
+    // The rest of the row sums: rows longer than a chunk, and every row in the one-pass mode,
+    // which scales by the previous step's reductions and takes this step's after its update.
+    if local && !fused {
+        fill_row_sums(sc, tensors, u, &mut rowsq, |k| {
+            traced(k) && !summed_in_pass1(k)
+        });
+    }
+    let two_pass = Scale { eta, rowsq };
     let scale = prev.unwrap_or(&two_pass);
     // Pass 2: noise and the update (and the adaptive moments), one rayon task per chunk of
     // every updated tensor.
@@ -278,10 +301,11 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
     let current = if fused {
         // Traced in the update: this step's reductions come after it.
         (eta, nonfinite) = (mx, bad);
-        Scale {
-            eta,
-            rowsq: row_sums(variant, sc, tensors, u),
+        let mut rowsq = vec![0.0f32; if local { rows_in(tensors) } else { 0 }];
+        if local {
+            fill_row_sums(sc, tensors, u, &mut rowsq, |_| true);
         }
+        Scale { eta, rowsq }
     } else {
         two_pass
     };
@@ -299,31 +323,54 @@ enum Chunks<'a, U> {
     Update(std::slice::ChunksMut<'a, U>),
 }
 
-/// Per-row sums of squares of the bias-corrected trace (accumulated in f64), for local
-/// scaling (empty for global); the norm is then max(sqrt(ss), 1e-12) in f32, as on the devices.
-fn row_sums<U: Float>(variant: Variant, sc: &Scalars, tensors: &[TensorSpec], u: &[U]) -> Vec<f32> {
-    if variant.scaling() != Scaling::Local {
-        return Vec::new();
-    }
+/// The number of rows of all tensors.
+fn rows_in(tensors: &[TensorSpec]) -> usize {
+    tensors.iter().map(|s| s.len / s.last_dim).sum()
+}
+
+/// `rowsq`, one sum per row of every tensor in order, as one slice per tensor (all empty
+/// without `local` scaling, when `rowsq` is).
+fn split_rows<'a>(rowsq: &'a mut [f32], tensors: &[TensorSpec], local: bool) -> Vec<&'a mut [f32]> {
+    let mut rest = rowsq;
     tensors
         .iter()
-        .flat_map(|s| {
-            // Whole rows per rayon task, about a chunk of elements each.
-            let per_task = s.last_dim * (CHUNK / s.last_dim).max(1);
-            u[s.offset..s.offset + s.len]
-                .par_chunks(per_task)
-                .flat_map_iter(|rows| {
-                    cpu::vectorized(
-                        #[inline(always)]
-                        || {
-                            let sums = rows.chunks(s.last_dim).map(|r| row_sumsq(r, sc.bc));
-                            sums.collect::<Vec<f32>>()
-                        },
-                    )
-                })
-                .collect::<Vec<f32>>()
+        .map(|s| {
+            let n = if local { s.len / s.last_dim } else { 0 };
+            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(n);
+            rest = tail;
+            mine
         })
         .collect()
+}
+
+/// Per-row sums of squares of the bias-corrected trace of the tensors `which` selects, into
+/// their rows of `rowsq` (one per row of every tensor, in order), in a pass of their own.
+fn fill_row_sums<U: Float>(
+    sc: &Scalars,
+    tensors: &[TensorSpec],
+    u: &[U],
+    rowsq: &mut [f32],
+    which: impl Fn(usize) -> bool,
+) {
+    let per_tensor = tensors.iter().zip(split_rows(rowsq, tensors, true));
+    for (_, (s, sums)) in per_tensor.enumerate().filter(|&(k, _)| which(k)) {
+        // Whole rows per rayon task, about a chunk of elements each.
+        let rows = (CHUNK / s.last_dim).max(1);
+        let u = &u[s.offset..s.offset + s.len];
+        let tasks = u
+            .par_chunks(rows * s.last_dim)
+            .zip(sums.par_chunks_mut(rows));
+        tasks.for_each(|(u, sums)| {
+            cpu::vectorized(
+                #[inline(always)]
+                || {
+                    for (sum, row) in sums.iter_mut().zip(u.chunks(s.last_dim)) {
+                        *sum = row_sumsq(row, sc.bc);
+                    }
+                },
+            )
+        });
+    }
 }
 
 /// The sum of squares of one row of the bias-corrected trace, `sum (u / bc)^2`, accumulated
@@ -398,6 +445,34 @@ fn trace_chunk<W: Float, G: Float, U: Float>(
     (mx, acc.bad.iter().map(|&b| u64::from(b)).sum())
 }
 
+/// Pass 1 over whole rows of `last_dim` (`u.len()` a multiple of it), as [`trace_chunk`], that
+/// also writes each row's sum of squares (as [`row_sumsq`]) to `sums`: in blocks of whole rows
+/// about [`BLOCK`] long (or one row, if longer), each summed right after it is traced, from
+/// cache.
+#[inline(always)]
+fn trace_rows<W: Float, G: Float, U: Float>(
+    sc: &Scalars,
+    u: &mut [U],
+    w: &[W],
+    g: &[G],
+    h: Option<&[G]>,
+    last_dim: usize,
+    sums: &mut [f32],
+) -> (f32, u64) {
+    let block = last_dim * (BLOCK / last_dim).max(1);
+    let mut acc = (f32::NEG_INFINITY, 0);
+    let blocks = u.chunks_mut(block).zip(sums.chunks_mut(block / last_dim));
+    for (b, (ub, sb)) in blocks.enumerate() {
+        let r = b * block..b * block + ub.len();
+        let h = h.map(|h| &h[r.clone()]);
+        acc = max_and_count(acc, trace_chunk(sc, ub, &w[r.clone()], &g[r], h));
+        for (sum, row) in sb.iter_mut().zip(ub.chunks(last_dim)) {
+            *sum = row_sumsq(row, sc.bc);
+        }
+    }
+    acc
+}
+
 /// Pass 1's running maxima and non-finite counts, lane by lane.
 struct Lanes {
     mx: [f32; LANES],
@@ -431,6 +506,12 @@ impl Lanes {
             };
         }
     }
+}
+
+/// A row's norm for local scaling from its sum of squares, as on the devices.
+#[inline(always)]
+fn norm(sumsq: f32) -> f32 {
+    sumsq.sqrt().max(1e-12)
 }
 
 /// Where the update of a tensor takes each element's scaled utility from.
@@ -469,7 +550,7 @@ impl<U: Float> Tensor<'_, U> {
 
     /// The norm of row `row` for local scaling (`None` without row sums).
     fn norm_of(&self, row: usize) -> Option<f32> {
-        self.scale.rowsq.get(row).map(|ss| ss.sqrt().max(1e-12))
+        self.scale.rowsq.get(row).copied().map(norm)
     }
 
     /// `s[k]`, the scaled utility of element `at + k` of the tensor, where it depends on the
@@ -478,29 +559,50 @@ impl<U: Float> Tensor<'_, U> {
     /// elements' own traces (weight-level UPGD; empty otherwise).
     #[inline(always)]
     fn scaled_piece(&self, at: usize, s: &mut [f32], own: &[U]) {
-        let (u, row0, gated) = match self.source {
-            Source::Own { row0 } => (own, row0, false),
-            Source::Gate { u, row } => (u, row, true),
-            Source::None => return,
-        };
-        let global = self.variant.scaling() == Scaling::Global;
-        // Row by row: one norm (and, gated, one trace) per row.
-        let mut k = 0;
-        while k < s.len() {
-            let j = at + k;
-            let (row, col) = (j / self.last_dim, j % self.last_dim);
-            let n = (self.last_dim - col).min(s.len() - k);
-            let part = &mut s[k..k + n];
-            if gated {
-                let norm = if global { None } else { self.norm_of(row0) };
-                part.fill(self.scaled(u[row].to_f32(), norm));
-            } else {
-                let norm = self.norm_of(row0 + row);
-                for (s, u) in part.iter_mut().zip(&u[k..k + n]) {
-                    *s = self.scaled(u.to_f32(), norm);
+        let sc = self.sc;
+        let local = self.variant.scaling() == Scaling::Local;
+        match self.source {
+            Source::Gate { u, row } => {
+                // One value per row of the piece: the gate's trace for the row.
+                let norm = if local { self.norm_of(row) } else { None };
+                self.by_row(at, s, |r, part| part.fill(self.scaled(u[r].to_f32(), norm)));
+            }
+            Source::Own { row0 } if local && !self.scale.rowsq.is_empty() => {
+                // Each element's row norm first (row by row, or straight from the sums for
+                // rows of one), then the scaled utilities in one loop over the piece, which
+                // vectorizes whatever the rows' length (rows of 15 at 2^26: 235 -> 130 ms).
+                if self.last_dim == 1 {
+                    let sums = &self.scale.rowsq[row0 + at..][..s.len()];
+                    for (s, ss) in s.iter_mut().zip(sums) {
+                        *s = norm(*ss);
+                    }
+                } else {
+                    let rowsq = &self.scale.rowsq[row0..];
+                    self.by_row(at, s, |r, part| part.fill(norm(rowsq[r])));
+                }
+                for (s, u) in s.iter_mut().zip(own) {
+                    *s = sigmoid((u.to_f32() / sc.bc) / *s);
                 }
             }
-            k += n;
+            // Global scaling (or the one-pass mode's first local step, before any row sums).
+            Source::Own { .. } => {
+                for (s, u) in s.iter_mut().zip(own) {
+                    *s = scaled_global(u.to_f32(), sc.bc, self.scale.eta);
+                }
+            }
+            Source::None => {}
+        }
+    }
+
+    /// `f(row, part)` for each run `part` of `s` (elements `at..` of the tensor) in one row.
+    #[inline(always)]
+    fn by_row(&self, at: usize, s: &mut [f32], mut f: impl FnMut(usize, &mut [f32])) {
+        let (mut row, mut col) = (at / self.last_dim, at % self.last_dim);
+        let mut k = 0;
+        while k < s.len() {
+            let n = (self.last_dim - col).min(s.len() - k);
+            f(row, &mut s[k..k + n]);
+            (k, row, col) = (k + n, row + 1, 0);
         }
     }
 
