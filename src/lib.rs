@@ -32,6 +32,7 @@ pub mod rng;
 pub mod sources;
 mod validate;
 
+pub use backend::memory::MemoryUse;
 pub use backend::{Backend, Device};
 pub use buffer::{Buffer, DType, Element, Float};
 pub use error::{Error, Result};

@@ -14,6 +14,7 @@ use cudarc::driver::{
     LaunchConfig, PushKernelArg,
 };
 
+use super::memory::{Lease, Ledger};
 use super::ptx::KernelArg;
 
 use crate::buffer::{Buffer, Element, Storage};
@@ -33,6 +34,7 @@ struct Inner {
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     /// Functions looked up once per (module, entry), not at every launch.
     functions: Mutex<HashMap<(&'static str, String), CudaFunction>>,
+    ledger: Arc<Ledger>,
 }
 
 fn driver_present() -> std::result::Result<(), String> {
@@ -86,6 +88,7 @@ impl CudaDevice {
             stream,
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
+            ledger: Arc::default(),
         })))
     }
 
@@ -147,10 +150,16 @@ impl CudaDevice {
 
     pub(crate) fn zeros<T: Element>(&self, len: usize) -> Result<CudaStorage<T>> {
         let slice = self.0.stream.alloc_zeros::<T>(len.max(1))?;
+        let bytes = (len.max(1) * std::mem::size_of::<T>()) as u64;
         Ok(CudaStorage {
             dev: self.clone(),
             mem: Mem::Owned(slice),
+            _lease: Some(self.0.ledger.lease(bytes)),
         })
+    }
+
+    pub(crate) fn ledger(&self) -> &Ledger {
+        &self.0.ledger
     }
 
     pub(crate) fn upload<T: Element>(&self, data: &[T]) -> Result<CudaStorage<T>> {
@@ -201,6 +210,8 @@ enum Mem<T> {
 pub struct CudaStorage<T: Element> {
     pub(crate) dev: CudaDevice,
     mem: Mem<T>,
+    /// Our own allocations' bytes on the device's ledger (none for a caller's).
+    _lease: Option<Lease>,
 }
 
 /// Keeps cudarc's stream bookkeeping for a pointer alive until a launch is enqueued.
@@ -300,6 +311,7 @@ impl<T: Element> Buffer<T> {
             storage: Storage::Cuda(CudaStorage {
                 dev: dev.clone(),
                 mem: Mem::Owned(slice),
+                _lease: None,
             }),
         })
     }
@@ -315,6 +327,7 @@ impl<T: Element> Buffer<T> {
             storage: Storage::Cuda(CudaStorage {
                 dev: dev.clone(),
                 mem: Mem::Raw(ptr),
+                _lease: None,
             }),
         }
     }

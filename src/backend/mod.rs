@@ -3,6 +3,7 @@
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod memory;
 pub(crate) mod ptx;
 #[cfg(feature = "ptx-emu")]
 pub mod ptx_emu;
@@ -11,6 +12,7 @@ pub mod wgpu;
 
 use crate::buffer::{Buffer, Element, Storage};
 use crate::{Error, Result};
+use memory::{Ledger, MemoryUse};
 
 /// The kinds of backend, as named by `TRAINKERN_BACKEND` and `--backend`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,6 +95,32 @@ impl Device {
             return Ok(Device::Wgpu(d));
         }
         Ok(Device::Cpu)
+    }
+
+    /// The device memory the crate holds here, now and at its peak since
+    /// [`Device::reset_peak_memory`] (`None` on the CPU, which keeps no count; see
+    /// [`memory`]).
+    pub fn memory(&self) -> Option<MemoryUse> {
+        self.ledger().map(Ledger::usage)
+    }
+
+    /// Start a new peak of [`Device::memory`] from what is held now.
+    pub fn reset_peak_memory(&self) {
+        if let Some(l) = self.ledger() {
+            l.reset_peak();
+        }
+    }
+
+    fn ledger(&self) -> Option<&Ledger> {
+        match self {
+            Device::Cpu => None,
+            #[cfg(feature = "wgpu")]
+            Device::Wgpu(d) => Some(d.ledger()),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => Some(d.ledger()),
+            #[cfg(feature = "ptx-emu")]
+            Device::PtxEmu(d) => Some(d.ledger()),
+        }
     }
 
     /// The CPU reference backend.

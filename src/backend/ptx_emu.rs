@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use super::memory::{Lease, Ledger};
 use crate::buffer::Element;
 use crate::ptx::{self, Dims, Global, Region};
 use crate::{Error, Result};
@@ -24,6 +25,7 @@ struct Inner {
     id: u64,
     modules: Mutex<HashMap<&'static str, Arc<ptx::Module>>>,
     allocations: Mutex<BTreeMap<u64, Weak<Allocation>>>,
+    ledger: Arc<Ledger>,
 }
 
 /// Emulated device memory.
@@ -37,6 +39,8 @@ pub(crate) struct Allocation {
 pub struct EmuStorage {
     pub(crate) dev: EmuDevice,
     alloc: Arc<Allocation>,
+    /// The allocation's bytes on the device's ledger.
+    _lease: Lease,
 }
 
 impl Default for EmuDevice {
@@ -51,6 +55,7 @@ impl EmuDevice {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             modules: Mutex::new(HashMap::new()),
             allocations: Mutex::new(BTreeMap::new()),
+            ledger: Arc::default(),
         }))
     }
 
@@ -80,7 +85,12 @@ impl EmuDevice {
         Ok(EmuStorage {
             dev: self.clone(),
             alloc,
+            _lease: self.0.ledger.lease(words as u64 * 4),
         })
+    }
+
+    pub(crate) fn ledger(&self) -> &Ledger {
+        &self.0.ledger
     }
 
     pub(crate) fn upload<T: Element>(&self, data: &[T]) -> Result<EmuStorage> {

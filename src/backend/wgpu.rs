@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::memory::{Lease, Ledger};
 use crate::buffer::{Buffer, Element, Storage};
 use crate::{Error, Result};
 
@@ -53,6 +54,7 @@ struct Inner {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
+    ledger: Arc<Ledger>,
 }
 
 /// One instance for the whole process: wgpu resources of one instance used with a device of
@@ -228,6 +230,7 @@ impl WgpuDevice {
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             uncaptured,
+            ledger: Arc::default(),
         })))
     }
 
@@ -340,7 +343,8 @@ impl WgpuDevice {
         Ok(r)
     }
 
-    fn new_buffer(&self, bytes: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+    /// A new buffer, counted on the device's ledger for as long as the lease lives.
+    fn new_buffer(&self, bytes: u64, usage: wgpu::BufferUsages) -> Result<(wgpu::Buffer, Lease)> {
         if bytes > self.0.limits.max_buffer_size {
             return Err(Error::LimitExceeded {
                 what: format!("wgpu buffer size on {}", self.0.info.name),
@@ -348,14 +352,19 @@ impl WgpuDevice {
                 max: self.0.limits.max_buffer_size,
             });
         }
-        self.scoped("create_buffer", || {
+        let buffer = self.scoped("create_buffer", || {
             self.0.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("trainkern"),
                 size: bytes,
                 usage,
                 mapped_at_creation: false,
             })
-        })
+        })?;
+        Ok((buffer, self.0.ledger.lease(bytes)))
+    }
+
+    pub(crate) fn ledger(&self) -> &Ledger {
+        &self.0.ledger
     }
 
     fn storage_usage() -> wgpu::BufferUsages {
@@ -364,12 +373,14 @@ impl WgpuDevice {
 
     pub(crate) fn zeros(&self, bytes: usize) -> Result<WgpuStorage> {
         // Rounded up to whole words (copies and u32 bindings need it); wgpu zero-fills.
-        let buffer = self.new_buffer(round4(bytes as u64).max(4), Self::storage_usage())?;
+        let (buffer, lease) =
+            self.new_buffer(round4(bytes as u64).max(4), Self::storage_usage())?;
         Ok(WgpuStorage {
             dev: self.clone(),
             buffer,
             byte_offset: 0,
             owned: true,
+            _lease: Some(lease),
         })
     }
 
@@ -480,7 +491,7 @@ impl WgpuDevice {
             .map(|w| round_up(w.params.len() as u64, align))
             .max()
             .unwrap_or(align);
-        let params = self.new_buffer(
+        let (params, _lease) = self.new_buffer(
             slot * work.len() as u64,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         )?;
@@ -618,6 +629,8 @@ pub struct WgpuStorage {
     pub(crate) byte_offset: u64,
     /// Owned buffers are padded to whole words, so a tail write may touch the padding.
     owned: bool,
+    /// Our own buffers' bytes on the device's ledger (none for a caller's).
+    _lease: Option<Lease>,
 }
 
 impl WgpuStorage {
@@ -638,7 +651,7 @@ impl WgpuStorage {
         }
         let dev = &self.dev;
         let bytes = round4((len * T::DTYPE.size()) as u64);
-        let staging = dev.new_buffer(
+        let (staging, _lease) = dev.new_buffer(
             bytes,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         )?;
@@ -685,6 +698,7 @@ impl WgpuStorage {
                     buffer: self.buffer.clone(),
                     byte_offset: self.byte_offset + whole as u64,
                     owned: false,
+                    _lease: None,
                 };
                 let old: Vec<u32> = at.download(1)?;
                 word = old[0].to_le_bytes();
@@ -762,6 +776,7 @@ impl<T: Element> Buffer<T> {
                 buffer,
                 byte_offset,
                 owned: false,
+                _lease: None,
             }),
         })
     }

@@ -3,7 +3,7 @@
 //! `design/mf.md`: BandMF `(p + 2) 4 d` (the gradient read and written, `p - 1` state vectors
 //! read, one written), BLT `(2m + 2) 4 d`, BISR and independent `8 d`.
 
-use super::{Row, row, time};
+use super::{Row, Timing, row, time};
 use crate::Result;
 use crate::backend::Device;
 use crate::buffer::DType;
@@ -13,8 +13,8 @@ use crate::mf_noise::NoiseGenerator;
 /// Steps planned per generator: more than the bench ever takes.
 const STEPS: usize = 4096;
 
-/// Median seconds of one step, after the ring has filled.
-fn one(dev: &Device, strategy: &Strategy, len: usize) -> Result<f64> {
+/// The timing of one step, after the ring has filled.
+fn one(dev: &Device, strategy: &Strategy, len: usize) -> Result<Timing> {
     let mut g = NoiseGenerator::new(dev, strategy, STEPS, len, 0, 1, 1.0)?;
     let mut grad = dev.zeros::<f32>(len)?;
     // Warm the ring past its first p - 1 steps so every step reads the whole state.
@@ -54,9 +54,9 @@ pub(super) fn run(
     for (op, strategy, words) in cases {
         progress(&format!("{op} {len}"));
         match one(dev, &strategy, len) {
-            Ok(seconds) => {
+            Ok(timing) => {
                 let bytes = (words * 4 * len) as u64;
-                rows.push(row(dev, op, DType::F32, len, seconds, bytes, copy_gbps));
+                rows.push(row(dev, op, DType::F32, len, timing, bytes, copy_gbps));
             }
             // A state of up to 15 vectors of len may not fit one wgpu binding or buffer: say so
             // and go on with the other cases.

@@ -34,6 +34,10 @@ pub struct Row {
     /// Floating-point operations per call where the op counts them (FFTs: `5 n log2 n` per
     /// signal), else 0.
     pub flops: u64,
+    /// The most device memory the calls held at once beyond what was held before them (the
+    /// op's working memory: inputs and outputs are allocated before it is timed); `None` on the
+    /// CPU, which keeps no count (see [`crate::backend::memory`]).
+    pub work_bytes: Option<u64>,
 }
 
 impl Row {
@@ -42,7 +46,7 @@ impl Row {
         format!(
             "{{\"op\":\"{}\",\"dtype\":\"{}\",\"backend\":\"{}\",\"device\":{:?},\"len\":{},\
              \"seconds\":{:e},\"bytes\":{},\"gbps\":{:.3},\"copy_gbps\":{:.3},\"pct_of_copy\":{:.2},\
-             \"samples_per_s\":{:e},\"gflops\":{:.3}}}",
+             \"samples_per_s\":{:e},\"gflops\":{:.3},\"work_bytes\":{}}}",
             self.op,
             self.dtype,
             self.backend,
@@ -54,7 +58,9 @@ impl Row {
             self.copy_gbps,
             self.pct_of_copy,
             self.len as f64 / self.seconds,
-            self.flops as f64 / self.seconds / 1e9
+            self.flops as f64 / self.seconds / 1e9,
+            self.work_bytes
+                .map_or_else(|| "null".to_string(), |b| b.to_string())
         )
     }
 }
@@ -70,9 +76,20 @@ pub fn default_sizes(backend: Backend) -> Vec<usize> {
     }
 }
 
+/// A timing: the median seconds per call and the calls' working memory.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub seconds: f64,
+    /// As [`Row::work_bytes`].
+    pub work_bytes: Option<u64>,
+}
+
 /// Median seconds of `f` followed by a device synchronization, after two warm-up calls; repeats
-/// until 0.4 s or 25 calls, at least 5.
-pub fn time(dev: &Device, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// until 0.4 s or 25 calls, at least 5. Also the most device memory held during the calls beyond
+/// what was held before them.
+pub fn time(dev: &Device, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
+    dev.reset_peak_memory();
+    let before = dev.memory();
     for _ in 0..2 {
         f()?;
     }
@@ -86,7 +103,13 @@ pub fn time(dev: &Device, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
         samples.push(t.elapsed().as_secs_f64());
     }
     samples.sort_by(f64::total_cmp);
-    Ok(samples[samples.len() / 2])
+    let work_bytes = before
+        .zip(dev.memory())
+        .map(|(b, now)| now.peak.saturating_sub(b.live));
+    Ok(Timing {
+        seconds: samples[samples.len() / 2],
+        work_bytes,
+    })
 }
 
 /// A row from a timing and the op's minimum bytes.
@@ -95,10 +118,11 @@ pub(crate) fn row(
     op: &'static str,
     dtype: DType,
     len: usize,
-    seconds: f64,
+    timing: Timing,
     bytes: u64,
     copy_gbps: f64,
 ) -> Row {
+    let seconds = timing.seconds;
     let gbps = bytes as f64 / seconds / 1e9;
     Row {
         op,
@@ -112,6 +136,7 @@ pub(crate) fn row(
         copy_gbps,
         pct_of_copy: 100.0 * gbps / copy_gbps,
         flops: 0,
+        work_bytes: timing.work_bytes,
     }
 }
 
@@ -125,7 +150,7 @@ pub fn copy_row(dev: &Device, len: usize) -> Result<Row> {
     let mut dst = dev.zeros::<f32>(len)?;
     let t = time(dev, || dev.copy(&src, &mut dst))?;
     let bytes = 2 * 4 * len as u64;
-    let gbps = bytes as f64 / t / 1e9;
+    let gbps = bytes as f64 / t.seconds / 1e9;
     Ok(row(dev, "copy", DType::F32, len, t, bytes, gbps))
 }
 
@@ -236,7 +261,7 @@ fn cpu_write_row(dev: &Device, len: usize, copy_gbps: f64) -> Result<Row> {
 /// The table, one row per case.
 pub fn format_table(rows: &[Row]) -> String {
     let mut s = format!(
-        "{:<20} {:<5} {:<8} {:>10} {:>12} {:>12} {:>9} {:>11} {:>8} {:>8}  {}\n",
+        "{:<20} {:<5} {:<8} {:>10} {:>12} {:>12} {:>9} {:>11} {:>8} {:>8} {:>8}  {}\n",
         "op",
         "dtype",
         "backend",
@@ -247,11 +272,12 @@ pub fn format_table(rows: &[Row]) -> String {
         "Melem/s",
         "% copy",
         "GFLOP/s",
+        "work MB",
         "device"
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<20} {:<5} {:<8} {:>10} {:>10.3}ms {:>12} {:>9.2} {:>11.1} {:>7.1}% {:>8}  {}\n",
+            "{:<20} {:<5} {:<8} {:>10} {:>10.3}ms {:>12} {:>9.2} {:>11.1} {:>7.1}% {:>8} {:>8}  {}\n",
             r.op,
             r.dtype.name(),
             r.backend,
@@ -266,12 +292,16 @@ pub fn format_table(rows: &[Row]) -> String {
             } else {
                 "-".into()
             },
+            r.work_bytes
+                .map_or_else(|| "-".into(), |b| format!("{:.2}", b as f64 / 1e6)),
             r.device
         ));
     }
     s.push_str(
         "GB/s counts the minimum bytes each op moves; the copy row counts bytes read + written \
-         (the faster of two copies, before and after the size's ops).\n",
+         (the faster of two copies, before and after the size's ops). work MB: the most device \
+         memory the op's calls held at once beyond its inputs and outputs (not counted on the \
+         CPU).\n",
     );
     s
 }
