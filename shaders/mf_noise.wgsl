@@ -14,14 +14,16 @@
 // coordinate (a multiple of the block), `index` is that coordinate's global index, and vector v
 // of window coordinate i sits at state[((i / block) V + v) block + i % block].
 //
-// Building the Fourier table, one chunk of `len` coordinates (columns) at a time; spec holds
-// N x len complex values, time-major (binding 4), taps = N, index = the chunk's first global
-// coordinate. One invocation per element:
-//   mfn_fourier_z     spec[j len + c] = (z_j[index + c], 0)
+// Building the Fourier table, one chunk of coordinates at a time; spec holds N x len complex
+// values, time-major (binding 4), column c holding two coordinates, 2c in the real part and
+// 2c + 1 in the imaginary (the circulant root S is real: S (z + i z') = S z + i S z'); taps = N,
+// index = the chunk's first global coordinate. One invocation per element:
+//   mfn_fourier_z     spec[j len + c] = (z_j[index + 2c], z_j[index + 2c + 1])
 //   mfn_fourier_root  spec[j len + c] *= root[j] (binding 5: the circulant's square root, 1 / N
 //                     folded in)
-//   mfn_fourier_diff  for t < p.t (= n), c < row: state[t block + col0 + c] = Re spec[t len + c]
-//                     - Re spec[(t - 1) len + c] (0 before step 0); state bound at the block
+//   mfn_fourier_diff  for t < p.t (= n), c < row (<= 2 len), y_t the part c % 2 of
+//                     spec[t len + c / 2]: state[t block + col0 + c] = y_t - y_{t-1} (y_{-1} =
+//                     0); state bound at the block
 
 struct Params {
     len: u32,
@@ -180,7 +182,8 @@ fn mfn_fourier_z(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     if (g >= p.len * p.taps) {
         return;
     }
-    spec[g] = vec2<f32>(z(g % p.len, g / p.len), 0.0);
+    let c = 2u * (g % p.len);
+    spec[g] = vec2<f32>(z(c, g / p.len), z(c + 1u, g / p.len));
 }
 
 @compute @workgroup_size(256)
@@ -202,9 +205,12 @@ fn mfn_fourier_diff(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     }
     let t = g / p.row;
     let c = g % p.row;
+    let imag = (c & 1u) == 1u;
     var prev = 0.0;
     if (t > 0u) {
-        prev = spec[(t - 1u) * p.len + c].x;
+        let v = spec[(t - 1u) * p.len + c / 2u];
+        prev = select(v.x, v.y, imag);
     }
-    state_set(t * p.block + p.col0 + c, spec[t * p.len + c].x - prev);
+    let v = spec[t * p.len + c / 2u];
+    state_set(t * p.block + p.col0 + c, select(v.x, v.y, imag) - prev);
 }

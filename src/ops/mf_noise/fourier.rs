@@ -10,8 +10,11 @@
 //! coordinates at a time: the chunk's Gaussians (`N x cols`, time-major, complex f32), the
 //! crate's batched FFT along time ([`crate::fft`], interleaved layout), the root (with `1 / N`)
 //! multiplied in, the inverse FFT, and the differences of the first `n` rows written into the
-//! table. The chunk is as wide as a state block, or narrower where `N x cols` complex values
-//! would pass 256 MiB (one binding on wgpu).
+//! table. Each column of the spectrum carries two coordinates, one in the real part and one in
+//! the imaginary: `S` is a real circulant, so `S (z + i z') = S z + i S z'`, and a chunk needs
+//! half the FFTs and half the memory of one column per coordinate. The chunk is as wide as a
+//! state block, or narrower where `N x cols` complex values would pass 256 MiB (one binding on
+//! wgpu).
 
 use rayon::prelude::*;
 use rustfft::FftPlanner;
@@ -29,7 +32,8 @@ use crate::{Error, Result, rng};
 pub(super) struct Chunk {
     /// `N`, the circulant's size.
     pub big: usize,
-    /// Columns of the spectrum buffer (the FFT's batch); `count <= cols` are kept.
+    /// Columns of the spectrum buffer (the FFT's batch), two coordinates each; the chunk's
+    /// `count <= 2 cols` coordinates are kept.
     pub cols: usize,
     pub count: usize,
     /// Steps `n`: vectors per coordinate of the table.
@@ -78,7 +82,9 @@ pub(super) fn build(
         Device::Wgpu(w) => w.chunk_bytes().min(1 << 28),
         _ => 1 << 28,
     };
-    let cols = ((budget / (8 * big as u64)) as usize).min(block).min(len);
+    let cols = ((budget / (8 * big as u64)) as usize)
+        .min(block.div_ceil(2))
+        .min(len.div_ceil(2));
     if cols == 0 {
         return Err(Error::LimitExceeded {
             what: format!("{OP}: bytes of one coordinate's Fourier spectrum (N = {big})"),
@@ -96,11 +102,11 @@ pub(super) fn build(
     let mut spec = dev.zeros::<f32>(2 * big * cols)?;
     for blk in 0..len.div_ceil(block) {
         let width = block.min(len - blk * block);
-        for col0 in (0..width).step_by(cols) {
+        for col0 in (0..width).step_by(2 * cols) {
             let c = Chunk {
                 big,
                 cols,
-                count: cols.min(width - col0),
+                count: (2 * cols).min(width - col0),
                 steps: n,
                 block,
                 blk,

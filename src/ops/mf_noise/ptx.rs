@@ -149,7 +149,7 @@ pub(super) fn fourier(
     };
     // SAFETY: the lists match the entries; spec holds `total` complex values and a thread
     // g < total touches element g (and root element g / cols < big); a diff thread (t, c) <
-    // (steps, count) reads spec elements t cols + c and the one a row before and writes table
-    // word t block + c < span.
+    // (steps, count) reads a part of spec element t cols + c / 2 (c / 2 < cols, as count <=
+    // 2 cols) and of the one a row before, and writes table word t block + c < span.
     unsafe { dev.launch_1d("mf_noise", pass.entry(), OP, &args, threads) }
 }
