@@ -91,13 +91,13 @@ def main():
         rows.append(dict(op="torch splat fw", len=rays, seconds=fw_ms / 1e3, backend="torch",
                          device=name, status=status))
         rows.append(dict(op="torch splat fw+bw", len=rays, seconds=fwbw_ms / 1e3,
-                         peak_bytes=peak, backend="torch", device=name, status=status))
+                         work_bytes=peak, backend="torch", device=name, status=status))
         del feat, origins, dirs, near, far, bidx
         torch.cuda.empty_cache()
-    print(f"{'op':<22} {'rays':>9} {'median':>11} {'peak MB':>10}  status")
+    print(f"{'op':<22} {'rays':>9} {'median':>11} {'work MB':>10}  status")
     for r in rows:
-        peak = r.get("peak_bytes")
-        peak = f"{peak / 2**20:10.1f}" if peak is not None else f"{'':>10}"
+        peak = r.get("work_bytes")
+        peak = f"{peak / 1e6:10.2f}" if peak is not None else f"{'':>10}"
         print(f"{r['op']:<22} {r['len']:>9} {r['seconds']*1e3:>9.2f}ms {peak}  {r['status']}")
     if args.json:
         with open(args.json, "w") as f:
