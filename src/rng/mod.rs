@@ -215,7 +215,7 @@ const BATCH_BLOCKS: usize = 64;
 /// algorithm. `first + dst.len()` must not overflow (the ops validate it).
 ///
 /// Measured on the development machine (AMD EPYC with AVX-512), one thread on data in cache:
-/// 265 M/s baseline, 370 M/s AVX2 (the compiler's vectorization of [`gaussian_batch`]),
+/// 265 M/s baseline, 370 M/s AVX2 (the compiler's vectorization of `gaussian_batch`),
 /// 1.0 G/s AVX-512 (the intrinsics of `avx512.rs`); [`words_into`] 2.1 G/s with AVX-512.
 pub fn gaussians_into(seed: u64, stream: u64, first: u64, dst: &mut [f32]) {
     let isa = Isa::detect();

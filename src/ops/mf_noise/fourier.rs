@@ -3,7 +3,8 @@
 //! prefix sum's embedding (size `N = next_power_of_two(2n)`) and `Z` the RNG's Gaussians along
 //! time; step `t`'s noise is `Y_t - Y_{t-1}`. `S Z` is a circular convolution, done with
 //! `rustfft` in f64 on the host: `IFFT(sqrt(lambda) FFT(z))`, `lambda` the DFT of the embedding's
-//! first column.
+//! first column, in blocks of 64 coordinates in parallel, two coordinates per transform
+//! as on the devices below (here always a global pair, so that shards give the same bits).
 //!
 //! The generator keeps the table as its state, one vector per step (`build`). On the CPU the
 //! reference table comes from [`steps`]; on a device the table is built there, a chunk of
@@ -156,60 +157,151 @@ fn kernel(dev: &Device, pass: Pass<'_>, c: &Chunk, seed: u64, spec: &Buffer<f32>
 /// The per-step noise `x_t = Y_t - Y_{t-1}` (`n x len`, time-major, f32, differences taken in
 /// f64) for coordinates `offset ..` under `seed`.
 pub fn steps(n: usize, len: usize, offset: u64, seed: u64) -> Vec<f32> {
-    let y = cumulative(n, len, offset, seed);
     let mut x = vec![0.0f32; n * len];
-    for t in 0..n {
-        for i in 0..len {
-            let prev = if t > 0 { y[(t - 1) * len + i] } else { 0.0 };
-            x[t * len + i] = (y[t * len + i] - prev) as f32;
+    for_blocks(n, len, offset, seed, |c0, cols, y| {
+        let mut out = vec![0.0f32; n * cols];
+        for t in 0..n {
+            for i in 0..cols {
+                let prev = if t > 0 { y[(t - 1) * cols + i] } else { 0.0 };
+                out[t * cols + i] = (y[t * cols + i] - prev) as f32;
+            }
         }
-    }
+        (c0, cols, out)
+    })
+    .into_iter()
+    .for_each(|(c0, cols, out)| {
+        for t in 0..n {
+            x[t * len + c0..][..cols].copy_from_slice(&out[t * cols..][..cols]);
+        }
+    });
     x
 }
 
 /// The table `Y` (`n x len`, time-major, f64) for coordinates `offset ..` under `seed`:
 /// `z_j[i]` is the Gaussian of global index `offset + i` in stream [`STREAM_TAG`]` | j`.
 pub fn cumulative(n: usize, len: usize, offset: u64, seed: u64) -> Vec<f64> {
+    let mut y = vec![0.0f64; n * len];
+    for_blocks(n, len, offset, seed, |c0, cols, yb| (c0, cols, yb))
+        .into_iter()
+        .for_each(|(c0, cols, yb)| {
+            for t in 0..n {
+                y[t * len + c0..][..cols].copy_from_slice(&yb[t * cols..][..cols]);
+            }
+        });
+    y
+}
+
+/// Coordinates per rayon task of the CPU table: their Gaussians (`N x COLS` f32) stay in cache
+/// while they are transformed.
+const COLS: usize = 64;
+
+/// `f(c0, cols, y)` for each block of up to [`COLS`] coordinates from `c0` (of `offset ..
+/// offset + len`) in parallel, `y` the block's `Y` (`n x cols`, time-major, f64); the results in
+/// block order.
+fn for_blocks<R: Send>(
+    n: usize,
+    len: usize,
+    offset: u64,
+    seed: u64,
+    f: impl Fn(usize, usize, Vec<f64>) -> R + Sync,
+) -> Vec<R> {
     let big = crate::mf::fourier::size(n);
     let mut planner = FftPlanner::<f64>::new();
-    let fft = planner.plan_fft_forward(big);
-    let ifft = planner.plan_fft_inverse(big);
-    let root = crate::mf::fourier::root(n);
-    // Z, time-major: row j holds z_j for every coordinate.
-    let z: Vec<Vec<f32>> = (0..big as u64)
+    let plan = Transforms {
+        big,
+        fft: planner.plan_fft_forward(big),
+        ifft: planner.plan_fft_inverse(big),
+        root: crate::mf::fourier::root(n),
+    };
+    let starts: Vec<usize> = (0..len).step_by(COLS).collect();
+    starts
         .into_par_iter()
-        .map(|j| {
-            let mut row = vec![0.0f32; len];
-            rng::gaussians_into(seed, STREAM_TAG | j, offset, &mut row);
-            row
+        .map(|c0| {
+            let cols = COLS.min(len - c0);
+            f(c0, cols, plan.block(n, offset + c0 as u64, cols, seed))
         })
-        .collect();
-    let columns: Vec<Vec<f64>> = (0..len)
-        .into_par_iter()
-        .map(|i| {
-            let mut v: Vec<Complex<f64>> = (0..big)
-                .map(|j| Complex::new(f64::from(z[j][i]), 0.0))
-                .collect();
-            fft.process(&mut v);
-            for (x, r) in v.iter_mut().zip(&root) {
+        .collect()
+}
+
+/// The transforms of the CPU table: `S z = IFFT(root FFT(z))`, `root` with `1 / N` left out.
+struct Transforms {
+    big: usize,
+    fft: std::sync::Arc<dyn rustfft::Fft<f64>>,
+    ifft: std::sync::Arc<dyn rustfft::Fft<f64>>,
+    root: Vec<Complex<f64>>,
+}
+
+impl Transforms {
+    /// `Y` of the global coordinates `first .. first + cols` (`n x cols`, time-major). Two
+    /// coordinates per transform, one in the real part and one in the imaginary (`S` is a real
+    /// circulant: `S (z + i z') = S z + i S z'`), always the global pairs `(2k, 2k + 1)`: a
+    /// coordinate's value does not depend on where its shard or block starts (the other half of
+    /// a pair cut by either end is drawn and dropped).
+    fn block(&self, n: usize, first: u64, cols: usize, seed: u64) -> Vec<f64> {
+        let big = self.big;
+        let lo = first & !1;
+        let width = ((first + cols as u64 - lo) as usize).next_multiple_of(2);
+        // Z, time-major: row j holds z_j of the block's pairs.
+        let mut z = vec![0.0f32; big * width];
+        for (j, row) in z.chunks_mut(width).enumerate() {
+            rng::gaussians_into(seed, STREAM_TAG | j as u64, lo, row);
+        }
+        let mut y = vec![0.0f64; n * cols];
+        let mut v = vec![Complex::new(0.0, 0.0); big];
+        for k in (0..width).step_by(2) {
+            for (j, vj) in v.iter_mut().enumerate() {
+                let zj = &z[j * width + k..];
+                *vj = Complex::new(f64::from(zj[0]), f64::from(zj[1]));
+            }
+            self.fft.process(&mut v);
+            for (x, r) in v.iter_mut().zip(&self.root) {
                 *x *= r;
             }
-            ifft.process(&mut v);
-            v[..n].iter().map(|c| c.re / big as f64).collect()
-        })
-        .collect();
-    let mut y = vec![0.0f64; n * len];
-    for (i, col) in columns.iter().enumerate() {
-        for (t, v) in col.iter().enumerate() {
-            y[t * len + i] = *v;
+            self.ifft.process(&mut v);
+            for (part, g) in [(0, lo + k as u64), (1, lo + k as u64 + 1)] {
+                if (first..first + cols as u64).contains(&g) {
+                    let i = (g - first) as usize;
+                    for t in 0..n {
+                        let value = if part == 0 { v[t].re } else { v[t].im };
+                        y[t * cols + i] = value / big as f64;
+                    }
+                }
+            }
         }
+        y
     }
-    y
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two coordinates share a transform, always a global pair: a coordinate's `Y` (f64) and
+    /// noise are the same bits whether it is computed alone, in a shard cut inside a pair, or in
+    /// a block of a longer run (blocks starting at odd coordinates here).
+    #[test]
+    fn shards_cut_inside_a_pair_give_the_same_bits() {
+        let (n, len, offset, seed) = (7, 200, 41, 3);
+        let whole = cumulative(n, len, offset, seed);
+        for i in [0, 1, 2, 63, 64, 65, 198, 199] {
+            let alone = cumulative(n, 1, offset + i as u64, seed);
+            for t in 0..n {
+                assert_eq!(alone[t].to_bits(), whole[t * len + i].to_bits(), "{t},{i}");
+            }
+        }
+        let whole = steps(n, len, offset, seed);
+        let (a, b) = (
+            steps(n, 3, offset, seed),
+            steps(n, len - 3, offset + 3, seed),
+        );
+        for t in 0..n {
+            assert_eq!(&a[t * 3..][..3], &whole[t * len..][..3]);
+            assert_eq!(
+                &b[t * (len - 3)..][..len - 3],
+                &whole[t * len + 3..][..len - 3]
+            );
+        }
+    }
 
     #[test]
     fn table_is_the_circulant_root_applied_to_the_rng() {
