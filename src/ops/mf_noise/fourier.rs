@@ -239,12 +239,14 @@ impl Transforms {
     /// a pair cut by either end is drawn and dropped).
     fn block(&self, n: usize, first: u64, cols: usize, seed: u64) -> Vec<f64> {
         let big = self.big;
-        let lo = first & !1;
-        let width = ((first + cols as u64 - lo) as usize).next_multiple_of(2);
-        // Z, time-major: row j holds z_j of the block's pairs.
+        let (lo, end) = (first & !1, first + cols as u64);
+        let width = ((end - lo) as usize).next_multiple_of(2);
+        // Z, time-major: row j holds z_j of the block's pairs. The partner past the last index
+        // (u64::MAX, whose range end the RNG cannot take) stays zero.
+        let drawn = width - usize::from(end == u64::MAX && width > (end - lo) as usize);
         let mut z = vec![0.0f32; big * width];
         for (j, row) in z.chunks_mut(width).enumerate() {
-            rng::gaussians_into(seed, STREAM_TAG | j as u64, lo, row);
+            rng::gaussians_into(seed, STREAM_TAG | j as u64, lo, &mut row[..drawn]);
         }
         let mut y = vec![0.0f64; n * cols];
         let mut v = vec![Complex::new(0.0, 0.0); big];
@@ -305,7 +307,13 @@ mod tests {
 
     #[test]
     fn table_is_the_circulant_root_applied_to_the_rng() {
-        let (n, len, offset, seed) = (5, 3, 40, 9);
+        // The second range ends at the last RNG index, cutting its last pair.
+        for (n, len, offset, seed) in [(5, 3, 40, 9), (4, 3, u64::MAX - 3, 2)] {
+            table_matches_the_direct_product(n, len, offset, seed);
+        }
+    }
+
+    fn table_matches_the_direct_product(n: usize, len: usize, offset: u64, seed: u64) {
         let big = crate::mf::fourier::size(n);
         let s = crate::mf::fourier::first_column(n);
         let y = cumulative(n, len, offset, seed);
