@@ -157,54 +157,38 @@ fn kernel(dev: &Device, pass: Pass<'_>, c: &Chunk, seed: u64, spec: &Buffer<f32>
 /// The per-step noise `x_t = Y_t - Y_{t-1}` (`n x len`, time-major, f32, differences taken in
 /// f64) for coordinates `offset ..` under `seed`.
 pub fn steps(n: usize, len: usize, offset: u64, seed: u64) -> Vec<f32> {
-    let mut x = vec![0.0f32; n * len];
-    for_blocks(n, len, offset, seed, |c0, cols, y| {
-        let mut out = vec![0.0f32; n * cols];
+    by_blocks(n, len, offset, seed, |cols, y| {
+        let mut x = vec![0.0f32; n * cols];
         for t in 0..n {
             for i in 0..cols {
                 let prev = if t > 0 { y[(t - 1) * cols + i] } else { 0.0 };
-                out[t * cols + i] = (y[t * cols + i] - prev) as f32;
+                x[t * cols + i] = (y[t * cols + i] - prev) as f32;
             }
         }
-        (c0, cols, out)
+        x
     })
-    .into_iter()
-    .for_each(|(c0, cols, out)| {
-        for t in 0..n {
-            x[t * len + c0..][..cols].copy_from_slice(&out[t * cols..][..cols]);
-        }
-    });
-    x
 }
 
 /// The table `Y` (`n x len`, time-major, f64) for coordinates `offset ..` under `seed`:
 /// `z_j[i]` is the Gaussian of global index `offset + i` in stream [`STREAM_TAG`]` | j`.
 pub fn cumulative(n: usize, len: usize, offset: u64, seed: u64) -> Vec<f64> {
-    let mut y = vec![0.0f64; n * len];
-    for_blocks(n, len, offset, seed, |c0, cols, yb| (c0, cols, yb))
-        .into_iter()
-        .for_each(|(c0, cols, yb)| {
-            for t in 0..n {
-                y[t * len + c0..][..cols].copy_from_slice(&yb[t * cols..][..cols]);
-            }
-        });
-    y
+    by_blocks(n, len, offset, seed, |_, y| y)
 }
 
 /// Coordinates per rayon task of the CPU table: their Gaussians (`N x COLS` f32) stay in cache
 /// while they are transformed.
 const COLS: usize = 64;
 
-/// `f(c0, cols, y)` for each block of up to [`COLS`] coordinates from `c0` (of `offset ..
-/// offset + len`) in parallel, `y` the block's `Y` (`n x cols`, time-major, f64); the results in
-/// block order.
-fn for_blocks<R: Send>(
+/// `n x len` values, time-major, made block by block in parallel: `f(cols, y)` turns the `Y`
+/// of a block of up to [`COLS`] coordinates (`n x cols`, time-major, f64) into the block's
+/// `n x cols` values.
+fn by_blocks<T: Copy + Default + Send>(
     n: usize,
     len: usize,
     offset: u64,
     seed: u64,
-    f: impl Fn(usize, usize, Vec<f64>) -> R + Sync,
-) -> Vec<R> {
+    f: impl Fn(usize, Vec<f64>) -> Vec<T> + Sync,
+) -> Vec<T> {
     let big = crate::mf::fourier::size(n);
     let mut planner = FftPlanner::<f64>::new();
     let plan = Transforms {
@@ -214,13 +198,21 @@ fn for_blocks<R: Send>(
         root: crate::mf::fourier::root(n),
     };
     let starts: Vec<usize> = (0..len).step_by(COLS).collect();
-    starts
-        .into_par_iter()
-        .map(|c0| {
+    let blocks: Vec<Vec<T>> = starts
+        .par_iter()
+        .map(|&c0| {
             let cols = COLS.min(len - c0);
-            f(c0, cols, plan.block(n, offset + c0 as u64, cols, seed))
+            f(cols, plan.block(n, offset + c0 as u64, cols, seed))
         })
-        .collect()
+        .collect();
+    let mut out = vec![T::default(); n * len];
+    for (c0, block) in starts.into_iter().zip(blocks) {
+        let cols = COLS.min(len - c0);
+        for t in 0..n {
+            out[t * len + c0..][..cols].copy_from_slice(&block[t * cols..][..cols]);
+        }
+    }
+    out
 }
 
 /// The transforms of the CPU table: `S z = IFFT(root FFT(z))`, `root` with `1 / N` left out.

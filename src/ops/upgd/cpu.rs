@@ -177,7 +177,7 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
         .flat_map(|(k, (uk, sk))| {
             let last_dim = tensors[k].last_dim;
             let per_task = if summed_in_pass1(k) {
-                last_dim * (CHUNK / last_dim).max(1)
+                last_dim * rows_per_task(last_dim)
             } else {
                 CHUNK
             };
@@ -189,7 +189,7 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
             })
         })
         .collect();
-    let (mut eta, mut nonfinite) = chunks
+    let (eta, mut nonfinite) = chunks
         .into_par_iter()
         .map(|(k, at, uc, sums)| {
             let r = at..at + uc.len();
@@ -298,17 +298,14 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
             )
         })
         .reduce(|| (f32::NEG_INFINITY, 0), max_and_count);
-    let current = if fused {
+    let mut current = two_pass;
+    if fused {
         // Traced in the update: this step's reductions come after it.
-        (eta, nonfinite) = (mx, bad);
-        let mut rowsq = vec![0.0f32; if local { rows_in(tensors) } else { 0 }];
+        (current.eta, nonfinite) = (mx, bad);
         if local {
-            fill_row_sums(sc, tensors, u, &mut rowsq, |_| true);
+            fill_row_sums(sc, tensors, u, &mut current.rowsq, |_| true);
         }
-        Scale { eta, rowsq }
-    } else {
-        two_pass
-    };
+    }
     (nonfinite, current)
 }
 
@@ -354,8 +351,7 @@ fn fill_row_sums<U: Float>(
 ) {
     let per_tensor = tensors.iter().zip(split_rows(rowsq, tensors, true));
     for (_, (s, sums)) in per_tensor.enumerate().filter(|&(k, _)| which(k)) {
-        // Whole rows per rayon task, about a chunk of elements each.
-        let rows = (CHUNK / s.last_dim).max(1);
+        let rows = rows_per_task(s.last_dim);
         let u = &u[s.offset..s.offset + s.len];
         let tasks = u
             .par_chunks(rows * s.last_dim)
@@ -363,13 +359,23 @@ fn fill_row_sums<U: Float>(
         tasks.for_each(|(u, sums)| {
             cpu::vectorized(
                 #[inline(always)]
-                || {
-                    for (sum, row) in sums.iter_mut().zip(u.chunks(s.last_dim)) {
-                        *sum = row_sumsq(row, sc.bc);
-                    }
-                },
+                || sum_rows(u, s.last_dim, sc.bc, sums),
             )
         });
+    }
+}
+
+/// Whole rows of `last_dim` per rayon task wherever rows are summed: about a chunk of elements,
+/// or one row if longer.
+fn rows_per_task(last_dim: usize) -> usize {
+    (CHUNK / last_dim).max(1)
+}
+
+/// `sums[r]` = [`row_sumsq`] of row `r` of `u` (rows of `last_dim`).
+#[inline(always)]
+fn sum_rows<U: Float>(u: &[U], last_dim: usize, bc: f32, sums: &mut [f32]) {
+    for (sum, row) in sums.iter_mut().zip(u.chunks(last_dim)) {
+        *sum = row_sumsq(row, bc);
     }
 }
 
@@ -466,9 +472,7 @@ fn trace_rows<W: Float, G: Float, U: Float>(
         let r = b * block..b * block + ub.len();
         let h = h.map(|h| &h[r.clone()]);
         acc = max_and_count(acc, trace_chunk(sc, ub, &w[r.clone()], &g[r], h));
-        for (sum, row) in sb.iter_mut().zip(ub.chunks(last_dim)) {
-            *sum = row_sumsq(row, sc.bc);
-        }
+        sum_rows(ub, last_dim, sc.bc, sb);
     }
     acc
 }
