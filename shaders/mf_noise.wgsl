@@ -18,12 +18,14 @@
 // values, time-major (binding 4), column c holding two coordinates, 2c in the real part and
 // 2c + 1 in the imaginary (the circulant root S is real: S (z + i z') = S z + i S z'); taps = N,
 // index = the chunk's first global coordinate. One invocation per element:
-//   mfn_fourier_z     spec[j len + c] = (z_j[index + 2c], z_j[index + 2c + 1])
+//   mfn_fourier_z     spec[j len + c] = (z_j[e + 2c], z_j[e + 2c + 1]), e = index rounded down
+//                     to even: the RNG's global pairs, so a coordinate's noise has the same
+//                     bits in any shard or chunk
 //   mfn_fourier_root  spec[j len + c] *= root[j] (binding 5: the circulant's square root, 1 / N
 //                     folded in)
-//   mfn_fourier_diff  for t < p.t (= n), c < row (<= 2 len), y_t the part c % 2 of
-//                     spec[t len + c / 2]: state[t block + col0 + c] = y_t - y_{t-1} (y_{-1} =
-//                     0); state bound at the block
+//   mfn_fourier_diff  for t < p.t (= n), c < row (<= 2 len - index % 2), e = c + index % 2,
+//                     y_t the part e % 2 of spec[t len + e / 2]: state[t block + col0 + c] =
+//                     y_t - y_{t-1} (y_{-1} = 0); state bound at the block
 
 struct Params {
     len: u32,
@@ -182,8 +184,12 @@ fn mfn_fourier_z(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     if (g >= p.len * p.taps) {
         return;
     }
-    let c = 2u * (g % p.len);
-    spec[g] = vec2<f32>(z(c, g / p.len), z(c + 1u, g / p.len));
+    // The global pair (2k, 2k + 1) from the even index at or below p.index: words 0-1 or 2-3
+    // of one block, so one block's Box-Muller pair gives both.
+    let gi = philox_add64(vec2<u32>(p.index_lo & ~1u, p.index_hi), 2u * (g % p.len));
+    let w = philox_block(philox_block_of(gi), vec2<u32>(g / p.len, p.tag_hi), vec2<u32>(p.seed_lo, p.seed_hi));
+    let zs = philox_gaussians(w);
+    spec[g] = select(zs.xy, zs.zw, (gi.x & 2u) != 0u);
 }
 
 @compute @workgroup_size(256)
@@ -205,12 +211,14 @@ fn mfn_fourier_diff(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     }
     let t = g / p.row;
     let c = g % p.row;
-    let imag = (c & 1u) == 1u;
+    // Spectrum part e: an odd index's chunk starts at the imaginary part of its first column.
+    let e = c + (p.index_lo & 1u);
+    let imag = (e & 1u) == 1u;
     var prev = 0.0;
     if (t > 0u) {
-        let v = spec[(t - 1u) * p.len + c / 2u];
+        let v = spec[(t - 1u) * p.len + e / 2u];
         prev = select(v.x, v.y, imag);
     }
-    let v = spec[t * p.len + c / 2u];
+    let v = spec[t * p.len + e / 2u];
     state_set(t * p.block + p.col0 + c, select(v.x, v.y, imag) - prev);
 }

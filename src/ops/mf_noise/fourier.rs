@@ -13,9 +13,10 @@
 //! multiplied in, the inverse FFT, and the differences of the first `n` rows written into the
 //! table. Each column of the spectrum carries two coordinates, one in the real part and one in
 //! the imaginary: `S` is a real circulant, so `S (z + i z') = S z + i S z'`, and a chunk needs
-//! half the FFTs and half the memory of one column per coordinate. The chunk is as wide as a
-//! state block, or narrower where `N x cols` complex values would pass 256 MiB (one binding on
-//! wgpu).
+//! half the FFTs and half the memory of one column per coordinate. As on the CPU the pairs are
+//! global (`2k, 2k + 1`), so a device gives a coordinate the same bits in any shard or chunk.
+//! The chunk is as wide as a state block, or narrower where `N x cols` complex values would
+//! pass 256 MiB (one binding on wgpu).
 
 use rayon::prelude::*;
 use rustfft::FftPlanner;
@@ -33,8 +34,9 @@ use crate::{Error, Result, rng};
 pub(super) struct Chunk {
     /// `N`, the circulant's size.
     pub big: usize,
-    /// Columns of the spectrum buffer (the FFT's batch), two coordinates each; the chunk's
-    /// `count <= 2 cols` coordinates are kept.
+    /// Columns of the spectrum buffer (the FFT's batch), two coordinates each, always a global
+    /// pair `(2k, 2k + 1)`; the chunk's `count <= 2 cols - index % 2` coordinates are kept
+    /// (with an odd `index`, the first column's real part is the coordinate before the chunk).
     pub cols: usize,
     pub count: usize,
     /// Steps `n`: vectors per coordinate of the table.
@@ -43,7 +45,7 @@ pub(super) struct Chunk {
     pub block: usize,
     pub blk: usize,
     pub col0: usize,
-    /// Global RNG index of the chunk's first column.
+    /// Global RNG index of the chunk's first coordinate.
     pub index: u64,
 }
 
@@ -83,9 +85,8 @@ pub(super) fn build(
         Device::Wgpu(w) => w.chunk_bytes().min(1 << 28),
         _ => 1 << 28,
     };
-    let cols = ((budget / (8 * big as u64)) as usize)
-        .min(block.div_ceil(2))
-        .min(len.div_ceil(2));
+    // A block of `w` coordinates from an odd index spans ceil((w + 1) / 2) pairs.
+    let cols = ((budget / (8 * big as u64)) as usize).min((block.min(len) + 1).div_ceil(2));
     if cols == 0 {
         return Err(Error::LimitExceeded {
             what: format!("{OP}: bytes of one coordinate's Fourier spectrum (N = {big})"),
@@ -103,22 +104,25 @@ pub(super) fn build(
     let mut spec = dev.zeros::<f32>(2 * big * cols)?;
     for blk in 0..len.div_ceil(block) {
         let width = block.min(len - blk * block);
-        for col0 in (0..width).step_by(2 * cols) {
+        let mut col0 = 0;
+        while col0 < width {
+            let index = offset + (blk * block + col0) as u64;
             let c = Chunk {
                 big,
                 cols,
-                count: (2 * cols).min(width - col0),
+                count: (2 * cols - (index % 2) as usize).min(width - col0),
                 steps: n,
                 block,
                 blk,
                 col0,
-                index: offset + (blk * block + col0) as u64,
+                index,
             };
             kernel(dev, Pass::Gaussians, &c, seed, &spec)?;
             fft.process(&mut spec, Direction::Forward)?;
             kernel(dev, Pass::Root(&root), &c, seed, &spec)?;
             fft.process(&mut spec, Direction::Inverse)?;
             kernel(dev, Pass::Diff(state), &c, seed, &spec)?;
+            col0 += c.count;
         }
     }
     Ok(())

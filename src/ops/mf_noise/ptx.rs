@@ -141,6 +141,7 @@ pub(super) fn fourier(
                     KernelArg::U64(c.count as u64),
                     KernelArg::U64(c.steps as u64),
                     KernelArg::U64(c.block as u64),
+                    KernelArg::U64(c.index),
                     KernelArg::U32(state.dtype().kernel_code()),
                 ],
                 (c.steps * c.count) as u64,
@@ -149,7 +150,8 @@ pub(super) fn fourier(
     };
     // SAFETY: the lists match the entries; spec holds `total` complex values and a thread
     // g < total touches element g (and root element g / cols < big); a diff thread (t, c) <
-    // (steps, count) reads a part of spec element t cols + c / 2 (c / 2 < cols, as count <=
-    // 2 cols) and of the one a row before, and writes table word t block + c < span.
+    // (steps, count) reads a part of spec element t cols + e / 2 (e = c + index % 2, e / 2 <
+    // cols, as count <= 2 cols - index % 2) and of the one a row before, and writes table word
+    // t block + c < span.
     unsafe { dev.launch_1d("mf_noise", pass.entry(), OP, &args, threads) }
 }
