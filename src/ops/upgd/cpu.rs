@@ -132,7 +132,9 @@ pub(crate) fn scaled_global(u: f32, bc: f32, eta: f32) -> f32 {
 
 /// One step over every tensor, given as one slice per tensor of `w`, `g` (and `h`) in the
 /// order of `tensors` (the traces stay flat, at the tensors' offsets); returns the number of
-/// non-finite `g` and `h` entries.
+/// non-finite `g` and `h` entries and the step's reductions. `rows` is storage for the row sums
+/// of local scaling, a vector an earlier step returned (or empty): every row that is read is
+/// written, and the others are those of tensors never traced, still zero from its first step.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn step<W: Float, G: Float, U: Float>(
     variant: Variant,
@@ -145,6 +147,7 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
     hs: Option<Vec<&[G]>>,
     st: State<'_, U>,
     prev: Option<&Scale>,
+    mut rows: Vec<f32>,
 ) -> (u64, Scale) {
     let State { u, m, v } = st;
     // The one-pass mode of weight-level UPGD traces each chunk in the update's own loop: an
@@ -168,7 +171,8 @@ pub(super) fn step<W: Float, G: Float, U: Float>(
             Some(b)
         })
         .collect();
-    let mut rowsq = vec![0.0f32; if local { rows_in(tensors) } else { 0 }];
+    rows.resize(if local { rows_in(tensors) } else { 0 }, 0.0);
+    let mut rowsq = rows;
     let chunks: Vec<_> = split_mut(&mut *u, tensors)
         .into_iter()
         .zip(split_rows(&mut rowsq, tensors, local))
