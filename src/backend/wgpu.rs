@@ -379,8 +379,7 @@ impl WgpuDevice {
             dev: self.clone(),
             buffer,
             byte_offset: 0,
-            owned: true,
-            _lease: Some(lease),
+            lease: Some(lease),
         })
     }
 
@@ -394,7 +393,7 @@ impl WgpuDevice {
         if bytes == 0 {
             return Ok(());
         }
-        if !bytes.is_multiple_of(4) && !dst.owned {
+        if !bytes.is_multiple_of(4) && !dst.owned() {
             return Err(Error::Unsupported {
                 op: "copy",
                 backend: "wgpu",
@@ -627,13 +626,17 @@ pub struct WgpuStorage {
     pub(crate) dev: WgpuDevice,
     pub(crate) buffer: wgpu::Buffer,
     pub(crate) byte_offset: u64,
-    /// Owned buffers are padded to whole words, so a tail write may touch the padding.
-    owned: bool,
-    /// Our own buffers' bytes on the device's ledger (none for a caller's).
-    _lease: Option<Lease>,
+    /// Our own buffers' bytes on the device's ledger; none for a caller's buffer (or a view
+    /// into one), which is also how a buffer is known to be ours: ours are padded to whole
+    /// words, so a tail write may touch the padding.
+    lease: Option<Lease>,
 }
 
 impl WgpuStorage {
+    fn owned(&self) -> bool {
+        self.lease.is_some()
+    }
+
     /// The bytes `[first, first + count)` of elements of `elem_bytes`, rounded out to whole
     /// words, as a binding range (at binding 1; see [`Range::at`]).
     pub(crate) fn range(&self, first: usize, count: usize, elem_bytes: usize) -> Range<'_> {
@@ -692,13 +695,12 @@ impl WgpuStorage {
             // A 16-bit tail shares a word with the element after it: keep that half unless the
             // buffer is ours and the half is padding.
             let mut word = [0u8; 4];
-            if !self.owned {
+            if !self.owned() {
                 let at = WgpuStorage {
                     dev: self.dev.clone(),
                     buffer: self.buffer.clone(),
                     byte_offset: self.byte_offset + whole as u64,
-                    owned: false,
-                    _lease: None,
+                    lease: None,
                 };
                 let old: Vec<u32> = at.download(1)?;
                 word = old[0].to_le_bytes();
@@ -775,8 +777,7 @@ impl<T: Element> Buffer<T> {
                 dev: dev.clone(),
                 buffer,
                 byte_offset,
-                owned: false,
-                _lease: None,
+                lease: None,
             }),
         })
     }
