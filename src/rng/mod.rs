@@ -220,6 +220,12 @@ const BATCH_BLOCKS: usize = 64;
 pub fn gaussians_into(seed: u64, stream: u64, first: u64, dst: &mut [f32]) {
     let isa = Isa::detect();
     fill_by_blocks(first, dst, |blk, out| {
+        if out.len() < FEW {
+            for (b, o) in out.chunks_exact_mut(4).enumerate() {
+                o.copy_from_slice(&gaussians_f32(block(seed, stream, blk + b as u64)));
+            }
+            return;
+        }
         by_batch(blk, out, |blk, batch| match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => avx512_gaussians(seed, stream, blk, batch),
@@ -272,7 +278,7 @@ pub fn words_into(seed: u64, stream: u64, first: u64, dst: &mut [u32]) {
     let isa = Isa::detect();
     fill_by_blocks(first, dst, |blk, out| {
         #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx512 {
+        if isa == Isa::Avx512 && out.len() >= FEW {
             by_batch(blk, out, |blk, batch| {
                 avx512_words(seed, stream, blk, batch)
             });
@@ -297,9 +303,17 @@ pub fn gaussians_f64_into(seed: u64, stream: u64, first: u64, dst: &mut [f64]) {
 /// Values per batch of the slice fillers.
 const BATCH: usize = 4 * BATCH_BLOCKS;
 
+/// Below this many values (16 blocks) the fillers compute block by block: a vector batch
+/// always computes all its blocks, and a block cut by a slice's start or end cost a whole batch
+/// (a slice of 256 from an index that is not a multiple of 4 took two). At 2^26 from offset 1,
+/// A/B: `add_gaussian` (slices of 1024) 51-52 -> 45-46 ms, BandMF p = 8 (slices of 256)
+/// 150 -> 141 ms; from offset 0, 41 and 107-111 ms either way.
+const FEW: usize = 64;
+
 /// Walk `dst` in whole blocks: `generate(block, out)` fills `out` (a multiple of 4 long, at most
 /// a batch) with the values of consecutive blocks from `block`. Whole batches that start on a
-/// block boundary are generated in place; a ragged head or tail goes through a buffer and only
+/// block boundary are generated in place; a block cut by the start (alone, so that the batches
+/// after it are whole) and the blocks after the last whole batch go through a buffer, and only
 /// the part that falls inside `dst` is copied out.
 #[inline(always)]
 fn fill_by_blocks<T: Copy + Default>(
@@ -316,7 +330,11 @@ fn fill_by_blocks<T: Copy + Default>(
             BATCH
         } else {
             let mut buf = [T::default(); BATCH];
-            let n = (skip + rest.len()).div_ceil(4).min(BATCH_BLOCKS);
+            let n = if skip > 0 {
+                1
+            } else {
+                rest.len().div_ceil(4).min(BATCH_BLOCKS)
+            };
             generate(i / 4, &mut buf[..4 * n]);
             let take = (4 * n - skip).min(rest.len());
             rest[..take].copy_from_slice(&buf[skip..skip + take]);
@@ -388,7 +406,19 @@ mod tests {
                 }
             }
         }
-        for (first, len) in [(0u64, 1usize), (3, 1000), (u64::MAX - 5000, 5000)] {
+        // Heads cut inside a block (alone, or before whole batches), tails shorter and longer
+        // than the block-by-block limit, and the end of the index range.
+        let cases = [
+            (0u64, 1usize),
+            (1, 2),
+            (3, 1000),
+            (2, 300),
+            (6, 63),
+            (4, BATCH + FEW - 4),
+            (8, BATCH + FEW),
+            (u64::MAX - 5000, 5000),
+        ];
+        for (first, len) in cases {
             let mut got = vec![0.0f32; len];
             gaussians_into(5, 1, first, &mut got);
             let mut words = vec![0u32; len];
