@@ -83,8 +83,8 @@ fn add_block<T: Float, S: Float>(
         && let [w] = weights[..]
     {
         // One tap (independent noise): `x = w z` formed and rounded in each coordinate's own
-        // update, the same operations without the pieces' f64 buffer (2^26 coordinates: 54 ->
-        // 41 ms, add_gaussian's time).
+        // update, the same operations without the pieces' f64 buffer (2^26 coordinates, A/B:
+        // 59-62 -> 43-47 ms, add_gaussian's time).
         let w = f64::from(w);
         for (p, gp) in g.chunks_mut(len).enumerate() {
             let z = &mut z[..gp.len()];
